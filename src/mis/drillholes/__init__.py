@@ -1,0 +1,1 @@
+"""MIS drillholes stage."""

@@ -1,0 +1,1 @@
+"""MIS grains stage."""

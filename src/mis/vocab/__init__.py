@@ -1,0 +1,1 @@
+"""MIS vocab stage."""
