@@ -22,17 +22,23 @@ DECLARE
     hole_name text;
     deepest double precision;
 BEGIN
-    SELECT length_m, name INTO hole_length, hole_name FROM drillcore WHERE id = NEW.drillcore_id;
-    IF TG_TABLE_NAME = 'plug' AND NEW.to_m > hole_length THEN
-        RAISE EXCEPTION USING ERRCODE = 'check_violation', CONSTRAINT = 'ck_plug_within_hole',
-            MESSAGE = format('plug %s: to_m %s is beyond the end of hole %s (length_m %s)',
-                             NEW.name, NEW.to_m, hole_name, hole_length);
-    ELSIF TG_TABLE_NAME = 'survey_station' AND NEW.depth_m > hole_length THEN
-        RAISE EXCEPTION USING ERRCODE = 'check_violation',
-            CONSTRAINT = 'ck_survey_station_within_hole',
-            MESSAGE = format('survey at depth_m %s is beyond the end of hole %s (length_m %s)',
-                             NEW.depth_m, hole_name, hole_length);
-    ELSIF TG_TABLE_NAME = 'drillcore' THEN
+    IF TG_TABLE_NAME <> 'drillcore' THEN
+        SELECT length_m, name INTO hole_length, hole_name FROM drillcore WHERE id = NEW.drillcore_id;
+    END IF;
+    IF TG_TABLE_NAME = 'plug' THEN
+        IF NEW.to_m > hole_length THEN
+            RAISE EXCEPTION USING ERRCODE = 'check_violation', CONSTRAINT = 'ck_plug_within_hole',
+                MESSAGE = format('plug %s: to_m %s is beyond the end of hole %s (length_m %s)',
+                                 NEW.name, NEW.to_m, hole_name, hole_length);
+        END IF;
+    ELSIF TG_TABLE_NAME = 'survey_station' THEN
+        IF NEW.depth_m > hole_length THEN
+            RAISE EXCEPTION USING ERRCODE = 'check_violation',
+                CONSTRAINT = 'ck_survey_station_within_hole',
+                MESSAGE = format('survey at depth_m %s is beyond the end of hole %s (length_m %s)',
+                                 NEW.depth_m, hole_name, hole_length);
+        END IF;
+    ELSE
         SELECT greatest(
                    (SELECT max(to_m) FROM plug WHERE drillcore_id = NEW.id),
                    (SELECT max(depth_m) FROM survey_station WHERE drillcore_id = NEW.id))

@@ -1,0 +1,82 @@
+"""Deleting from the hierarchy: refused while children exist, unless a cascade is asked for.
+
+The database refuses silent cascades (``ON DELETE RESTRICT``); this module is the one
+place that deletes a subtree, bottom-up, inside the caller's transaction, and reports
+what went.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import Select, delete as sql_delete, func, select
+from sqlalchemy.orm import Session
+
+from mis.catalogue.errors import CatalogueError
+from mis.catalogue.models import (
+    Base,
+    Deposit,
+    DrillCore,
+    Grain,
+    Image,
+    Plug,
+    Rock,
+    Roxel,
+    SegmentationRun,
+)
+
+#: Children of each hierarchy level, in the order they must go (roxels before grains).
+CHILDREN: dict[type[Base], list[tuple[type[Base], str]]] = {
+    Deposit: [(DrillCore, "deposit_id")],
+    DrillCore: [(Plug, "drillcore_id")],
+    Plug: [(Rock, "plug_id"), (Image, "plug_id")],
+    Image: [(SegmentationRun, "image_id")],
+    SegmentationRun: [(Rock, "run_id"), (Roxel, "run_id"), (Grain, "run_id")],
+}
+
+
+@dataclass
+class DeleteReport:
+    """How many rows of each table a delete removed."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, table: str, n: int) -> None:
+        if n:
+            self.counts[table] = self.counts.get(table, 0) + n
+
+
+def children_counts(session: Session, model: type[Base], ident: int) -> dict[str, int]:
+    """Direct children of one record, by table, for the refusal message."""
+    counts = {}
+    for child, fk in CHILDREN.get(model, []):
+        n = session.scalar(select(func.count()).where(getattr(child, fk) == ident))
+        if n:
+            counts[child.__tablename__] = n
+    return counts
+
+
+def delete(session: Session, model: type[Base], ident: int, *, cascade: bool = False) -> DeleteReport:
+    """Delete one record; with children present this needs ``cascade=True``."""
+    if session.get(model, ident) is None:
+        raise CatalogueError(f"{model.__tablename__} {ident} does not exist")
+    if not cascade:
+        counts = children_counts(session, model, ident)
+        if counts:
+            listing = ", ".join(f"{n} {table}" for table, n in counts.items())
+            raise CatalogueError(
+                f"{model.__tablename__} {ident} still has {listing}; nothing was deleted. "
+                "Delete those first, or ask for a cascade explicitly (--cascade)."
+            )
+    report = DeleteReport()
+    _delete_subtree(session, model, select(model.id).where(model.id == ident), report)
+    session.expire_all()
+    return report
+
+
+def _delete_subtree(session: Session, model: type[Base], ids: Select, report: DeleteReport) -> None:
+    for child, fk in CHILDREN.get(model, []):
+        child_ids = select(child.id).where(getattr(child, fk).in_(ids))
+        _delete_subtree(session, child, child_ids, report)
+    result = session.execute(sql_delete(model).where(model.id.in_(ids)))
+    report.add(model.__tablename__, result.rowcount or 0)

@@ -1,0 +1,190 @@
+"""``mis <verb>``: a thin command line over the modules; no logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from mis import __version__
+from mis.config import external_database_url
+
+app = typer.Typer(
+    name="mis",
+    help="MIS, the Microscopical Information System: rock as data, from the deposit down to the pixel.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+db_app = typer.Typer(help="Run the embedded PostGIS and migrate the catalogue.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        console.print(f"mis {__version__}")
+        raise typer.Exit()
+
+
+# --------------------------------------------------------------------------- db
+def _cluster():
+    from mis.catalogue.postgres import EmbeddedPostgres
+
+    return EmbeddedPostgres()
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded PostGIS (initialising it on first use); harmless when running.
+
+    Example: `mis db start`
+    """
+    from mis.catalogue.postgres import PostgresError
+
+    if external_database_url():
+        console.print("MIS_DATABASE_URL is set: using that database, not starting the embedded one.")
+        return
+    try:
+        state = _cluster().start()
+    except PostgresError as exc:
+        fail(str(exc))
+    console.print(f"PostGIS running on 127.0.0.1:{state.port} (data in {state.data_dir})")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostGIS.
+
+    Example: `mis db stop`
+    """
+    if external_database_url():
+        console.print("MIS_DATABASE_URL is set: the embedded database is not in use.")
+        return
+    console.print("stopped" if _cluster().stop() else "not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the database runs, where, and which database MIS uses.
+
+    Example: `mis db status`
+    """
+    from mis.catalogue import migrate
+
+    url = external_database_url()
+    if url:
+        console.print(f"using MIS_DATABASE_URL: {_redact(url)}")
+    else:
+        status = _cluster().status()
+        if not status.running:
+            console.print(f"embedded PostGIS: [bold]stopped[/] (data dir {status.data_dir})")
+            raise typer.Exit(3)
+        console.print(
+            f"embedded PostGIS: [bold green]running[/] on 127.0.0.1:{status.port}, database 'mis'\n"
+            f"  data dir: {status.data_dir} (server run as OS user '{status.os_user}')\n"
+            f"  PostgreSQL {status.server_version}, PostGIS {status.postgis_version}"
+        )
+        url = status.url
+    console.print(f"  schema revision: {migrate.current(url) or 'none (run: mis db migrate)'}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the SQLAlchemy URL of the catalogue (for psql: drop '+psycopg').
+
+    Example: `psql "$(mis db url | sed 's/+psycopg//')"`
+    """
+    from mis.catalogue.postgres import PostgresError
+    from mis.config import database_url
+
+    try:
+        print(database_url())
+    except PostgresError as exc:
+        fail(str(exc))
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Upgrade the catalogue schema to the newest revision (alembic upgrade head).
+
+    Example: `mis db migrate`
+    """
+    from mis.catalogue import migrate
+
+    migrate.upgrade()
+    console.print(f"schema at revision {migrate.current()}")
+
+
+@db_app.command("reset")
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete every catalogue row and re-create an empty, migrated catalogue.
+
+    Embedded: the cluster is destroyed and initialised anew. With MIS_DATABASE_URL: the
+    MIS schema is downgraded to nothing and upgraded again.
+
+    Example: `mis db reset --yes`
+    """
+    from mis.catalogue import migrate
+
+    if not yes and not typer.confirm("Delete the whole catalogue?", default=False):
+        raise typer.Exit(1)
+    if external_database_url():
+        migrate.downgrade()
+    else:
+        cluster = _cluster()
+        cluster.destroy()
+        cluster.start()
+    migrate.upgrade()
+    console.print(f"catalogue reset; schema at revision {migrate.current()}")
+
+
+# --------------------------------------------------------------------------- delete
+@app.command("delete")
+def delete_cmd(
+    kind: Annotated[str, typer.Argument(help="deposit | drillcore | plug | image | run")],
+    ident: Annotated[int, typer.Argument(help="The record's id.")],
+    cascade: Annotated[bool, typer.Option("--cascade", help="Also delete every child record.")] = False,
+) -> None:
+    """Delete a record; refused while it has children unless --cascade is given.
+
+    Example: `mis delete drillcore 12 --cascade`
+    """
+    from mis.catalogue import models
+    from mis.catalogue.delete import delete
+    from mis.catalogue.errors import CatalogueError
+    from mis.catalogue.session import transaction
+
+    kinds = {"deposit": models.Deposit, "drillcore": models.DrillCore, "plug": models.Plug,
+             "image": models.Image, "run": models.SegmentationRun}
+    if kind not in kinds:
+        fail(f"unknown kind {kind!r}; use one of {', '.join(kinds)}")
+    try:
+        with transaction() as session:
+            report = delete(session, kinds[kind], ident, cascade=cascade)
+    except CatalogueError as exc:
+        fail(str(exc))
+    console.print("deleted: " + ", ".join(f"{n} {t}" for t, n in report.counts.items()))
+
+
+def _redact(url: str) -> str:
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]+@", r"://\1:***@", url)
+
+
+def run() -> None:  # pragma: no cover - console entry for `python -m mis`
+    sys.exit(app())
