@@ -196,7 +196,8 @@ def test_bad_surveys_are_refused_with_the_hole_named():
     with pytest.raises(ValueError, match=r"DH-1.*increase strictly"):
         desurvey(COLLAR, [0.0, 50.0, 50.0], [-60, -60, -60], [0, 0, 0])
     with pytest.raises(ValueError, match=r"DH-9.*deeper than the hole length"):
-        desurvey(Collar(17.5, 60.0, 0.0, length=40.0, hole_id="DH-9"), [0.0, 50.0], [-60, -60], [0, 0])
+        short = Collar(17.5, 60.0, 0.0, length=40.0, hole_id="DH-9")
+        desurvey(short, [0.0, 50.0], [-60, -60], [0, 0])
     with pytest.raises(ValueError, match="no collar dip"):
         desurvey(Collar(17.5, 60.0, 0.0, length=40.0))
     with pytest.raises(ValueError, match="dip 95.0"):
@@ -229,7 +230,9 @@ def test_position_at_stations_and_on_the_arc():
     beta = np.arccos(np.clip(t1 @ t2, -1, 1))
     t = (np.sin((1 - s) * beta) * t1 + np.sin(s * beta) * t2) / np.sin(beta)
     d_dip, d_azi = _angles(t)
-    finer = desurvey(COLLAR, np.insert(md, 2, d), np.insert(dip, 2, d_dip), np.insert(azi, 2, d_azi))
+    finer = desurvey(
+        COLLAR, np.insert(md, 2, d), np.insert(dip, 2, d_dip), np.insert(azi, 2, d_azi)
+    )
     p = position_at(tr, d)
     assert_allclose([p.x, p.y, p.z], [finer.x[2], finer.y[2], finer.z[2]], atol=MM)
     assert_allclose(finer.z[[0, 1, 3, 4]], tr.z, atol=MM)
@@ -379,10 +382,16 @@ def test_batch_equals_per_hole():
     blon, blat, bz = batch.lonlat()
     dls = batch.dogleg_severity()
     for h, tr in enumerate(batch):
-        c = Collar(lon[h], lat[h], elev[h], dip=None if np.isnan(c_dip[h]) else c_dip[h],
-                   azimuth=None if np.isnan(c_azi[h]) else c_azi[h], length=lengths[h], hole_id=ids[h])  # fmt: skip
-        one = desurvey(c, mds[h], dips[h], azis[h], azimuth_reference="magnetic",
-                       declination=kw["declination"][h])  # fmt: skip
+        given = np.isfinite(c_dip[h])
+        c = Collar(
+            lon[h], lat[h], elev[h],
+            dip=c_dip[h] if given else None, azimuth=c_azi[h] if given else None,
+            length=lengths[h], hole_id=ids[h],
+        )  # fmt: skip
+        one = desurvey(
+            c, mds[h], dips[h], azis[h],
+            azimuth_reference="magnetic", declination=kw["declination"][h],
+        )  # fmt: skip
         assert tr.hole_id == one.hole_id and tr.epsg == one.epsg
         assert tr.length == pytest.approx(lengths[h])
         for name in ("md", "x", "y", "z", "east", "north", "up", "dip", "azimuth", "dogleg"):
@@ -407,3 +416,29 @@ def test_offsets_core_is_segmented():
         e1, n1, u1, dl1 = desurvey_offsets(md, inc, azi, convention="inclination")
         assert_allclose(np.c_[e[sl], n[sl], u[sl]], np.c_[e1, n1, u1], atol=1e-9)
         assert_allclose(dl[sl], dl1, atol=1e-12)
+
+
+# ------------------------------------------------------------------------ edge cases
+
+
+def test_cardinal_directions_are_exact():
+    """sin/cos come from the half-angle tangent: check the poles and axes stay exact."""
+    md = np.array([0.0, 100.0])
+    cases = [(0.0, (0, 1)), (90.0, (1, 0)), (180.0, (0, -1)), (270.0, (-1, 0)), (360.0, (0, 1))]
+    for azi, unit in cases:
+        e, n, u, _ = desurvey_offsets(md, [0.0, 0.0], [azi, azi])
+        assert_allclose([e[1], n[1], u[1]], [100 * unit[0], 100 * unit[1], 0.0], atol=1e-12)
+    e, n, u, _ = desurvey_offsets(md, [-90.0, -90.0], [123.0, 321.0])
+    assert_allclose([e[1], n[1], u[1]], [0.0, 0.0, -100.0], atol=1e-12)
+
+
+def test_tiny_doglegs_keep_precision():
+    """Doglegs of 1e-7 deg: the ratio factor is 1 and the dogleg is not lost to rounding."""
+    e, n, u, dl = desurvey_offsets([0.0, 30.0], [-60.0, -60.0 + 1e-7], [45.0, 45.0])
+    assert dl[1] == pytest.approx(1e-7, rel=1e-6)
+    assert_allclose([e[1], n[1], u[1]], 30.0 * _unit(-60.0 + 0.5e-7, 45.0), atol=1e-12)
+
+
+def test_hole_turning_back_is_refused():
+    with pytest.raises(ValueError, match="turns back on itself"):
+        desurvey(COLLAR, [0.0, 10.0], [-45.0, 45.0], [0.0, 180.0])

@@ -19,6 +19,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Run the embedded PostGIS and migrate the catalogue.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+vocab_app = typer.Typer(help="Load and query the SKOS vocabularies.", no_args_is_help=True)
+app.add_typer(vocab_app, name="vocab")
 
 console = Console()
 err = Console(stderr=True)
@@ -150,6 +152,71 @@ def db_reset(
         cluster.start()
     migrate.upgrade()
     console.print(f"catalogue reset; schema at revision {migrate.current()}")
+
+
+# --------------------------------------------------------------------------- vocab
+@vocab_app.command("load")
+def vocab_load(
+    path: Annotated[str | None, typer.Option("--path", help="Ontology directory (default: the project's ontology/).")] = None,
+    scheme: Annotated[list[str] | None, typer.Option("--scheme", help="Load only this scheme (repeatable).")] = None,
+) -> None:
+    """Load every SKOS scheme into the catalogue (idempotent; updates in place).
+
+    Example: `mis vocab load`
+    """
+    from pathlib import Path
+
+    from mis.vocab.load import VocabularyError, load_vocabularies
+
+    try:
+        report = load_vocabularies(Path(path) if path else None, schemes=scheme)
+    except VocabularyError as exc:
+        fail(str(exc))
+    console.print(report.summary())
+
+
+@vocab_app.command("search")
+def vocab_search(
+    text: Annotated[str, typer.Argument(help="A label, alt label, symbol or notation.")],
+    scheme: Annotated[str | None, typer.Option("--scheme", help="Only this scheme (e.g. mineral).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many results.")] = 10,
+) -> None:
+    """Find concepts by what people type: "Ccp", "chalcopyrite", "CHALCOPYRITE".
+
+    Example: `mis vocab search ccp --scheme mineral`
+    """
+    from mis.catalogue.session import transaction
+    from mis.vocab.lookup import TermIndex
+
+    with transaction() as session:
+        index = TermIndex.from_session(session, [scheme] if scheme else None)
+    hits = index.search(text, scheme, limit)
+    if not hits:
+        fail(f"no concept matches {text!r}")
+    for t in hits:
+        console.print(f"{t.pref_label}\t{t.notation or ''}\t{t.scheme}\t{t.uri}", highlight=False)
+
+
+@vocab_app.command("narrower")
+def vocab_narrower(
+    term: Annotated[str, typer.Argument(help="A concept label, notation or URI.")],
+    scheme: Annotated[str | None, typer.Option("--scheme", help="Scheme of the term.")] = None,
+) -> None:
+    """List every concept below a concept, transitively (e.g. all igneous rocks).
+
+    Example: `mis vocab narrower "igneous rock" --scheme lithology`
+    """
+    from mis.catalogue.session import transaction
+    from mis.vocab.lookup import TermIndex, narrower
+
+    with transaction() as session:
+        index = TermIndex.from_session(session, [scheme] if scheme else None)
+        try:
+            root = index.resolve(term, scheme)
+        except LookupError as exc:
+            fail(str(exc))
+        for uri in narrower(session, root.uri):
+            console.print(f"{index.terms[uri].pref_label}\t{uri}", highlight=False)
 
 
 # --------------------------------------------------------------------------- delete

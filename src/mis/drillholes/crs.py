@@ -90,5 +90,6 @@ def grid_factors(
         np.asarray(lon, dtype=float), np.asarray(lat, dtype=float), errcheck=True
     )
     gamma = np.asarray(f.meridian_convergence, dtype=float)
-    k = np.sqrt(np.asarray(f.meridional_scale, dtype=float) * np.asarray(f.parallel_scale, dtype=float))
-    return gamma, k
+    h, k = np.asarray(f.meridional_scale, dtype=float), np.asarray(f.parallel_scale, dtype=float)
+    scale = np.sqrt(h * k)  # = h = k in a conformal projection
+    return gamma, scale

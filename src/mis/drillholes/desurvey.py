@@ -67,6 +67,7 @@ _CONVENTIONS = ("dip", "inclination")
 _REFERENCES = ("true", "grid", "magnetic")
 # A 180 degree turn within one interval has no unique arc: refuse chords |t2 - t1| ~ 2.
 _MAX_CHORD2 = (2.0 * np.sin(0.5 * (np.pi - 1e-6))) ** 2
+_BLOCK = 1 << 14  # stations per block of holes: temporaries of 128 KiB stay in cache
 
 
 # --------------------------------------------------------------------------- geometry
@@ -76,22 +77,32 @@ def _sin_cos(angle_deg: FloatArray) -> tuple[FloatArray, FloatArray]:
     """sin and cos of angles in degrees through one tangent of the half angle.
 
     numpy's float64 tan is SIMD-vectorised where sin/cos are not (about 9x faster here),
-    and the half-angle identities sin = 2t/(1+t^2), cos = (1-t^2)/(1+t^2) are exact to a
-    few ulp for every angle once wrapped to [-180, 180) (t = -inf rounds to a finite
-    -1.6e16, giving sin = 0, cos = -1 at 180 degrees).
+    and the half-angle identities sin = 2t/(1+t^2), cos = (1-t^2)/(1+t^2) hold to a few
+    ulp for any angle: tan has period 180 deg in the half angle, and at its pole
+    (angle 180 deg) it rounds to a finite 1.6e16, giving sin = 0, cos = -1.
     """
-    t = np.tan(np.remainder(np.asarray(angle_deg, dtype=float) + 180.0, 360.0) * (np.pi / 360.0) - np.pi / 2)
+    t = np.multiply(angle_deg, np.pi / 360.0)
+    np.tan(t, out=t)
     t2 = t * t
-    inv = 1.0 / (1.0 + t2)
-    return 2.0 * t * inv, (1.0 - t2) * inv
+    inv = t2 + 1.0
+    np.reciprocal(inv, out=inv)
+    t *= inv
+    t *= 2.0
+    np.subtract(1.0, t2, out=t2)
+    t2 *= inv
+    return t, t2
 
 
 def _directions(dip_deg: FloatArray, azimuth_deg: FloatArray) -> FloatArray:
     """Unit tangent vectors as rows (east, north, up), shape (3, n), from dip/azimuth in
     degrees."""
-    sin_d, cos_d = _sin_cos(dip_deg)
-    sin_a, cos_a = _sin_cos(azimuth_deg)
-    return np.stack([cos_d * sin_a, cos_d * cos_a, sin_d])
+    sin_d, cos_d = _sin_cos(np.asarray(dip_deg, dtype=float))
+    sin_a, cos_a = _sin_cos(np.asarray(azimuth_deg, dtype=float))
+    t = np.empty((3, sin_d.size))
+    np.multiply(cos_d, sin_a, out=t[0])
+    np.multiply(cos_d, cos_a, out=t[1])
+    t[2] = sin_d
+    return t
 
 
 def _sinc(x: FloatArray) -> FloatArray:
@@ -163,6 +174,40 @@ def _check_offsets(offsets: ArrayLike, n: int) -> NDArray[np.int64]:
     return off
 
 
+def _stations(
+    md: ArrayLike,
+    dip: ArrayLike,
+    azimuth: ArrayLike,
+    offsets: ArrayLike,
+    convention: str,
+    hole_ids: Sequence[str] | None,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int64]]:
+    """Validated ragged survey stations: flat float arrays (dip in mining convention) and
+    int64 offsets. Errors name the hole and the depth."""
+    _check_choice("convention", convention, _CONVENTIONS)
+    md_ = np.asarray(md, dtype=float).ravel()
+    n = md_.size
+    dip_ = np.asarray(dip, dtype=float).ravel()
+    azi_ = np.asarray(azimuth, dtype=float).ravel()
+    if dip_.size != n or azi_.size != n:
+        raise ValueError(f"md, dip and azimuth must have one value per station ({n})")
+    off = _check_offsets(offsets, n)
+    if hole_ids is not None and len(hole_ids) != off.size - 1:
+        raise ValueError(f"hole_ids must have one value per hole ({off.size - 1})")
+    for what, arr in (("md", md_), ("dip", dip_), ("azimuth", azi_)):
+        if not np.all(np.isfinite(arr)):
+            i = int(np.flatnonzero(~np.isfinite(arr))[0])
+            h = int(np.searchsorted(off, i, side="right") - 1)
+            label = _hole_label(hole_ids, h)
+            raise ValueError(f"hole {label}: survey {what} is missing at station {i}")
+    if np.any(md_ < 0.0):
+        i = int(np.flatnonzero(md_ < 0.0)[0])
+        h = int(np.searchsorted(off, i, side="right") - 1)
+        raise ValueError(f"hole {_hole_label(hole_ids, h)}: survey depth {md_[i]} m is negative")
+    _check_increasing(md_, off, hole_ids)
+    return md_, _to_dip(dip_, convention, "survey"), azi_, off
+
+
 def desurvey_offsets(
     md: ArrayLike,
     dip: ArrayLike,
@@ -183,31 +228,22 @@ def desurvey_offsets(
     the angle of the interval ending at each station, NaN at each hole's first station.
     """
     _check_choice("method", method, _METHODS)
-    _check_choice("convention", convention, _CONVENTIONS)
-    md_ = np.asarray(md, dtype=float).ravel()
-    n = md_.size
-    dip_ = np.asarray(dip, dtype=float).ravel()
-    azi_ = np.asarray(azimuth, dtype=float).ravel()
-    if dip_.size != n or azi_.size != n:
-        raise ValueError(f"md, dip and azimuth must have one value per station ({n})")
-    off = _check_offsets([0, n] if offsets is None else offsets, n)
+    if offsets is None:
+        offsets = [0, np.size(md)]
+    md_, dip_, azi_, off = _stations(md, dip, azimuth, offsets, convention, None)
     if np.any(np.diff(off) == 0):
         raise ValueError("desurvey_offsets: every hole needs at least one station")
-    if not (np.all(np.isfinite(md_)) and np.all(np.isfinite(dip_)) and np.all(np.isfinite(azi_))):
-        raise ValueError("md, dip and azimuth must be finite")
-    dip_ = _to_dip(dip_, convention, "survey")
-    starts = np.zeros(n, dtype=bool)
-    starts[off[:-1]] = True
-    _check_increasing(md_, starts, off, None)
-    return _geometry(md_, dip_, azi_, starts, off, method, None)
+    return _geometry(md_, dip_, azi_, off, method, None)
 
 
 def _check_increasing(
-    md: FloatArray, starts: NDArray[np.bool_], off: NDArray[np.int64], hole_ids: Sequence[str] | None
+    md: FloatArray, off: NDArray[np.int64], hole_ids: Sequence[str] | None
 ) -> None:
-    bad = np.flatnonzero((np.diff(md) <= 0.0) & ~starts[1:])
-    if bad.size:
-        i = bad[0] + 1
+    step = np.diff(md)
+    new_hole = off[1:-1]
+    step[new_hole[(new_hole > 0) & (new_hole < md.size)] - 1] = 1.0  # a hole may start anywhere
+    if np.any(step <= 0.0):
+        i = int(np.flatnonzero(step <= 0.0)[0]) + 1
         h = int(np.searchsorted(off, i, side="right") - 1)
         raise ValueError(
             f"hole {_hole_label(hole_ids, h)}: survey depths must increase strictly; "
@@ -219,12 +255,55 @@ def _geometry(
     md: FloatArray,
     dip: FloatArray,
     azimuth: FloatArray,
-    starts: NDArray[np.bool_],
     off: NDArray[np.int64],
     method: str,
     hole_ids: Sequence[str] | None,
-) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
-    """ENU offsets and doglegs for validated ragged stations (see desurvey_offsets).
+    placement: tuple[FloatArray, ...] | None = None,
+) -> tuple[FloatArray, ...]:
+    """ENU offsets and doglegs for validated ragged stations (see desurvey_offsets), and
+    with ``placement`` (per-hole x0, y0, z0, k cos(gamma), k sin(gamma), see _place) the
+    local CRS coordinates too: ``(east, north, up, dogleg[, x, y, z])``.
+
+    Holes are processed in blocks of about ``_BLOCK`` stations (whole holes per block) so
+    that the temporaries stay in cache: a loop per block, never per hole.
+    """
+    n = md.size
+    pos = np.empty((3 if placement is None else 6, n))
+    dogleg = np.empty(n)
+    n_holes = off.size - 1
+    bounds = np.unique(np.searchsorted(off[:-1], np.arange(0, n, _BLOCK)))
+    bounds = np.append(bounds[bounds < n_holes], n_holes)
+    for h0, h1 in zip(bounds[:-1], bounds[1:]):
+        a, b = off[h0], off[h1]
+        bad = _geometry_block(
+            md[a:b], dip[a:b], azimuth[a:b], off[h0 : h1 + 1] - a, method, pos[:3, a:b], dogleg[a:b]
+        )
+        if bad:
+            i = a + bad
+            h = int(np.searchsorted(off, i, side="right") - 1)
+            raise ValueError(
+                f"hole {_hole_label(hole_ids, h)}: the hole turns back on itself (dogleg ~180 deg) "
+                f"between {md[i - 1]} m and {md[i]} m"
+            )
+        if placement is not None:
+            hole = np.repeat(np.arange(h0, h1), np.diff(off[h0 : h1 + 1]))
+            _place(pos[:, a:b], *(v[hole] for v in placement))
+    if placement is None:
+        return pos[0], pos[1], pos[2], dogleg
+    return pos[0], pos[1], pos[2], dogleg, pos[3], pos[4], pos[5]
+
+
+def _geometry_block(
+    md: FloatArray,
+    dip: FloatArray,
+    azimuth: FloatArray,
+    off: NDArray[np.int64],
+    method: str,
+    pos: FloatArray,
+    dogleg: FloatArray,
+) -> int:
+    """Fill ``pos`` (3, n) and ``dogleg`` (n) for one block of whole holes; return the index
+    of the first station ending a ~180 degree dogleg, or 0 when there is none.
 
     Per interval, with unit tangents t1, t2 and chord d = t2 - t1 (|d| = 2 sin(b/2),
     |t1 + t2|^2 = 4 - |d|^2): the half dogleg h = atan(|d| / |t1 + t2|) keeps full
@@ -232,57 +311,122 @@ def _geometry(
     minimum curvature moves L/2 (t1 + t2) RF with the ratio factor RF = tan(h) / h.
     """
     t = _directions(dip, azimuth)
-    inner = ~starts[1:]  # intervals that do not straddle two holes
-    length = np.diff(md) * inner  # crossing intervals move nothing
-    chord = t[:, 1:] - t[:, :-1]
-    chord2 = np.einsum("ij,ij->j", chord, chord)
+    length = np.diff(md)
+    length[off[1:-1] - 1] = 0.0  # intervals straddling two holes move nothing
+    step = np.empty_like(t)
+    step[:, -1] = 0.0
+    inner = step[:, :-1]
+    np.subtract(t[:, 1:], t[:, :-1], out=inner)
+    chord2 = np.einsum("ij,ij->j", inner, inner)
+    chord2[off[1:-1] - 1] = 0.0
     if np.any(chord2 > _MAX_CHORD2):
-        i = int(np.flatnonzero(chord2 > _MAX_CHORD2)[0]) + 1
-        h = int(np.searchsorted(off, i, side="right") - 1)
-        raise ValueError(
-            f"hole {_hole_label(hole_ids, h)}: the hole turns back on itself (dogleg ~180 deg) "
-            f"between {md[i - 1]} m and {md[i]} m"
-        )
-    tan_half = np.sqrt(chord2 / (4.0 - chord2))
+        return int(np.flatnonzero(chord2 > _MAX_CHORD2)[0]) + 1
+    tan_half = np.subtract(4.0, chord2)
+    np.divide(chord2, tan_half, out=tan_half)
+    np.sqrt(tan_half, out=tan_half)
     half = np.arctan(tan_half)
     if method == "tangential":
-        step = length * t[:, 1:]
+        np.multiply(t[:, 1:], length, out=inner)
     else:
-        weight = 0.5 * length
+        np.add(t[:, 1:], t[:, :-1], out=inner)
+        length *= 0.5
         if method == "minimum_curvature":
-            weight *= np.divide(tan_half, half, out=np.ones_like(half), where=half > 0.0)
-        step = weight * (t[:, 1:] + t[:, :-1])
-    pos = np.zeros_like(t)
-    np.cumsum(step, axis=1, out=pos[:, 1:])
-    # Segmented cumulative sum: subtract the running total at each hole's first station.
-    pos -= np.repeat(pos[:, off[:-1]], np.diff(off), axis=1)
-    dogleg = np.empty(md.size)
-    dogleg[0] = np.nan
+            length *= np.divide(tan_half, half, out=np.ones_like(half), where=half > 0.0)
+        inner *= length
+    # Segmented cumulative sum in one pass: the (zero) step crossing into hole h+1 is set
+    # to minus hole h's total, so the running sum restarts at 0 at every collar.
+    totals = np.add.reduceat(step, off[:-1], axis=1)
+    step[:, off[1:-1] - 1] -= totals[:, :-1]
+    pos[:, 0] = 0.0
+    np.cumsum(inner, axis=1, out=pos[:, 1:])
     np.multiply(half, 360.0 / np.pi, out=dogleg[1:])
-    dogleg[starts] = np.nan
-    return pos[0], pos[1], pos[2], dogleg
+    dogleg[off[:-1]] = np.nan
+    return 0
 
 
 # --------------------------------------------------------------------------- results
 
 
 def _place(
-    east: FloatArray,
-    north: FloatArray,
-    up: FloatArray,
-    x0: FloatArray,
-    y0: FloatArray,
-    z0: FloatArray,
-    gamma_deg: FloatArray,
-    scale: FloatArray,
-) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """Ground ENU offsets -> local CRS coordinates: rotate true north onto the grid (a true
-    bearing a has grid bearing a - gamma) and scale horizontal distances by k."""
-    g = np.radians(gamma_deg)
-    cos_g, sin_g = np.cos(g), np.sin(g)
-    x = x0 + scale * (east * cos_g - north * sin_g)
-    y = y0 + scale * (east * sin_g + north * cos_g)
-    return x, y, z0 + up
+    pos: FloatArray,
+    x0: FloatArray | float,
+    y0: FloatArray | float,
+    z0: FloatArray | float,
+    k_cos: FloatArray | float,
+    k_sin: FloatArray | float,
+) -> None:
+    """Ground ENU offsets (rows 0-2 of ``pos``) -> local CRS x, y, z (rows 3-5), in place:
+    rotate true north onto the grid (a true bearing a has grid bearing a - gamma) and
+    scale horizontal distances by k; ``k_cos``, ``k_sin`` are k cos(gamma), k sin(gamma)."""
+    east, north, up, x, y, z = pos
+    np.multiply(east, k_cos, out=x)
+    x -= north * k_sin
+    x += x0
+    np.multiply(east, k_sin, out=y)
+    y += north * k_cos
+    y += y0
+    np.add(up, z0, out=z)
+
+
+def _complete_stations(
+    md: FloatArray,
+    dip: FloatArray,
+    azimuth: FloatArray,
+    off: NDArray[np.int64],
+    collar_dip: FloatArray,
+    collar_azimuth: FloatArray,
+    length: FloatArray,
+    hole_ids: Sequence[str] | None,
+) -> tuple[FloatArray, FloatArray, FloatArray, NDArray[np.int64]]:
+    """Add a station at 0 m and one at the hole length where the surveys stop short
+    (rules in :func:`desurvey_batch`), in one vectorised insertion."""
+    n = md.size
+    counts = np.diff(off)
+    empty = counts == 0
+    if np.any(empty & ~np.isfinite(collar_dip)):
+        h = int(np.flatnonzero(empty & ~np.isfinite(collar_dip))[0])
+        raise ValueError(f"hole {_hole_label(hole_ids, h)}: no survey and no collar dip/azimuth")
+    if np.any(empty & ~np.isfinite(length)):
+        h = int(np.flatnonzero(empty & ~np.isfinite(length))[0])
+        raise ValueError(f"hole {_hole_label(hole_ids, h)}: no survey and no length")
+    if n:
+        first, last = np.minimum(off[:-1], n - 1), np.maximum(off[1:] - 1, 0)
+        first_md, first_dip, first_azi = md[first], dip[first], azimuth[first]
+        last_md, last_dip, last_azi = md[last], dip[last], azimuth[last]
+    else:
+        first_md = first_dip = first_azi = last_md = last_dip = last_azi = np.zeros(counts.size)
+    top_dip = np.where(empty, collar_dip, first_dip)
+    top_azi = np.where(empty, collar_azimuth, first_azi)
+    need_top = empty | (first_md > 0.0)
+    last_md = np.where(empty, 0.0, last_md)
+    last_dip = np.where(empty, top_dip, last_dip)
+    last_azi = np.where(empty, top_azi, last_azi)
+    length = np.where(np.isfinite(length), length, last_md)
+    if np.any(length < last_md):
+        h = int(np.flatnonzero(length < last_md)[0])
+        raise ValueError(
+            f"hole {_hole_label(hole_ids, h)}: survey at {last_md[h]} m is deeper than the hole "
+            f"length {length[h]} m"
+        )
+    need_bottom = length > last_md
+    if not (np.any(need_top) or np.any(need_bottom)):
+        return md, dip, azimuth, off
+    # Insert before original index off[h] (top of h) and off[h+1] (bottom of h); at a
+    # shared index, holes stay in order and a hole's top precedes its bottom.
+    at = np.concatenate([off[1:][need_bottom], off[:-1][need_top]])
+    holes = np.arange(counts.size)
+    hole = np.concatenate([holes[need_bottom], holes[need_top]])
+    is_bottom = np.concatenate([np.ones(int(need_bottom.sum())), np.zeros(int(need_top.sum()))])
+    order = np.lexsort((is_bottom, hole, at))  # by index, then hole, then top before bottom
+    at = at[order]
+    values = [
+        np.concatenate([length[need_bottom], np.zeros(int(need_top.sum()))])[order],
+        np.concatenate([last_dip[need_bottom], top_dip[need_top]])[order],
+        np.concatenate([last_azi[need_bottom], top_azi[need_top]])[order],
+    ]
+    md, dip, azimuth = (np.insert(arr, at, v) for arr, v in zip((md, dip, azimuth), values))
+    added = need_top.astype(np.int64) + need_bottom
+    return md, dip, azimuth, off + np.concatenate([[0], np.cumsum(added)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,8 +434,9 @@ class Collar:
     """Where a hole starts, how long it is, and (optionally) its orientation at the top.
 
     ``x, y`` are lon/lat when ``epsg`` is 4326 (the default), else projected coordinates
-    in ``epsg``. ``dip``/``azimuth`` are in the survey convention and azimuth reference
-    passed to :func:`desurvey`. ``length`` defaults to the deepest survey depth.
+    in ``epsg``; ``elevation`` in metres. ``dip``/``azimuth`` (in the survey convention
+    and azimuth reference passed to :func:`desurvey`) orient a hole that has no survey;
+    surveys win when there are any. ``length`` defaults to the deepest survey depth.
     """
 
     x: float
@@ -372,7 +517,8 @@ class Trace:
         if self.md.size < 2:
             raise ValueError(f"hole {self.hole_id!r} has zero length: it has no line trace")
         lon, lat, z = self.lonlat()
-        pts = ", ".join(f"{a:.{precision}f} {b:.{precision}f} {c:.4f}" for a, b, c in zip(lon, lat, z))
+        p = precision
+        pts = ", ".join(f"{a:.{p}f} {b:.{p}f} {c:.4f}" for a, b, c in zip(lon, lat, z))
         return f"LINESTRING Z ({pts})"
 
     def linestring(self):  # -> shapely.LineString (shapely is imported only when asked)
@@ -479,6 +625,32 @@ def _per_hole(value: ArrayLike | None, n_holes: int, name: str) -> FloatArray:
     return arr.copy()
 
 
+def _local_frames(
+    collar_x: FloatArray, collar_y: FloatArray, collar_epsg: int, local_epsg: int | None
+) -> tuple[NDArray[np.int64], FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Per hole: local CRS EPSG, collar x/y in it, meridian convergence (deg) and scale
+    factor at the collar. One pyproj call per distinct CRS, not per hole."""
+    if collar_epsg == WGS84:
+        lon, lat = collar_x, collar_y
+    else:
+        lon, lat = transformer(collar_epsg, WGS84).transform(collar_x, collar_y)
+        lon, lat = np.asarray(lon), np.asarray(lat)
+    n_holes = collar_x.size
+    if local_epsg is None:
+        epsg = utm_epsg(lon, lat)
+    else:
+        epsg = np.full(n_holes, local_epsg, dtype=np.int64)
+    x0, y0, gamma, scale = (np.empty(n_holes) for _ in range(4))
+    for code in np.unique(epsg):
+        m = epsg == code
+        if int(code) == collar_epsg:
+            x0[m], y0[m] = collar_x[m], collar_y[m]
+        else:
+            x0[m], y0[m] = transformer(WGS84, int(code)).transform(lon[m], lat[m])
+        gamma[m], scale[m] = grid_factors(int(code), lon[m], lat[m])
+    return epsg, x0, y0, gamma, scale
+
+
 def desurvey_batch(
     collar_x: ArrayLike,
     collar_y: ArrayLike,
@@ -525,18 +697,10 @@ def desurvey_batch(
     _check_choice("method", method, _METHODS)
     _check_choice("convention", convention, _CONVENTIONS)
     _check_choice("azimuth_reference", azimuth_reference, _REFERENCES)
-    md_ = np.asarray(md, dtype=float).ravel()
-    n = md_.size
-    dip_ = np.asarray(dip, dtype=float).ravel()
-    azi_ = np.asarray(azimuth, dtype=float).ravel()
-    if dip_.size != n or azi_.size != n:
-        raise ValueError(f"md, dip and azimuth must have one value per station ({n})")
-    off = _check_offsets(offsets, n)
-    n_holes = off.size - 1
     if hole_ids is not None:
         hole_ids = tuple(str(h) for h in hole_ids)
-        if len(hole_ids) != n_holes:
-            raise ValueError(f"hole_ids must have one value per hole ({n_holes})")
+    md_, dip_, azi_, off = _stations(md, dip, azimuth, offsets, convention, hole_ids)
+    n_holes = off.size - 1
     cx = _per_hole(collar_x, n_holes, "collar_x")
     cy = _per_hole(collar_y, n_holes, "collar_y")
     cz = _per_hole(collar_elevation, n_holes, "collar_elevation")
@@ -548,44 +712,16 @@ def desurvey_batch(
     c_azi = _per_hole(collar_azimuth, n_holes, "collar_azimuth")
     hole_len = _per_hole(length, n_holes, "length")
     decl = _per_hole(declination, n_holes, "declination")
-    for what, arr in (("md", md_), ("dip", dip_), ("azimuth", azi_)):
-        if not np.all(np.isfinite(arr)):
-            i = int(np.flatnonzero(~np.isfinite(arr))[0])
-            h = int(np.searchsorted(off, i, side="right") - 1)
-            raise ValueError(f"hole {_hole_label(hole_ids, h)}: survey {what} is missing at station {i}")
-    if np.any(md_ < 0.0):
-        i = int(np.flatnonzero(md_ < 0.0)[0])
-        h = int(np.searchsorted(off, i, side="right") - 1)
-        raise ValueError(f"hole {_hole_label(hole_ids, h)}: survey depth {md_[i]} m is negative")
-    dip_ = _to_dip(dip_, convention, "survey")
     has_dip = np.isfinite(c_dip)
     c_dip[has_dip] = _to_dip(c_dip[has_dip], convention, "collar")
     # A vertical collar needs no azimuth: 0 is as good as any.
     c_azi = np.where(has_dip & ~np.isfinite(c_azi) & (np.abs(c_dip) == 90.0), 0.0, c_azi)
     if np.any(has_dip != np.isfinite(c_azi)):
         h = int(np.flatnonzero(has_dip != np.isfinite(c_azi))[0])
-        raise ValueError(f"hole {_hole_label(hole_ids, h)}: give both collar dip and azimuth, or neither")
-    starts = np.zeros(n, dtype=bool)
-    starts[off[:-1][np.diff(off) > 0]] = True
-    _check_increasing(md_, starts, off, hole_ids)
+        label = _hole_label(hole_ids, h)
+        raise ValueError(f"hole {label}: give both collar dip and azimuth, or neither")
 
-    # --- local CRS per hole: collar -> lon/lat -> local x/y, convergence and scale there.
-    if collar_epsg == WGS84:
-        lon, lat = cx, cy
-    else:
-        lon, lat = (np.asarray(v) for v in transformer(collar_epsg, WGS84).transform(cx, cy))
-    epsg = np.full(n_holes, local_epsg, dtype=np.int64) if local_epsg is not None else utm_epsg(lon, lat)
-    x0 = np.empty(n_holes)
-    y0 = np.empty(n_holes)
-    gamma = np.empty(n_holes)
-    scale = np.empty(n_holes)
-    for code in np.unique(epsg):
-        m = epsg == code
-        if int(code) == collar_epsg:
-            x0[m], y0[m] = cx[m], cy[m]
-        else:
-            x0[m], y0[m] = transformer(WGS84, int(code)).transform(lon[m], lat[m])
-        gamma[m], scale[m] = grid_factors(int(code), lon[m], lat[m])
+    epsg, x0, y0, gamma, scale = _local_frames(cx, cy, collar_epsg, local_epsg)
 
     # --- azimuths to true north (per hole, broadcast to stations).
     if azimuth_reference != "true":
@@ -594,56 +730,16 @@ def desurvey_batch(
             raise ValueError("declination is required (finite) for magnetic azimuths")
         azi_ = azi_ + np.repeat(shift, np.diff(off))
         c_azi = c_azi + shift
-    azi_ = np.mod(azi_, 360.0)
+    if not np.all((azi_ >= 0.0) & (azi_ < 360.0)):  # np.mod is slow: only when needed
+        azi_ = np.mod(azi_, 360.0)
     c_azi = np.mod(c_azi, 360.0)
 
-    # --- complete the stations: a top station at 0 m, a bottom one at the hole length.
-    empty = np.diff(off) == 0
-    if np.any(empty & ~has_dip):
-        h = int(np.flatnonzero(empty & ~has_dip)[0])
-        raise ValueError(f"hole {_hole_label(hole_ids, h)}: no survey and no collar dip/azimuth")
-    if n:
-        first = np.minimum(off[:-1], n - 1)
-        first_md, first_dip, first_azi = np.where(empty, np.nan, md_[first]), dip_[first], azi_[first]
-    else:
-        first_md = first_dip = first_azi = np.full(n_holes, np.nan)
-    need_top = empty | (first_md > 0.0)
-    top_dip = np.where(empty, c_dip, first_dip)[need_top]
-    top_azi = np.where(empty, c_azi, first_azi)[need_top]
-    at = off[:-1][need_top]
-    md_ = np.insert(md_, at, 0.0)
-    dip_ = np.insert(dip_, at, top_dip)
-    azi_ = np.insert(azi_, at, top_azi)
-    off = off + np.concatenate([[0], np.cumsum(need_top)])
-
-    last = off[1:] - 1
-    last_md = md_[last]
-    if np.any(empty & ~np.isfinite(hole_len)):
-        h = int(np.flatnonzero(empty & ~np.isfinite(hole_len))[0])
-        raise ValueError(f"hole {_hole_label(hole_ids, h)}: no survey and no length")
-    hole_len = np.where(np.isfinite(hole_len), hole_len, last_md)
-    if np.any(hole_len < last_md):
-        h = int(np.flatnonzero(hole_len < last_md)[0])
-        raise ValueError(
-            f"hole {_hole_label(hole_ids, h)}: survey at {last_md[h]} m is deeper than the hole "
-            f"length {hole_len[h]} m"
-        )
-    need_bottom = hole_len > last_md
-    at = off[1:][need_bottom]
-    md_ = np.insert(md_, at, hole_len[need_bottom])
-    dip_ = np.insert(dip_, at, dip_[last[need_bottom]])
-    azi_ = np.insert(azi_, at, azi_[last[need_bottom]])
-    off = off + np.concatenate([[0], np.cumsum(need_bottom)])
-
-    starts = np.zeros(md_.size, dtype=bool)
-    starts[off[:-1]] = True
-    east, north, up, dogleg = _geometry(md_, dip_, azi_, starts, off, method, hole_ids)
-    rep = np.diff(off)
-    x, y, z = _place(
-        east, north, up,
-        np.repeat(x0, rep), np.repeat(y0, rep), np.repeat(cz, rep),
-        np.repeat(gamma, rep), np.repeat(scale, rep),
-    )  # fmt: skip
+    md_, dip_, azi_, off = _complete_stations(
+        md_, dip_, azi_, off, c_dip, c_azi, hole_len, hole_ids
+    )
+    rad = np.radians(gamma)
+    placement = (x0, y0, cz, scale * np.cos(rad), scale * np.sin(rad))
+    east, north, up, dogleg, x, y, z = _geometry(md_, dip_, azi_, off, method, hole_ids, placement)
     return TraceBatch(
         hole_ids=hole_ids if hole_ids is not None else tuple(f"#{h}" for h in range(n_holes)),
         offsets=off,
@@ -738,10 +834,12 @@ def position_at(trace: Trace, depths: ArrayLike) -> Positions:
         s = (flat - md[i]) / length
         start = np.column_stack([trace.east[i], trace.north[i], trace.up[i]])
         off = start + _arc_offset(t1, t2, beta, length, s, trace.method)
-    x, y, z = _place(
-        off[:, 0], off[:, 1], off[:, 2],
-        trace.x[0], trace.y[0], trace.z[0], trace.convergence, trace.scale,
-    )  # fmt: skip
+    rad = np.radians(trace.convergence)
+    pos = np.empty((6, flat.size))
+    pos[:3] = off.T
+    k_cos, k_sin = trace.scale * np.cos(rad), trace.scale * np.sin(rad)
+    _place(pos, trace.x[0], trace.y[0], trace.z[0], k_cos, k_sin)
+    x, y, z = pos[3:]
     lon, lat = transformer(trace.epsg, WGS84).transform(x, y)
     shape = d.shape
     return Positions(
