@@ -73,6 +73,10 @@ def _load_vocabularies(url: str) -> None:
     except ImportError:  # the vocabulary stage is not there yet
         return
     load_vocabularies(url=url, progress=False)
+    from mis.catalogue.session import get_engine
+
+    get_engine(url).dispose()  # no connection may stay open on a template
+    get_engine.cache_clear()
 
 
 @pytest.fixture

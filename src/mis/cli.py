@@ -194,7 +194,7 @@ def vocab_search(
     if not hits:
         fail(f"no concept matches {text!r}")
     for t in hits:
-        console.print(f"{t.pref_label}\t{t.notation or ''}\t{t.scheme}\t{t.uri}", highlight=False)
+        print(f"{t.pref_label}\t{t.notation or ''}\t{t.scheme}\t{t.uri}")
 
 
 @vocab_app.command("narrower")
@@ -216,7 +216,7 @@ def vocab_narrower(
         except LookupError as exc:
             fail(str(exc))
         for uri in narrower(session, root.uri):
-            console.print(f"{index.terms[uri].pref_label}\t{uri}", highlight=False)
+            print(f"{index.terms[uri].pref_label}\t{uri}")
 
 
 # --------------------------------------------------------------------------- delete

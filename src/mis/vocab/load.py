@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import Progress
-from sqlalchemy import Column, delete, func, select, tuple_
+from sqlalchemy import Column, delete, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -62,7 +62,6 @@ def load_vocabularies(
 def _load(session: Session, schemes, concepts, progress: bool) -> LoadReport:
     report = LoadReport()
     keys = [s.key for s in schemes]
-    known = set(session.scalars(select(m.Concept.uri)))
     session.execute(
         insert(m.ConceptScheme)
         .values([dict(key=s.key, uri=s.uri, title=s.title, description=s.description,
@@ -79,26 +78,27 @@ def _load(session: Session, schemes, concepts, progress: bool) -> LoadReport:
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("loading concepts", total=len(rows))
         for start in range(0, len(rows), 1000):
-            batch = rows[start:start + 1000]
-            stmt = insert(m.Concept).values(batch)
-            changed = m.Concept.__table__.c
+            stmt = insert(m.Concept).values(rows[start:start + 1000])
+            col = m.Concept.__table__.c
             stmt = stmt.on_conflict_do_update(
                 index_elements=["uri"],
                 set_=_excluded(m.Concept, "uri", "id"),
-                where=tuple_(changed.scheme, changed.pref_label, changed.labels, changed.alt_labels,
-                             changed.notation, changed.definition, changed.properties).is_distinct_from(
+                # touch only rows whose content changed, so that a reload reports 0 changes
+                where=tuple_(col.scheme, col.pref_label, col.labels, col.alt_labels, col.notation,
+                             col.definition, col.properties).is_distinct_from(
                     tuple_(stmt.excluded.scheme, stmt.excluded.pref_label, stmt.excluded.labels,
-                           stmt.excluded.alt_labels, stmt.excluded.notation, stmt.excluded.definition,
-                           stmt.excluded.properties)),
-            )
-            report.updated += session.execute(stmt).rowcount or 0
-            bar.advance(task, len(batch))
+                           stmt.excluded.alt_labels, stmt.excluded.notation,
+                           stmt.excluded.definition, stmt.excluded.properties)),
+            ).returning(literal_column("xmax = 0"))  # true when inserted, false when updated
+            for (inserted,) in session.execute(stmt):
+                if inserted:
+                    report.added += 1
+                else:
+                    report.updated += 1
+            bar.advance(task, len(rows[start:start + 1000]))
     new_uris = {c.uri for c in concepts}
-    report.added = len(new_uris - known)
-    report.updated -= report.added
-
-    _replace_broader(session, concepts)
     report.removed = _remove_vanished(session, keys, new_uris)
+    _replace_broader(session, concepts)
     for c in concepts:
         report.concepts[c.scheme_key] = report.concepts.get(c.scheme_key, 0) + 1
     return report
@@ -117,7 +117,7 @@ def _replace_broader(session: Session, concepts) -> None:
         session.execute(
             select(m.ConceptBroader.concept_uri, m.ConceptBroader.broader_uri)
             .where(m.ConceptBroader.concept_uri.in_(uris))
-        ).tuples()
+        )
     )
     stale = current - wanted
     if stale:
@@ -136,7 +136,7 @@ def _replace_broader(session: Session, concepts) -> None:
 
 def concept_usage(session: Session, uris: list[str]) -> dict[str, list[str]]:
     """Where each of ``uris`` is used: ``{uri: ["plug.lithology_uri (3 rows)", ...]}``."""
-    ids = dict(session.execute(select(m.Concept.id, m.Concept.uri).where(m.Concept.uri.in_(uris))).tuples())
+    ids = dict(session.execute(select(m.Concept.id, m.Concept.uri).where(m.Concept.uri.in_(uris))).all())
     usage: dict[str, list[str]] = defaultdict(list)
     for table in m.Base.metadata.sorted_tables:
         if table.name in ("concept", "concept_broader"):
@@ -148,7 +148,7 @@ def concept_usage(session: Session, uris: list[str]) -> dict[str, list[str]]:
             keys = list(ids) if fk.column.name == "id" else uris
             rows = session.execute(
                 select(column, func.count()).where(column.in_(keys)).group_by(column)
-            ).tuples()
+            )
             for key, n in rows:
                 uri = ids[key] if fk.column.name == "id" else key
                 usage[uri].append(f"{table.name}.{column.name} ({n} row{'s' if n != 1 else ''})")
