@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from mis import __version__
+from mis.cli_register import export_cmd, register_cmd
 from mis.config import external_database_url
 
 app = typer.Typer(
@@ -21,6 +22,8 @@ db_app = typer.Typer(help="Run the embedded PostGIS and migrate the catalogue.",
 app.add_typer(db_app, name="db")
 vocab_app = typer.Typer(help="Load and query the SKOS vocabularies.", no_args_is_help=True)
 app.add_typer(vocab_app, name="vocab")
+app.command("register")(register_cmd)
+app.command("export")(export_cmd)
 
 console = Console()
 err = Console(stderr=True)
@@ -217,6 +220,28 @@ def vocab_narrower(
             fail(str(exc))
         for uri in narrower(session, root.uri):
             print(f"{index.terms[uri].pref_label}\t{uri}")
+
+
+# --------------------------------------------------------------------------- demo
+@app.command("demo")
+def demo_cmd() -> None:
+    """Run the main job end to end on the built-in default (idempotent).
+
+    Starts the embedded PostGIS, migrates, loads the vocabularies and registers the
+    sample porphyry Cu deposit (6 drill cores with curved surveys, 36 samples).
+
+    Example: `mis demo`
+    """
+    from mis.demo.run import run_demo
+
+    result = run_demo(console)
+    libpq = result.url.replace("+psycopg", "")
+    console.print(
+        f"\nThe sample files are in {result.sample_dir}.\nLook inside:\n"
+        f"  mis db status\n"
+        f"  psql \"{libpq}\" -c 'SELECT name, length_m, ST_AsText(collar) FROM drillcore'",
+        highlight=False,
+    )
 
 
 # --------------------------------------------------------------------------- delete
