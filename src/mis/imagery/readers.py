@@ -151,6 +151,25 @@ def detect_format(path: str | Path) -> str:
 # TIFF
 
 
+def _tiff_header_problem(p: Path) -> str | None:
+    """Explain a TIFF whose header or first directory is cut off, else None."""
+    import struct
+
+    size = p.stat().st_size
+    with open(p, "rb") as fh:
+        head = fh.read(16)
+    bo = "<" if head[:2] == b"II" else ">"
+    big = len(head) >= 4 and struct.unpack(bo + "H", head[2:4])[0] == 43
+    need = 16 if big else 8
+    if size < need:
+        return f"file is truncated: {size} bytes, shorter than a TIFF header ({need} bytes)"
+    offset = struct.unpack(bo + ("Q" if big else "I"), head[8:16] if big else head[4:8])[0]
+    if offset >= size:
+        return (f"file is truncated: its first image directory (IFD) is at byte {offset}, "
+                f"beyond the end of the file ({size} bytes)")
+    return None
+
+
 class TiffSource(ImageSource):
     """TIFF / BigTIFF / OME-TIFF, read region-wise through tifffile's zarr interface."""
 
@@ -162,11 +181,12 @@ class TiffSource(ImageSource):
         try:
             tf = tifffile.TiffFile(p)
         except Exception as exc:  # TiffFileError, struct.error, ValueError, ...
-            raise ImageReadError(p, f"not a readable TIFF: {exc}") from exc
+            hint = _tiff_header_problem(p)
+            raise ImageReadError(p, hint or f"not a readable TIFF: {exc}") from exc
         self._tf = tf
         try:
-            if not tf.series:
-                raise ImageReadError(p, "TIFF contains no image series")
+            if not tf.series or not len(tf.pages):
+                raise ImageReadError(p, _tiff_header_problem(p) or "TIFF contains no image")
             if series >= len(tf.series):
                 raise ImageReadError(p, f"TIFF has {len(tf.series)} series, not {series + 1}")
             s = tf.series[series]
@@ -190,6 +210,7 @@ class TiffSource(ImageSource):
                     )
             self._index = index
             self._yi = axes.index("Y")
+            self._xi = axes.index("X")
             # transpose the kept axes to (channel axes..., Y, X)
             chan = [i for i, ax in enumerate(kept) if ax in _CHANNEL_AXES]
             self._perm = [*chan, kept.index("Y"), kept.index("X")]
@@ -280,9 +301,10 @@ class TiffSource(ImageSource):
                         pass
         return names, waves, psize
 
-    def _read_rows(self, y0: int, y1: int) -> np.ndarray:
+    def _read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         index = list(self._index)
         index[self._yi] = slice(y0, y1)
+        index[self._xi] = slice(x0, x1)
         try:
             data = np.asarray(self._z[tuple(index)])
         except Exception as exc:
@@ -291,9 +313,21 @@ class TiffSource(ImageSource):
                 f"cannot decode rows {y0}-{y1 - 1} (corrupted or truncated data): "
                 f"{type(exc).__name__}: {exc}",
             ) from exc
-        data = data.transpose(self._perm)
-        c, _, w = self.shape
-        return data.reshape(c, y1 - y0, w)
+        # contiguous (c, y, x): zarr copies chunks out of it far faster than out of a
+        # strided view of the interleaved (y, x, s) layout
+        return np.ascontiguousarray(data.transpose(self._perm)).reshape(
+            self.shape[0], y1 - y0, x1 - x0)
+
+    def _read_rows(self, y0: int, y1: int) -> np.ndarray:
+        return self._read(y0, y1, 0, self.shape[2])
+
+    def read_region(self, y0: int, x0: int, height: int, width: int) -> np.ndarray:
+        """A ``(c, height, width)`` window (clipped), decoding only the tiles it touches."""
+        _, h, w = self.shape
+        y1, x1 = min(h, y0 + height), min(w, x0 + width)
+        if not (0 <= y0 < y1 and 0 <= x0 < x1):
+            raise IndexError(f"window {(y0, x0, height, width)} outside image {h} x {w}")
+        return self._read(y0, y1, x0, x1)
 
     def close(self) -> None:
         self._tf.close()
@@ -310,7 +344,7 @@ class DecodedSource(ImageSource):
         if data.ndim == 2:
             data = data[np.newaxis]
         elif data.ndim == 3:
-            data = np.moveaxis(data, -1, 0)
+            data = np.ascontiguousarray(np.moveaxis(data, -1, 0))
         else:
             raise ImageReadError(path, f"unexpected decoded array shape {data.shape}")
         if data.dtype == bool:
@@ -344,7 +378,7 @@ def _decode_png(p: Path) -> np.ndarray:
 
 
 def _decode_pillow(p: Path, fmt: str) -> np.ndarray:
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     with _PIL_LOCK:  # microscope images are legitimately larger than Pillow's bomb limit
         old = Image.MAX_IMAGE_PIXELS
@@ -359,6 +393,10 @@ def _decode_pillow(p: Path, fmt: str) -> np.ndarray:
                 elif im.mode == "1":
                     im = im.convert("L")
                 return np.asarray(im)
+        except UnidentifiedImageError:
+            raise ImageReadError(
+                p, "not a recognised image format (expected TIFF, PNG, JPEG or another "
+                "format Pillow reads)") from None
         except Exception as exc:
             what = "truncated or corrupted" if isinstance(exc, OSError) else "unreadable"
             raise ImageReadError(p, f"{what} {fmt.upper()}: {exc}") from exc
