@@ -22,6 +22,8 @@ db_app = typer.Typer(help="Run the embedded PostGIS and migrate the catalogue.",
 app.add_typer(db_app, name="db")
 vocab_app = typer.Typer(help="Load and query the SKOS vocabularies.", no_args_is_help=True)
 app.add_typer(vocab_app, name="vocab")
+image_app = typer.Typer(help="Import microscope images and core photos as OME-Zarr.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
 app.command("register")(register_cmd)
 app.command("export")(export_cmd)
 
@@ -220,6 +222,42 @@ def vocab_narrower(
             fail(str(exc))
         for uri in narrower(session, root.uri):
             print(f"{index.terms[uri].pref_label}\t{uri}")
+
+
+# --------------------------------------------------------------------------- image
+@image_app.command("add")
+def image_add(
+    files: Annotated[list[str], typer.Argument(help="The image file, or one greyscale file per band.")],
+    plug: Annotated[str, typer.Option("--plug", help="Plug id, HOLE/PLUG or DEPOSIT/HOLE/PLUG.")],
+    pixel_size_um: Annotated[float, typer.Option("--pixel-size-um", help="Pixel size in micrometres.")],
+    modality: Annotated[str, typer.Option("--modality", help="Image modality term, e.g. reflected-light, ppl, bse.")],
+    band: Annotated[list[str] | None, typer.Option("--band", help="Band name (repeat per band).")] = None,
+    wavelength: Annotated[list[float] | None, typer.Option("--wavelength", help="Band centre wavelength in nm (repeat).")] = None,
+    depth_axis: Annotated[str | None, typer.Option("--depth-axis", help="x or y: this pixel axis maps onto depth.")] = None,
+    top: Annotated[float | None, typer.Option("--top", help="Depth (m) of the first pixel along --depth-axis.")] = None,
+    bottom: Annotated[float | None, typer.Option("--bottom", help="Depth (m) of the last pixel along --depth-axis.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Image name within the plug (default: file name).")] = None,
+) -> None:
+    """Import an image for a plug as OME-Zarr with a pyramid and register it (idempotent).
+
+    Example: `mis image add --plug QA-001/QA-001-P01 section.tif --pixel-size-um 0.5 --modality reflected-light`
+
+    Example (core photo): `mis image add --plug QA-002/QA-002-P02 box.jpg --pixel-size-um 100 --modality core-photo --depth-axis x --top 110.0 --bottom 111.2`
+    """
+    from pathlib import Path
+
+    from mis.catalogue.errors import CatalogueError
+    from mis.imagery.catalogue import add_image
+    from mis.imagery.readers import ImageReadError
+
+    try:
+        added = add_image(plug, [Path(f) for f in files], pixel_size_um=pixel_size_um, modality=modality,
+                          band_names=band, wavelengths_nm=wavelength, depth_axis=depth_axis,
+                          top_m=top, bottom_m=bottom, name=name)
+    except (CatalogueError, ImageReadError, ValueError) as exc:
+        fail(str(exc))
+    verb = "added" if added.created else "already registered"
+    console.print(f"image {added.image_id} {verb}: {added.store_uri}", highlight=False)
 
 
 # --------------------------------------------------------------------------- demo
