@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import psycopg
 import pytest
-import shapely
 from sqlalchemy.engine import make_url
 
 from mis.catalogue.register import register
@@ -264,6 +263,17 @@ def test_shorter_hole_with_moved_sample_updates_in_one_go(base: str, work: Path)
     assert query(base, "SELECT from_m, to_m, lithology_uri FROM plug WHERE name = 'CV-001-P1'") == [(140.0, 140.3, None)]
 
 
+def test_columns_a_file_lacks_keep_registered_values(base: str, work: Path) -> None:
+    before = query(base, "SELECT dip, azimuth, drilling_method_uri, start_date, core_custodian, ST_AsEWKT(trace) "
+                         "FROM drillcore WHERE name = 'CV-001'")
+    write(work / "c.csv", "HOLE_ID,LON,LAT,Z,EOH,OPERATOR,PURPOSE\nCV-001,-71.58,-16.53,2650.5,300,New Owner SA,\n")
+    report = register(["c.csv"], url=base, deposit=DEPOSIT)
+    assert report.ok and (report.holes.changed, report.traces) == (1, 0), report.render()
+    assert query(base, "SELECT operator, purpose FROM drillcore WHERE name = 'CV-001'") == [("New Owner SA", None)]
+    assert query(base, "SELECT dip, azimuth, drilling_method_uri, start_date, core_custodian, ST_AsEWKT(trace) "
+                       "FROM drillcore WHERE name = 'CV-001'") == before
+
+
 def test_parsed_records_with_a_source_label(base: str) -> None:
     report = register([{"samples": [{"hole id": "CV-003", "sample": "CV-003-TS9", "from": 30, "to": 30.2,
                                      "type": "thin section", "lith": "basalt"},
@@ -316,6 +326,24 @@ def test_deposit_yaml_single_mapping_and_json(url: str, work: Path) -> None:
     assert report.ok and report.deposits.added == 2, report.render()
     assert query(url, "SELECT name, ST_AsText(footprint) FROM deposit ORDER BY name") == [
         ("Duo", "POINT(12.5 47.25)"), ("Solo", "POLYGON((10 50,11 50,11 51,10 50))")]
+
+
+def test_options_epsg_inclination_and_azimuth_360(url: str, work: Path) -> None:
+    write(work / "c.csv", "HOLE_ID,EASTING,NORTHING,Z,EOH,DIP,AZIMUTH\nDH-1,225000,8169000,2640,100,30,360\n")
+    write(work / "s.csv", "HOLE_ID,DEPTH,DIP,AZIMUTH\nDH-1,0,30,360\nDH-1,50,20,10\n")
+    report = register(["deposits.yaml", "c.csv", "s.csv"], url=url, deposit=DEPOSIT, epsg=32719,
+                      convention="inclination")
+    assert report.ok and report.written, report.render()
+    assert query(url, "SELECT collar_x, collar_y, collar_epsg, dip, azimuth FROM drillcore") == [
+        (225000.0, 8169000.0, 32719, -60.0, 0.0)]
+    assert query(url, "SELECT depth_m, dip, azimuth FROM survey_station ORDER BY 1") == [
+        (0.0, -60.0, 0.0), (50.0, -70.0, 10.0)]
+
+
+def test_lon_lat_with_a_projected_crs_is_an_error(url: str, work: Path) -> None:
+    name = write(work / "c.csv", "HOLE_ID,LON,LAT,EPSG,Z,EOH\nDH-1,-71.58,-16.53,32719,2640,100\n")
+    report = register(["deposits.yaml", name], url=url, deposit=DEPOSIT)
+    assert messages(report) == ["error: c.csv:2: EPSG: LON/LAT need a geographic CRS (e.g. EPSG:4326) (value 32719)"]
 
 
 # --------------------------------------------------------------------------- rules -> errors
@@ -462,8 +490,8 @@ def test_all_findings_of_all_files_at_once(shared_base: str, work: Path) -> None
     report = register(files, url=base, deposit=DEPOSIT)
     assert messages(report) == [
         "error: c.csv:2: EOH: hole length must be > 0 (value -1)",
-        "error: p.csv:2: TO: from must be less than to (value 4; from 5)",
-        "error: s.csv:3: DEPTH: survey depth beyond the end of hole (value 200; hole CV-003 is 120 m long)"]
+        "error: s.csv:3: DEPTH: survey depth beyond the end of hole (value 200; hole CV-003 is 120 m long)",
+        "error: p.csv:2: TO: from must be less than to (value 4; from 5)"]  # in the order of the inputs
     assert snapshot(base) == before
 
 

@@ -70,9 +70,9 @@ def register_cmd(
     except PostgresError as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    for finding in report.findings:
-        (err if finding.is_error else console).print(str(finding), markup=False)
-    console.print(report.summary(), markup=False)
+    for finding in report.findings:  # plain lines, never wrapped: editors and scripts parse them
+        typer.echo(str(finding), err=finding.is_error)
+    typer.echo(report.summary())
     if not report.ok:
         raise typer.Exit(1)
 
@@ -97,7 +97,7 @@ def export_cmd(
     except (ValueError, PostgresError) as exc:
         err.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(1) from None
-    console.print(result.summary(), markup=False)
+    typer.echo(result.summary())
 
 
 class _nothing:

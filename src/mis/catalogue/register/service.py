@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mis.catalogue.register.tables import KINDS, Finding, Kind, Table, error, read_file
+from mis.catalogue.register.tables import KINDS, Finding, Table, error, read_file, sort_findings
 from mis.catalogue.register.validate import (
     DEFAULT_DOGLEG_LIMIT,
     DEPOSIT_FIELDS,
@@ -79,6 +79,8 @@ class RegistrationReport:
     positions: int = 0
     sources: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: Seconds per phase: read, state (database + vocabulary), validate, geometry, write.
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Finding]:
@@ -338,7 +340,7 @@ def compute_geometry(plan: Plan, state: State, change: _Change, report: Registra
     for key, samples in change.samples.items():
         if key not in change.retrace:
             need_positions[key] = sorted(samples)
-    todo = sorted(set(change.holes) | set(need_positions))  # change.holes includes retrace
+    todo = sorted(set(change.retrace) | set(need_positions))
     groups: dict[tuple[int, str, int | None], list[tuple[str, str]]] = {}
     for key in todo:
         v = _final_values(key, plan, state)
@@ -388,7 +390,7 @@ def compute_geometry(plan: Plan, state: State, change: _Change, report: Registra
         lines_hex = shapely.to_wkb(shapely.set_srid(lines, WGS84), hex=True, include_srid=True, output_dimension=3)
         points_hex = shapely.to_wkb(shapely.set_srid(points, WGS84), hex=True, include_srid=True, output_dimension=3)
         for h, key in enumerate(keys):
-            if key in change.holes:
+            if key in change.retrace:
                 geo.holes[key] = (points_hex[h], lines_hex[h], int(batch.epsg[h]))
             names = need_positions.get(key)
             if not names:
@@ -462,19 +464,24 @@ def write(cur, plan: Plan, state: State, change: _Change, geo: _Geometry) -> Non
         keys: dict[tuple[int, str], tuple[str, str]] = {}
         for key in sorted(change.holes):
             v = _final_values(key, plan, state)
-            collar, trace, local = geo.holes[key]
+            # holes whose geometry did not change keep their collar, trace and local CRS
+            collar, trace, local = geo.holes.get(key, (None, None, None))
             dep_id = deposit_ids[key[0]] if key[0] in deposit_ids else state.holes[key].values["deposit_id"]
             keys[(dep_id, key[1])] = key
             rows.append([dep_id, key[1], *(v[f] for f in HOLE_FIELDS), local, collar, trace])
         _copy(cur, "_reg_hole", _HOLE_WRITE, rows)
-        cols = [c for c in _HOLE_WRITE]
+        cols = list(_HOLE_WRITE)
         sets = ", ".join(f"{c} = GREATEST(EXCLUDED.{c}, drillcore.{c})" if c == "length_m" else f"{c} = EXCLUDED.{c}"
                          for c in cols if c not in ("deposit_id", "name"))
         cur.execute(f"INSERT INTO drillcore ({', '.join(cols)}) SELECT {', '.join(cols)} FROM _reg_hole "
-                    f"ON CONFLICT (deposit_id, name) DO UPDATE SET {sets}, updated_at = now() "
+                    f"WHERE trace IS NOT NULL ON CONFLICT (deposit_id, name) DO UPDATE SET {sets}, updated_at = now() "
                     "RETURNING id, deposit_id, name")
         for hid, dep_id, name in cur.fetchall():
             hole_ids[keys[(dep_id, name)]] = hid
+        attrs = [c for c in HOLE_FIELDS]
+        sets = ", ".join(f"{c} = GREATEST(r.{c}, d.{c})" if c == "length_m" else f"{c} = r.{c}" for c in attrs)
+        cur.execute(f"UPDATE drillcore d SET {sets}, updated_at = now() FROM _reg_hole r "
+                    "WHERE r.trace IS NULL AND d.deposit_id = r.deposit_id AND d.name = r.name")
 
     if change.surveys:
         replaced = [hole_ids[k] for k in change.surveys if k in state.holes]
@@ -484,20 +491,23 @@ def write(cur, plan: Plan, state: State, change: _Change, geo: _Geometry) -> Non
               ((hole_ids[k], d, a, b) for k in sorted(change.surveys) for d, a, b in plan.holes[k].surveys))
 
     if geo.samples:
-        cur.execute("CREATE TEMP TABLE _reg_plug ("
-                    + ", ".join(f"{c} {_PLUG_TYPES[c]}" for c in _PLUG_WRITE) + ") ON COMMIT DROP")
-
-        def plug_rows():
-            for key in sorted(geo.samples):
-                samples = _final_samples(key, plan, state)
-                for name, position in geo.samples[key].items():
-                    v = samples[name]
-                    yield [hole_ids[key], name, *(v[f] for f in SAMPLE_FIELDS), position]
-
-        _copy(cur, "_reg_plug", _PLUG_WRITE, plug_rows())
-        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in _PLUG_WRITE if c not in ("drillcore_id", "name"))
-        cur.execute(f"INSERT INTO plug ({', '.join(_PLUG_WRITE)}) SELECT {', '.join(_PLUG_WRITE)} FROM _reg_plug "
-                    f"ON CONFLICT (drillcore_id, name) DO UPDATE SET {sets}, updated_at = now()")
+        new_rows, old_rows = [], []
+        for key in sorted(geo.samples):
+            samples = _final_samples(key, plan, state)
+            registered = state.holes[key].samples if key in state.holes else {}
+            for name, position in geo.samples[key].items():
+                v = samples[name]
+                (old_rows if name in registered else new_rows).append(
+                    [hole_ids[key], name, *(v[f] for f in SAMPLE_FIELDS), position])
+        if new_rows:  # straight into the table: COPY is the fastest insert there is
+            _copy(cur, "plug", _PLUG_WRITE, new_rows)
+        if old_rows:  # changed samples, or new positions on a new trace: update in place
+            cur.execute("CREATE TEMP TABLE _reg_plug ("
+                        + ", ".join(f"{c} {_PLUG_TYPES[c]}" for c in _PLUG_WRITE) + ") ON COMMIT DROP")
+            _copy(cur, "_reg_plug", _PLUG_WRITE, old_rows)
+            sets = ", ".join(f"{c} = r.{c}" for c in _PLUG_WRITE if c not in ("drillcore_id", "name"))
+            cur.execute(f"UPDATE plug p SET {sets}, updated_at = now() FROM _reg_plug r "
+                        "WHERE p.drillcore_id = r.drillcore_id AND p.name = r.name")
 
     if change.holes:  # holes that got shorter: now that their plugs and surveys are in place
         cur.execute("UPDATE drillcore d SET length_m = r.length_m, updated_at = now() FROM _reg_hole r "
@@ -547,25 +557,37 @@ def register(
         raise ValueError(f"convention must be 'dip' or 'inclination'; got {convention!r}")
     tables = read_inputs(inputs, source)
     report = RegistrationReport(findings=[], dry_run=dry_run, sources=[t.source for t in tables])
+    clock = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        report.timings[name] = now - clock[0]
+        clock[0] = now
+
+    report.timings["read"] = clock[0] - started
     try:
         with transaction(url) as session:
             cur = session.connection().connection.driver_connection.cursor()
             deposit_names, hole_names = _names(tables, options)
             state = load_state(cur, deposit_names, hole_names)
             terms = TermIndex.from_session(session, sorted({s for s, _w in SCHEMES.values()}))
+            lap("state")
             plan, findings = validate(tables, state, terms, options)
             report.findings = findings
             if not report.ok:
                 raise _Rollback
             change = diff(plan, state, report)
+            lap("validate")
             geo = compute_geometry(plan, state, change, report)
+            lap("geometry")
             if geo.findings:
-                report.findings = sorted(findings + geo.findings, key=Finding.sort_key)
+                report.findings = sort_findings(findings + geo.findings, report.sources)
                 raise _Rollback
             if dry_run:
                 raise _Rollback
             write(cur, plan, state, change, geo)
             report.written = True
+        lap("write")  # includes the commit
     except _Rollback:
         pass
     except IntegrityError as exc:  # a database rule the checks above did not foresee

@@ -104,8 +104,18 @@ class Finding:
     def __str__(self) -> str:
         return f"{self.level}: {self.message}"
 
-    def sort_key(self) -> tuple:
-        return (self.source, self.line or 0, 0 if self.is_error else 1, self.column or "", self.rule)
+    def sort_key(self, order: dict[str, int] | None = None) -> tuple:
+        """Input order of the source (else its name), line, errors first, column, rule."""
+        rank = order.get(self.source, len(order)) if order else 0
+        return (rank, self.source, self.line or 0, 0 if self.is_error else 1, self.column or "", self.rule)
+
+
+def sort_findings(findings: list[Finding], sources: list[str]) -> list[Finding]:
+    """Findings in the order of the inputs, then by line."""
+    order: dict[str, int] = {}
+    for source in sources:
+        order.setdefault(source, len(order))
+    return sorted(findings, key=lambda f: f.sort_key(order))
 
 
 def error(source: str, line: int | None, column: str | None, rule: str, value: Any = _NO_VALUE,
@@ -140,7 +150,7 @@ COLUMNS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "inclination": ("float", ("INC", "INCL", "COLLAR_INCLINATION")),
         "azimuth": ("float", ("AZI", "AZ", "AZIM", "BEARING", "COLLAR_AZIMUTH", "AZIMUTH_DEG")),
         "azimuth_reference": ("str", ("AZ_REF", "AZIMUTH_REF", "AZI_REF", "NORTH_REFERENCE",
-                                      "NORTH_REF", "NORTH")),
+                                      "NORTH_REF")),
         "declination": ("float", ("MAG_DEC", "MAGNETIC_DECLINATION", "MAGNETIC_DECLINATION_DEG",
                                   "DECLINATION_DEG")),
         "drilling_method": ("term", ("METHOD", "DRILL_METHOD", "DRILL_TYPE", "HOLE_TYPE",
@@ -444,25 +454,38 @@ def _epsg_of(text: str) -> int:
     return _EPSG_CACHE[text]
 
 
-_TYPE_RULE = {"float": "not a number", "date": "not a date (use YYYY-MM-DD)", "crs": "unknown CRS"}
-
-
 def _convert(table: Table, line: int | None, cells: list[tuple[str | None, Any]],
              decimal_comma: bool = False) -> Row:
     types = COLUMNS[table.kind]
     row = Row(line, {})
+    values = row.values
     for canonical, raw in cells:
         if canonical is None:
             continue
+        kind_type = types[canonical][0]
+        if type(raw) is str:  # fast paths for the common cases (text, plain numbers)
+            if kind_type == "str":
+                text = raw.strip()
+                if text:
+                    values[canonical] = text
+                continue
+            if kind_type == "float":
+                try:
+                    value = float(raw)
+                    if value - value == 0.0:  # finite
+                        values[canonical] = value
+                        continue
+                except ValueError:
+                    pass
         try:
-            value = _convert_value(types[canonical][0], raw, decimal_comma)
+            value = _convert_value(kind_type, raw, decimal_comma)
         except ValueError as exc:
             row.invalid.add(canonical)
             shown = raw.strip() if isinstance(raw, str) else raw
             table.findings.append(error(table.source, line, table.column(canonical), str(exc), shown))
             continue
         if value is not None:
-            row.values[canonical] = value
+            values[canonical] = value
     return row
 
 
@@ -511,8 +534,8 @@ def read_csv_text(data: bytes, source: str, kind: Kind | None = None) -> Table:
             break
         line = previous_end + 1
         previous_end = reader.line_num
-        if not fields or all(not f.strip() for f in fields):
-            continue  # blank line
+        if not fields or (not fields[0].strip() and all(not f.strip() for f in fields)):
+            continue  # blank line, or only separators
         if len(fields) != n_fields:
             table.findings.append(error(
                 source, line, None, "ragged row", detail=f"{len(fields)} fields, the header has {n_fields}"))

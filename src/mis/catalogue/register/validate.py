@@ -11,7 +11,6 @@ list, with what each means, is in ``docs/data-manager.md``.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections import defaultdict
 from collections.abc import Iterable
@@ -20,7 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from mis.catalogue.register.tables import Finding, Row, Table, error, format_value, warning
+from mis.catalogue.register.tables import Finding, Row, Table, error, format_value, sort_findings, warning
 from mis.vocab.lookup import AmbiguousTermError, TermIndex, UnknownTermError
 
 __all__ = ["DEFAULT_DOGLEG_LIMIT", "DbHole", "DepositPlan", "HolePlan", "Options", "Plan", "State",
@@ -188,6 +187,9 @@ class _Validator:
         self.hole_rows: dict[tuple[str, str], tuple[Table, Row]] = {}
         self.batch_by_name: dict[str, set[str]] = defaultdict(set)
         self.prepared: dict[str, Any] = {}
+        names = {r.values["name"] for t in tables if t.kind == "deposits" for r in t.rows if r.values.get("name")}
+        #: The deposit of rows that name none, when the input holds exactly one deposit.
+        self.only_deposit = names.pop() if len(names) == 1 else None
 
     # -- helpers
     def err(self, table: Table, row: Row | None, fieldname: str | None, rule: str, *args: Any, **kw: Any) -> None:
@@ -322,7 +324,9 @@ class _Validator:
         self.place_collars(pending)
 
     def deposit_of(self, table: Table, row: Row) -> str | None:
-        return row.get("deposit") or self.options.deposit
+        """The row's DEPOSIT, else ``--deposit``, else the one deposit of the input files."""
+        return row.get("deposit") or self.options.deposit or self.only_deposit
+
 
     def collar(self, table: Table, row: Row):
         v = row.values
@@ -368,6 +372,10 @@ class _Validator:
             ok = False
         if epsg is None:
             ok = False
+        elif not use_xy and not _is_geographic(epsg):
+            self.err(table, row, "epsg", f"{table.column('lon')}/{table.column('lat')} need a geographic CRS "
+                     "(e.g. EPSG:4326)", epsg)
+            ok = False
         elif epsg == 4326 and x is not None and y is not None and not (-180 <= x <= 180 and -90 <= y <= 90):
             self.err(table, row, f"{fx}/{fy}", "not a longitude/latitude in EPSG:4326", (x, y))
             ok = False
@@ -385,9 +393,16 @@ class _Validator:
             self.err(table, row, "length", "hole length must be > 0", length)
             ok = False
         values.update(elevation_m=z, length_m=length)
+        # A column the file does not have keeps what a registered hole has (an empty cell
+        # in a column it has clears the value).
+        db = self.state.holes.get(key) if deposit is not None else None
+
+        def kept(*fields: str) -> bool:
+            return db is not None and not any(f in table.columns for f in fields)
+
         # orientation
-        dip = self.angle_dip(table, row)
-        azimuth = self.azimuth(table, row, "azimuth")
+        dip = db.values["dip"] if kept("dip", "inclination") else self.angle_dip(table, row)
+        azimuth = db.values["azimuth"] if kept("azimuth") else self.azimuth(table, row, "azimuth")
         if dip is False or azimuth is False:
             ok = False
             dip = azimuth = None
@@ -399,14 +414,14 @@ class _Validator:
             azimuth = 0.0
         values.update(dip=dip, azimuth=azimuth)
         ref_text = v.get("azimuth_reference")
-        reference = "true"
+        reference = db.values["azimuth_reference"] if kept("azimuth_reference") else "true"
         if ref_text is not None:
             reference = _AZIMUTH_REFERENCES.get(ref_text.strip().casefold())
             if reference is None:
                 self.err(table, row, "azimuth_reference", "azimuth reference must be true, grid or magnetic",
                          ref_text)
                 ok = False
-        declination = v.get("declination")
+        declination = db.values["magnetic_declination_deg"] if kept("declination") else v.get("declination")
         if declination is not None and not -180 <= declination <= 180:
             self.err(table, row, "declination", "declination out of range -180..180", declination)
             ok = False
@@ -419,13 +434,18 @@ class _Validator:
             uri = self.term(table, row, "drilling_method", v["drilling_method"])
             ok = ok and uri is not None
             values["drilling_method_uri"] = uri
-        start, end = v.get("start_date"), v.get("end_date")
+        elif kept("drilling_method"):
+            values["drilling_method_uri"] = db.values["drilling_method_uri"]
+        start = db.values["start_date"] if kept("start_date") else v.get("start_date")
+        end = db.values["end_date"] if kept("end_date") else v.get("end_date")
         if start and end and end < start:
             self.err(table, row, "end_date", "end date before start date", end, detail=f"start {start.isoformat()}")
             ok = False
-        values.update(start_date=start, end_date=end, operator=v.get("operator"),
-                      core_custodian=v.get("custodian"), purpose=v.get("purpose"),
-                      elevation_reference=v.get("elevation_reference") or DEFAULT_ELEVATION_REFERENCE)
+        values.update(start_date=start, end_date=end)
+        for field_, column in (("operator", "operator"), ("core_custodian", "custodian"), ("purpose", "purpose"),
+                               ("elevation_reference", "elevation_reference")):
+            values[field_] = db.values[field_] if kept(column) else v.get(column)
+        values["elevation_reference"] = values["elevation_reference"] or DEFAULT_ELEVATION_REFERENCE
         if not ok:
             return None
         plan = HolePlan(deposit, hole, values, source=table.source, line=row.line)
@@ -571,8 +591,9 @@ class _Validator:
                     bad.add(key)
                     continue
                 sets[key].append((table, row, depth, dip, azimuth))
-        for key, stations in sets.items():
-            self.survey_set(key, stations, key in bad)
+        checked = [(key, stations) for key, stations in sets.items()
+                   if self.survey_set(key, stations, key in bad)]
+        self.doglegs(checked)
 
     def survey_set(self, key: tuple[str, str], stations, has_bad_rows: bool) -> None:
         length = self.length_of(key)
@@ -590,11 +611,11 @@ class _Validator:
             previous = (table, row, depth)
         plan = self.hole_plan(key)
         plan.surveys = [(d, dip, azi) for _t, _r, d, dip, azi in stations]
-        if not ok:
-            return
-        self.survey_warnings(key, stations)
+        if ok:
+            self.collar_warning(key, stations)
+        return ok
 
-    def survey_warnings(self, key: tuple[str, str], stations) -> None:
+    def collar_warning(self, key: tuple[str, str], stations) -> None:
         table, row, depth, dip, azi = stations[0]
         if depth > 0:
             collar = self.collar_orientation(key)
@@ -605,23 +626,40 @@ class _Validator:
                 detail = (f"the collar has no dip/azimuth: the first survey's orientation is used from 0 m: "
                           f"dip {format_value(dip)}, azimuth {format_value(azi)}")
             self.warn(table, row, "depth", "no survey at the collar", depth, detail=detail)
-        if len(stations) < 2:
-            return
+
+    def doglegs(self, sets: list) -> None:
+        """Warn about survey intervals bending more than the limit (all holes in one
+        vectorised call; a hole that turns back on itself is an error)."""
         from mis.drillholes.desurvey import desurvey_offsets
 
-        md = np.array([s[2] for s in stations])
-        try:
-            *_enu, dogleg = desurvey_offsets(md, [s[3] for s in stations], [s[4] for s in stations])
-        except ValueError as exc:
-            self.err(table, row, "depth", "impossible survey", detail=str(exc))
+        sets = [(key, stations) for key, stations in sets if len(stations) >= 2]
+        if not sets:
             return
-        severity = dogleg[1:] * 30.0 / np.diff(md)
-        limit = self.options.dogleg_limit
-        for i in np.flatnonzero(severity > limit):
-            t, r = stations[i + 1][0], stations[i + 1][1]
+        flat = [s for _key, stations in sets for s in stations]
+        md = np.array([s[2] for s in flat])
+        offsets = np.cumsum([0] + [len(stations) for _key, stations in sets])
+        try:
+            *_enu, dogleg = desurvey_offsets(md, [s[3] for s in flat], [s[4] for s in flat], offsets)
+        except ValueError:
+            if len(sets) > 1:  # find the culprit(s) hole by hole
+                for item in sets:
+                    self.doglegs([item])
+                return
+            table, row = sets[0][1][0][0], sets[0][1][0][1]
+            self.err(table, row, "depth", "impossible survey: the hole turns back on itself (dogleg ~180°)")
+            return
+        step = np.empty_like(md)
+        step[1:] = np.diff(md)
+        step[offsets[:-1]] = np.nan  # no interval ends at a hole's first station
+        with np.errstate(invalid="ignore"):
+            severity = dogleg * 30.0 / step
+            over = np.flatnonzero(severity > self.options.dogleg_limit)
+        limit = format_value(float(self.options.dogleg_limit))
+        for i in over:
+            t, r = flat[i][0], flat[i][1]
             self.warn(t, r, "depth", "unrealistic dogleg",
-                      detail=f"{severity[i]:.1f}°/30 m between {_m(md[i])} and {_m(md[i + 1])}; "
-                             f"the limit is {format_value(float(limit))}°/30 m")
+                      detail=f"{severity[i]:.1f}°/30 m between {_m(md[i - 1])} and {_m(md[i])}; "
+                             f"the limit is {limit}°/30 m")
 
     def collar_orientation(self, key: tuple[str, str]) -> tuple[float, float] | None:
         """The collar's own dip/azimuth (None when its row gives none)."""
@@ -777,7 +815,7 @@ class _Validator:
         self.surveys()
         self.samples()
         self.collar_fills_and_lengths()
-        self.findings.sort(key=Finding.sort_key)
+        self.findings = sort_findings(self.findings, [t.source for t in self.tables])
         return self.plan, self.findings
 
 
@@ -788,6 +826,17 @@ def _inclination(v: _Validator, table: Table, row: Row, f: str, value: float) ->
     return value - 90.0
 
 
+_GEOGRAPHIC: dict[int, bool] = {}
+
+
+def _is_geographic(epsg: int) -> bool:
+    if epsg not in _GEOGRAPHIC:
+        from pyproj import CRS
+
+        _GEOGRAPHIC[epsg] = bool(CRS.from_epsg(epsg).is_geographic)
+    return _GEOGRAPHIC[epsg]
+
+
 def _is_wgs84_geojson_crs(crs: Any) -> bool:
     name = str((crs.get("properties") or {}).get("name", "")) if isinstance(crs, dict) else str(crs)
     return name.upper().replace("::", ":").endswith(("CRS84", "EPSG:4326", "EPSG:4326"))
@@ -795,18 +844,6 @@ def _is_wgs84_geojson_crs(crs: Any) -> bool:
 
 def validate(tables: list[Table], state: State, terms: TermIndex, options: Options = Options()
              ) -> tuple[Plan, list[Finding]]:
-    """Apply every rule to the input tables; return the plan and all findings, sorted by
-    file and line (errors before warnings on a line)."""
+    """Apply every rule to the input tables; return the plan and all findings, in input
+    order by file, then by line (errors before warnings on a line)."""
     return _Validator(tables, state, terms, options).run()
-
-
-def hole_values_equal(a: dict[str, Any], b: dict[str, Any], fields: Iterable[str] = HOLE_FIELDS) -> bool:
-    return all(_same(a.get(f), b.get(f)) for f in fields)
-
-
-def _same(a: Any, b: Any) -> bool:
-    if isinstance(a, float) and isinstance(b, float):
-        return a == b or (math.isnan(a) and math.isnan(b))
-    if isinstance(a, dt.datetime) or isinstance(b, dt.datetime):
-        return a == b
-    return a == b
