@@ -94,6 +94,20 @@ SOURCE_SCHEMES: tuple[SourceScheme, ...] = (
 )
 
 
+#: Abbreviations data managers type in drillhole tables, added as skos:altLabel to the
+#: CGI concepts (the source has none); keyed by scheme, then by the concept URI's last segment.
+FIELD_ALT_LABELS: dict[str, dict[str, tuple[str, ...]]] = {
+    "drilling-method": {
+        "diamond_core": ("DD", "DDH", "diamond drilling", "diamond drill hole"),
+        "reverse_circulation_drilling": ("RC", "RC drilling"),
+        "RAB_drilling": ("RAB",),
+        "air_core": ("AC", "aircore"),
+        "percussion_drilling": ("PERC",),
+        "sonic": ("sonic drilling",),
+    },
+}
+
+
 @dataclass(frozen=True)
 class Term:
     """A concept of one of MIS's own schemes."""
@@ -571,6 +585,12 @@ def build_source_scheme(spec: SourceScheme, sources: Path) -> BuiltScheme:
         if not any(isinstance(o, Literal) and o.language == "en"
                    for o in g.objects(c, SKOS.prefLabel)):
             raise BuildError(f"{cwhere}: no skos:prefLabel in English")
+    by_slug = {str(c).rstrip("/").rsplit("/", 1)[-1]: c for c in concepts}
+    for slug, labels in FIELD_ALT_LABELS.get(spec.key, {}).items():
+        if slug not in by_slug:
+            raise BuildError(f"{where}: FIELD_ALT_LABELS names {slug!r}, which is not in the scheme")
+        for label in labels:
+            g.add((by_slug[slug], SKOS.altLabel, Literal(label, lang="en")))
     _finish_hierarchy(g, scheme, concepts, broader, where)
     return BuiltScheme(
         key=spec.key, uri=scheme, graph=g,
