@@ -1,0 +1,440 @@
+"""The IIIF service as starlette routes (mounted by ``mis serve`` through
+``mis.api.app.create_app(extra_routes=iiif_routes(url))``).
+
+Routes (``base_path`` defaults to ``/iiif``)::
+
+    GET {base}/3/{identifier}                       303 -> .../info.json (base URI redirect)
+    GET {base}/3/{identifier}/info.json             Image API 3.0 information document
+    GET {base}/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}
+    GET {base}/3/...anything else...                400 with the expected syntax
+    GET {base}/presentation/plug/{plug_id}/manifest.json   Presentation 3 manifest
+    GET /viewer/plug/{plug_id}                      HTML page: OpenSeadragon on the plug's images
+    GET /static/openseadragon/...                   vendored OpenSeadragon (npm, BSD-3, see
+                                                    src/mis/api/static/openseadragon/VENDOR.md)
+
+``identifier`` is the catalogue's ``image.id``, optionally with a band selection
+(``12;bands=4,3,2``); ``?bands=`` works on every image route too. Request syntax, level
+choice, bands and bit-depth handling: :mod:`mis.imagery.iiif`.
+
+Statuses: 400 malformed request, 404 unknown image/plug (or an image whose store is
+gone), 501 unimplemented rotation, 503 catalogue database unreachable; never a 500 for
+anything a client sends. Every answer carries ``Access-Control-Allow-Origin: *`` (errors
+and static files too); ``OPTIONS`` answers CORS preflights. Image rows are read from the
+catalogue with SQLAlchemy Core, at most every ``row_ttl_s`` seconds per image (default 5
+s: a burst of tile requests costs one query); opened pyramids (zarr arrays and the
+display stretch) are kept in a small LRU keyed by store URI and checksum. Blocking work
+(database, zarr, image encoding) runs in starlette's thread pool.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from mis.imagery import iiif
+from mis.imagery.iiif import IIIFError
+
+__all__ = ["iiif_routes", "create_iiif_app", "IIIFService", "STATIC_DIR", "CORS_HEADERS"]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "api" / "static" / "openseadragon"
+CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
+_PREFLIGHT = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "GET, HEAD, OPTIONS",
+    "Access-Control-Allow-Headers": "*",
+    "Access-Control-Max-Age": "86400",
+}
+_JSONLD = f'application/ld+json;profile="{iiif.IMAGE_CONTEXT}"'
+_JSONLD_P = f'application/ld+json;profile="{iiif.PRESENTATION_CONTEXT}"'
+_TILE_CACHE = "public, max-age=3600"
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    id: int
+    plug_id: int
+    name: str
+    store_uri: str
+    n_levels: int
+    width: int
+    height: int
+    n_bands: int
+    dtype: str
+    checksum: str
+    band_names: tuple[str, ...]
+    pixel_size_um: float
+    modality_uri: str
+
+
+def _catalogue_errors(fn):
+    """Run ``fn`` (blocking), turning catalogue connection failures into a 503."""
+    from sqlalchemy.exc import OperationalError
+
+    def wrapped(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except OperationalError as exc:
+            log.error("catalogue unavailable: %s", exc)
+            raise IIIFError(503, "the catalogue database is unavailable; try again later") from exc
+
+    return wrapped
+
+
+def _error(exc: IIIFError) -> PlainTextResponse:
+    return PlainTextResponse(exc.message + "\n", status_code=exc.status, headers=CORS_HEADERS)
+
+
+class _CORSStaticFiles(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        resp = await super().get_response(path, scope)
+        resp.headers.update(CORS_HEADERS)
+        return resp
+
+
+class IIIFService:
+    """Endpoints of the IIIF service over the catalogue at ``url``."""
+
+    def __init__(self, url: str | None = None, *, limits: iiif.Limits = iiif.DEFAULT_LIMITS,
+                 row_ttl_s: float = 5.0, max_open: int = 64):
+        self.url = url
+        self.limits = limits
+        self.row_ttl_s = row_ttl_s
+        self.max_open = max_open
+        self.formats = iiif.supported_formats()
+        self._rows: dict[int, tuple[float, ImageRow]] = {}
+        self._pyramids: OrderedDict[tuple[str, str], iiif.Pyramid] = OrderedDict()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ catalogue
+    def _engine(self):
+        from mis.catalogue.session import get_engine
+
+        return get_engine(self.url)
+
+    def image_row(self, image_id: int) -> ImageRow:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._rows.get(image_id)
+        if hit is not None and now - hit[0] < self.row_ttl_s:
+            return hit[1]
+        from sqlalchemy import select
+
+        from mis.catalogue.models import Image
+
+        t = Image.__table__
+        with self._engine().connect() as conn:
+            r = conn.execute(select(t).where(t.c.id == image_id)).mappings().first()
+        if r is None:
+            with self._lock:
+                self._rows.pop(image_id, None)
+            raise IIIFError(404, f"no image {image_id} in the catalogue")
+        row = self._to_row(r)
+        with self._lock:
+            self._rows[image_id] = (now, row)
+        return row
+
+    @staticmethod
+    def _to_row(r: Any) -> ImageRow:
+        c, h, w = (int(v) for v in r["shape"])
+        return ImageRow(
+            id=int(r["id"]), plug_id=int(r["plug_id"]), name=r["name"],
+            store_uri=r["store_uri"], n_levels=len(r["array_paths"]), width=w, height=h,
+            n_bands=c, dtype=r["dtype"], checksum=r["checksum_sha256"],
+            band_names=tuple(r["band_names"] or ()), pixel_size_um=float(r["pixel_size_um"]),
+            modality_uri=r["modality_uri"],
+        )
+
+    def pyramid(self, row: ImageRow) -> iiif.Pyramid:
+        key = (row.store_uri, row.checksum)
+        with self._lock:
+            pyr = self._pyramids.get(key)
+            if pyr is not None:
+                self._pyramids.move_to_end(key)
+                return pyr
+        try:
+            pyr = iiif.Pyramid.open(row.store_uri, row.n_levels, row.band_names)
+        except Exception as exc:  # missing/unreadable store: say so, do not 500
+            log.error("image %s: cannot open its store %s: %s", row.id, row.store_uri, exc)
+            raise IIIFError(404, f"the pixels of image {row.id} are not available "
+                                 "(its image store is missing or unreadable)") from exc
+        with self._lock:
+            self._pyramids[key] = pyr
+            while len(self._pyramids) > self.max_open:
+                self._pyramids.popitem(last=False)
+        return pyr
+
+    def plug_images(self, plug_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        from sqlalchemy import select
+
+        from mis.catalogue import models as m
+
+        p, d, im, c = (m.Plug.__table__, m.DrillCore.__table__, m.Image.__table__,
+                       m.Concept.__table__)
+        with self._engine().connect() as conn:
+            plug = conn.execute(
+                select(p.c.id, p.c.name, p.c.from_m, p.c.to_m, d.c.name.label("hole"))
+                .join(d, d.c.id == p.c.drillcore_id).where(p.c.id == plug_id)
+            ).mappings().first()
+            if plug is None:
+                raise IIIFError(404, f"no plug {plug_id} in the catalogue")
+            images = conn.execute(
+                select(im, c.c.pref_label.label("modality_label"))
+                .join(c, c.c.uri == im.c.modality_uri, isouter=True)
+                .where(im.c.plug_id == plug_id).order_by(im.c.id)
+            ).mappings().all()
+        return dict(plug), [dict(r) for r in images]
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _bands_text(request: Request, in_identifier: str | None) -> str | None:
+        q = request.query_params.get("bands")
+        if q is not None and in_identifier is not None and q != in_identifier:
+            raise IIIFError(400, f"bands given twice and differently: in the identifier "
+                                 f"({in_identifier!r}) and as ?bands={q!r}")
+        return q if q is not None else in_identifier
+
+    @staticmethod
+    def _plug_id(text: str) -> int:
+        if not text.isdigit() or len(text) > 18 or int(text) == 0:
+            raise IIIFError(404, f"no plug {text!r} (plug ids are positive integers)")
+        return int(text)
+
+    # ------------------------------------------------------------------ endpoints
+    async def options(self, request: Request) -> Response:
+        return Response(status_code=204, headers=_PREFLIGHT)
+
+    async def base_redirect(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        ident = request.path_params["identifier"]
+        url = request.url_for("iiif_info", identifier=ident)
+        if request.url.query:
+            url = url.replace(query=request.url.query)
+        return RedirectResponse(str(url), status_code=303, headers=CORS_HEADERS)
+
+    async def info(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            ident = request.path_params["identifier"]
+            image_id, in_ident = iiif.parse_identifier(ident)
+            bands_text = self._bands_text(request, in_ident)
+            row = await run_in_threadpool(_catalogue_errors(self.image_row), image_id)
+            names = iiif.display_band_names(row.band_names, row.n_bands)
+            bands = iiif.parse_bands(bands_text, names)
+            service_ident = str(image_id) if not bands_text else f"{image_id};bands={bands_text}"
+            service_id = str(request.url_for("iiif_info", identifier=service_ident))
+            service_id = service_id[: -len("/info.json")]
+            doc = iiif.info_json(
+                service_id, row.width, row.height, row.n_levels,
+                displayed_bands=len(bands), limits=self.limits, formats=self.formats,
+            )
+        except IIIFError as exc:
+            return _error(exc)
+        accept = request.headers.get("accept", "")
+        media = _JSONLD if "application/ld+json" in accept else "application/json"
+        return JSONResponse(doc, media_type=media, headers={
+            **CORS_HEADERS, "Link": f'<{iiif.PROFILE_URI}>;rel="profile"',
+            "Cache-Control": "public, max-age=60"})
+
+    def _render(self, image_id: int, bands_text: str | None, params: dict[str, str]
+                ) -> iiif.Rendered:
+        # syntax first: a malformed request is a 400 even for an unknown image
+        iiif.parse_rotation(params["rotation"])
+        iiif.parse_quality_format(params["quality_format"], self.formats)
+        row = self.image_row(image_id)
+        req = iiif.parse_image_request(
+            params["region"], params["size"], params["rotation"], params["quality_format"],
+            row.width, row.height, self.limits, self.formats,
+        )
+        pyr = self.pyramid(row)
+        bands = iiif.parse_bands(bands_text, pyr.band_names)
+        return pyr.render(req, bands)
+
+    async def image(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            p = request.path_params
+            image_id, in_ident = iiif.parse_identifier(p["identifier"])
+            bands_text = self._bands_text(request, in_ident)
+            out = await run_in_threadpool(_catalogue_errors(self._render), image_id, bands_text,
+                                          dict(p))
+        except IIIFError as exc:
+            return _error(exc)
+        return Response(out.body, media_type=out.media_type, headers={
+            **CORS_HEADERS, "Link": f'<{iiif.PROFILE_URI}>;rel="profile"',
+            "Cache-Control": _TILE_CACHE})
+
+    async def malformed(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        return _error(IIIFError(400, f"not a IIIF Image API 3.0 request: {request.url.path!r}; "
+                                     "expected .../{identifier}/info.json or .../{identifier}/"
+                                     "{region}/{size}/{rotation}/{quality}.{format}"))
+
+    def _canvas_images(self, request: Request, images: list[dict[str, Any]], bands: str | None
+                       ) -> list[iiif.CanvasImage]:
+        out = []
+        for r in images:
+            row = self._to_row(r)
+            ident = str(row.id) if not bands else f"{row.id};bands={bands}"
+            sid = str(request.url_for("iiif_info", identifier=ident))[: -len("/info.json")]
+            out.append(iiif.CanvasImage(
+                image_id=row.id, name=row.name, width=row.width, height=row.height,
+                n_levels=row.n_levels, service_id=sid, pixel_size_um=row.pixel_size_um,
+                modality=r.get("modality_label") or row.modality_uri,
+                bands=row.band_names,
+            ))
+        return out
+
+    async def manifest(self, request: Request) -> Response:
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            plug_id = self._plug_id(request.path_params["plug_id"])
+            bands = request.query_params.get("bands") or None
+            plug, images = await run_in_threadpool(_catalogue_errors(self.plug_images), plug_id)
+            if not images:
+                raise IIIFError(404, f"plug {plug_id} ({plug['hole']} / {plug['name']}) "
+                                     "has no images yet")
+            label = f"{plug['hole']} / {plug['name']}"
+            doc = iiif.manifest_json(
+                str(request.url_for("iiif_manifest", plug_id=str(plug_id))),
+                label,
+                self._canvas_images(request, images, bands),
+                metadata=[("drill core", str(plug["hole"])), ("plug", str(plug["name"])),
+                          ("interval (m along hole)",
+                           f"{plug['from_m']:g} - {plug['to_m']:g}")],
+                summary=f"Images of plug {label}, {plug['from_m']:g}-{plug['to_m']:g} m "
+                        "along hole (MIS)",
+                limits=self.limits,
+                viewer_url=str(request.url_for("plug_viewer", plug_id=str(plug_id))),
+            )
+        except IIIFError as exc:
+            return _error(exc)
+        accept = request.headers.get("accept", "")
+        media = _JSONLD_P if "application/ld+json" in accept else "application/json"
+        return JSONResponse(doc, media_type=media, headers=CORS_HEADERS)
+
+    async def viewer(self, request: Request) -> Response:
+        try:
+            plug_id = self._plug_id(request.path_params["plug_id"])
+            bands = request.query_params.get("bands") or None
+            plug, images = await run_in_threadpool(_catalogue_errors(self.plug_images), plug_id)
+        except IIIFError as exc:
+            return _error(exc)
+        label = f"{plug['hole']} / {plug['name']}"
+        canvases = self._canvas_images(request, images, bands)
+        sources = [f"{c.service_id}/info.json" for c in canvases]
+        names = [c.name for c in canvases]
+        osd = str(request.url_for("openseadragon", path="/openseadragon.min.js"))
+        prefix = str(request.url_for("openseadragon", path="/images/"))
+        manifest = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+        page = _VIEWER.format(
+            title=html.escape(f"MIS plug {label}"),
+            heading=html.escape(label),
+            interval=html.escape(f"{plug['from_m']:g}-{plug['to_m']:g} m along hole"),
+            count=len(sources),
+            manifest=html.escape(manifest),
+            osd=html.escape(osd),
+            config=_script_json({"id": "osd", "prefixUrl": prefix, "tileSources": sources,
+                                 "sequenceMode": len(sources) > 1,
+                                 "showReferenceStrip": len(sources) > 1,
+                                 "crossOriginPolicy": "Anonymous",
+                                 "maxZoomPixelRatio": 4}),
+            names=_script_json(names),
+            empty="" if sources else "<p>This plug has no images yet.</p>",
+        )
+        return HTMLResponse(page, headers=CORS_HEADERS)
+
+
+def _script_json(value: Any) -> str:
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace(
+        "&", "\\u0026")
+
+
+_VIEWER = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+  html, body {{ margin: 0; height: 100%; font-family: system-ui, sans-serif; }}
+  header {{ padding: .4em .8em; background: #222; color: #eee; }}
+  header a {{ color: #9cf; }}
+  #osd {{ position: absolute; top: 3.2em; bottom: 0; left: 0; right: 0; background: #000; }}
+  #name {{ margin-left: 1em; color: #fc6; }}
+</style>
+</head>
+<body>
+<header><strong>{heading}</strong> &middot; {interval} &middot; {count} image(s)
+  &middot; <a href="{manifest}">IIIF manifest</a><span id="name"></span></header>
+{empty}
+<div id="osd"></div>
+<script src="{osd}"></script>
+<script>
+  const config = {config};
+  const names = {names};
+  if (config.tileSources.length) {{
+    const viewer = OpenSeadragon(config);
+    const show = (i) => {{ document.getElementById("name").textContent = names[i] || ""; }};
+    show(0);
+    viewer.addHandler("page", (e) => show(e.page));
+  }}
+</script>
+</body>
+</html>
+"""
+
+
+def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
+                viewer_path: str = "/viewer", static_path: str = "/static/openseadragon",
+                limits: iiif.Limits = iiif.DEFAULT_LIMITS) -> list[BaseRoute]:
+    """The IIIF image service, plug manifests, plug viewer and OpenSeadragon files over the
+    catalogue at ``url`` (default: ``MIS_DATABASE_URL`` / the embedded database)."""
+    svc = IIIFService(url, limits=limits)
+    base = base_path.rstrip("/")
+    methods = ["GET", "HEAD", "OPTIONS"]
+    return [
+        Route(f"{base}/3/{{identifier}}", svc.base_redirect, methods=methods, name="iiif_base"),
+        Route(f"{base}/3/{{identifier}}/info.json", svc.info, methods=methods, name="iiif_info"),
+        Route(f"{base}/3/{{identifier}}/{{region}}/{{size}}/{{rotation}}/{{quality_format}}",
+              svc.image, methods=methods, name="iiif_image"),
+        Route(f"{base}/3/{{rest:path}}", svc.malformed, methods=methods, name="iiif_malformed"),
+        Route(f"{base}/presentation/plug/{{plug_id}}/manifest.json", svc.manifest,
+              methods=methods, name="iiif_manifest"),
+        Route(f"{viewer_path.rstrip('/')}/plug/{{plug_id}}", svc.viewer, methods=["GET", "HEAD"],
+              name="plug_viewer"),
+        Mount(static_path.rstrip("/"), app=_CORSStaticFiles(directory=STATIC_DIR),
+              name="openseadragon"),
+    ]
+
+
+def create_iiif_app(url: str | None = None, base_path: str = "/iiif", **kw: Any) -> Starlette:
+    """A stand-alone ASGI app of :func:`iiif_routes` (tests, benchmarks, ``uvicorn``)."""
+    return Starlette(routes=iiif_routes(url, base_path, **kw))
