@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from mis.catalogue import migrate
 from mis.catalogue.postgres import EmbeddedPostgres
 
 FAST = {"fsync": "off"}
@@ -37,7 +38,7 @@ def test_lifecycle_through_the_cli(tmp_path: Path, cluster: EmbeddedPostgres):
     assert again.returncode == 0 and again.stdout == first.stdout
     assert mis("db", "migrate", env=env).returncode == 0
     status = mis("db", "status", env=env)
-    assert "running" in status.stdout and "PostGIS 3" in status.stdout and "revision: 0001" in status.stdout
+    assert "running" in status.stdout and "PostGIS 3" in status.stdout and f"revision: {migrate.head()}" in status.stdout
     url = mis("db", "url", env=env).stdout.strip()
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         assert conn.execute("SELECT count(*) FROM plug").fetchone()[0] == 0
@@ -74,4 +75,4 @@ def test_external_database_url_wins(tmp_path: Path, db_url: str):
     assert "MIS_DATABASE_URL is set" in started.stdout
     assert not (tmp_path / "postgres" / "data").exists()
     assert mis("db", "url", env=env).stdout.strip() == db_url
-    assert "revision: 0001" in mis("db", "status", env=env).stdout
+    assert f"revision: {migrate.head()}" in mis("db", "status", env=env).stdout

@@ -39,6 +39,13 @@ def check(url: str | None = None) -> None:
     command.check(alembic_config(url))
 
 
+def head() -> str:
+    """The newest revision the migrations know."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
 def current(url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine, pool
