@@ -10,6 +10,7 @@ from rich.console import Console
 
 from mis import __version__
 from mis.cli_register import export_cmd, register_cmd
+from mis.cli_serve import serve_cmd, token_app
 from mis.config import external_database_url
 
 app = typer.Typer(
@@ -25,6 +26,8 @@ app.add_typer(vocab_app, name="vocab")
 image_app = typer.Typer(help="Import microscope images and core photos as OME-Zarr.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 app.command("register")(register_cmd)
+app.command("serve")(serve_cmd)
+app.add_typer(token_app, name="token")
 app.command("export")(export_cmd)
 
 console = Console()

@@ -75,7 +75,7 @@ class TermIndex:
 
     def _in(self, uris: set[str], scheme: str | list[str] | None) -> set[str]:
         if scheme is None:
-            return uris
+            return set(uris)  # a copy: callers may pop from it
         allowed = {scheme} if isinstance(scheme, str) else set(scheme)
         return {u for u in uris if self.terms[u].scheme in allowed}
 

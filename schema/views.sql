@@ -1,0 +1,291 @@
+-- Publication views: what OGC API - Features serves (pygeoapi-config.yml lists them).
+--
+-- Everything published lives in the schema "pub", so that it can be dropped and rebuilt
+-- in one statement (mis.catalogue.views.install) and never confuses the models/migration
+-- comparison (alembic only compares tables of the default schema).
+--
+-- Conventions (GeoSciML-Lite style):
+--   * one row per feature, an integer "id", one world geometry "geom" (EPSG:4326,
+--     Z = elevation in metres) or none (vocabularies, surveys);
+--   * every classification appears twice: a human-readable label ("lithology") and
+--     the concept URI beside it ("lithology_uri");
+--   * lengths and depths carry their unit in the name (boreholeLength_m, depth_m);
+--   * parents are named and referenced: a plug has "drillcore" (the hole id) and
+--     "drillcore_id" (its feature id in the drillcores collection), and so on upwards.
+--   * grains and roxels are big tables: their views use only joins the planner can turn
+--     into index lookups, and name mineral classes by their short symbol (IMA notation
+--     "Ccp", else the label) so that filters such as mineral = 'Ccp' stay readable.
+
+DROP SCHEMA IF EXISTS pub CASCADE;
+CREATE SCHEMA pub;
+COMMENT ON SCHEMA pub IS 'MIS publication views (OGC API - Features); rebuilt by mis.catalogue.views.install';
+
+-- ------------------------------------------------------------------ helper functions
+-- Short name of a class: the notation (IMA symbol, code) if it has one, else the label.
+CREATE FUNCTION pub.symbol(notation text, pref_label text) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN coalesce(nullif(notation, ''), pref_label);
+
+-- Every concept at or below a concept in the (poly)hierarchy: "all igneous rocks".
+CREATE FUNCTION pub.narrower(concept text) RETURNS SETOF text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    WITH RECURSIVE tree(uri) AS (
+        SELECT concept
+        UNION
+        SELECT b.concept_uri FROM public.concept_broader b JOIN tree t ON b.broader_uri = t.uri
+    )
+    SELECT uri FROM tree
+$$;
+
+-- The ordered class names of each segmentation run: key k of every composition array.
+CREATE VIEW pub.run_class_names AS
+SELECT rc.run_id,
+       array_agg(pub.symbol(c.notation, c.pref_label) ORDER BY rc.class_index) AS names,
+       array_agg(c.uri ORDER BY rc.class_index) AS uris
+FROM public.run_class rc
+JOIN public.concept c ON c.uri = rc.concept_uri
+GROUP BY rc.run_id;
+
+-- ------------------------------------------------------------------ deposits
+CREATE VIEW pub.deposits AS
+SELECT d.id,
+       d.name,
+       ot.pref_label AS "occurrenceType",
+       d.occurrence_type_uri AS "occurrenceType_uri",
+       coalesce(dm.pref_label, d.deposit_model_note) AS "depositModel",
+       d.deposit_model_uri AS "depositModel_uri",
+       com.labels AS commodities,
+       com.uris AS commodity_uris,
+       d.country,
+       d.description,
+       d.source,
+       (SELECT count(*) FROM public.drillcore h WHERE h.deposit_id = d.id)::integer AS "drillcoreCount",
+       d.updated_at AS updated,
+       d.footprint AS geom
+FROM public.deposit d
+LEFT JOIN public.concept ot ON ot.uri = d.occurrence_type_uri
+LEFT JOIN public.concept dm ON dm.uri = d.deposit_model_uri
+LEFT JOIN LATERAL (
+    SELECT string_agg(c.pref_label, ', ' ORDER BY dc.rank) AS labels,
+           string_agg(c.uri, ' ' ORDER BY dc.rank) AS uris
+    FROM public.deposit_commodity dc JOIN public.concept c ON c.uri = dc.commodity_uri
+    WHERE dc.deposit_id = d.id
+) com ON true;
+COMMENT ON VIEW pub.deposits IS 'Deposits (~ ERML MineralOccurrence): footprint polygon or point, EPSG:4326';
+
+-- ------------------------------------------------------------------ drillcores
+-- GeoSciML-Lite BoreholeView property names where one exists.
+CREATE VIEW pub.drillcores AS
+SELECT h.id,
+       h.name,
+       d.name AS deposit,
+       h.deposit_id,
+       h.purpose,
+       CASE WHEN h.dip = -90 THEN 'vertical' WHEN h.dip < 0 THEN 'inclined down'
+            WHEN h.dip > 0 THEN 'inclined up' ELSE 'horizontal' END AS "inclinationType",
+       dm.pref_label AS "drillingMethod",
+       h.drilling_method_uri AS "drillingMethod_uri",
+       h.operator,
+       h.start_date AS "drillStartDate",
+       h.end_date AS "drillEndDate",
+       h.core_custodian AS "boreholeMaterialCustodian",
+       h.length_m AS "boreholeLength_m",
+       h.elevation_m,
+       h.elevation_srs,
+       h.elevation_reference AS "elevationReference",
+       h.dip AS dip_deg,
+       h.azimuth AS azimuth_deg,
+       h.azimuth_reference AS "azimuthReference",
+       h.magnetic_declination_deg AS "magneticDeclination_deg",
+       h.collar_x,
+       h.collar_y,
+       'EPSG:' || h.collar_epsg AS collar_srs,
+       CASE WHEN h.local_epsg IS NULL THEN NULL ELSE 'EPSG:' || h.local_epsg END AS "desurveySrs",
+       h.desurvey_method AS "desurveyMethod",
+       (SELECT count(*) FROM public.plug p WHERE p.drillcore_id = h.id)::integer AS "plugCount",
+       h.updated_at AS updated,
+       h.collar AS geom
+FROM public.drillcore h
+JOIN public.deposit d ON d.id = h.deposit_id
+LEFT JOIN public.concept dm ON dm.uri = h.drilling_method_uri;
+COMMENT ON VIEW pub.drillcores IS 'Drill cores (~ GeoSciML-Lite BoreholeView): collar PointZ, EPSG:4326, Z = elevation m';
+
+CREATE VIEW pub.drillcore_traces AS
+SELECT h.id,
+       h.name,
+       d.name AS deposit,
+       h.deposit_id,
+       h.length_m AS "boreholeLength_m",
+       h.desurvey_method AS "desurveyMethod",
+       CASE WHEN h.local_epsg IS NULL THEN NULL ELSE 'EPSG:' || h.local_epsg END AS "desurveySrs",
+       (SELECT count(*) FROM public.survey_station s WHERE s.drillcore_id = h.id)::integer AS "surveyCount",
+       h.trace AS geom
+FROM public.drillcore h
+JOIN public.deposit d ON d.id = h.deposit_id;
+COMMENT ON VIEW pub.drillcore_traces IS 'Drill core traces: desurveyed LineStringZ (minimum curvature), EPSG:4326, Z = elevation m';
+
+CREATE VIEW pub.surveys AS
+SELECT s.id,
+       h.name AS drillcore,
+       s.drillcore_id,
+       d.name AS deposit,
+       h.deposit_id,
+       s.depth_m,
+       s.dip AS dip_deg,
+       s.azimuth AS azimuth_deg
+FROM public.survey_station s
+JOIN public.drillcore h ON h.id = s.drillcore_id
+JOIN public.deposit d ON d.id = h.deposit_id;
+COMMENT ON VIEW pub.surveys IS 'Downhole survey stations: depth along hole, dip (negative down) and azimuth';
+
+-- ------------------------------------------------------------------ plugs
+CREATE VIEW pub.plugs AS
+SELECT p.id,
+       p.name,
+       h.name AS drillcore,
+       p.drillcore_id,
+       d.name AS deposit,
+       h.deposit_id,
+       p.from_m,
+       p.to_m,
+       (p.from_m + p.to_m) / 2 AS depth_m,
+       st.pref_label AS "sampleType",
+       p.sample_type_uri AS "sampleType_uri",
+       li.pref_label AS lithology,
+       p.lithology_uri AS lithology_uri,
+       p.preparation,
+       p.description,
+       (SELECT count(*) FROM public.image i WHERE i.plug_id = p.id)::integer AS "imageCount",
+       p.updated_at AS updated,
+       p.position AS geom
+FROM public.plug p
+JOIN public.drillcore h ON h.id = p.drillcore_id
+JOIN public.deposit d ON d.id = h.deposit_id
+JOIN public.concept st ON st.uri = p.sample_type_uri
+LEFT JOIN public.concept li ON li.uri = p.lithology_uri;
+COMMENT ON VIEW pub.plugs IS 'Samples (plugs, sections, core photos) at a depth interval; PointZ at mid-depth on the trace';
+
+-- ------------------------------------------------------------------ rocks
+CREATE VIEW pub.rocks AS
+SELECT r.id,
+       p.name AS plug,
+       r.plug_id,
+       h.name AS drillcore,
+       p.drillcore_id,
+       p.from_m,
+       p.to_m,
+       (p.from_m + p.to_m) / 2 AS depth_m,
+       r.run_id,
+       li.pref_label AS lithology,
+       r.lithology_uri,
+       r.lithology_source AS "lithologySource",
+       (SELECT jsonb_object_agg(pub.symbol(c.notation, c.pref_label), rc.proportion_area)
+          FROM public.rock_constituent rc JOIN public.concept c ON c.uri = rc.mineral_uri
+         WHERE rc.rock_id = r.id) AS composition,
+       (SELECT jsonb_object_agg(pub.symbol(c.notation, c.pref_label), rc.proportion_wt)
+          FROM public.rock_constituent rc JOIN public.concept c ON c.uri = rc.mineral_uri
+         WHERE rc.rock_id = r.id AND rc.proportion_wt IS NOT NULL) AS "compositionWt",
+       (SELECT string_agg(rc.mineral_uri, ' ' ORDER BY rc.proportion_area DESC)
+          FROM public.rock_constituent rc WHERE rc.rock_id = r.id) AS mineral_uris,
+       r.grain_size AS "grainSize",
+       p.position AS geom
+FROM public.rock r
+JOIN public.plug p ON p.id = r.plug_id
+JOIN public.drillcore h ON h.id = p.drillcore_id
+LEFT JOIN public.concept li ON li.uri = r.lithology_uri;
+COMMENT ON VIEW pub.rocks IS 'Rock of a plug (~ GeoSciML RockMaterial): lithology and modal composition (area fractions by mineral symbol)';
+
+-- ------------------------------------------------------------------ grains
+CREATE VIEW pub.grains AS
+SELECT g.id,
+       g.run_id,
+       sr.image_id,
+       i.plug_id,
+       g.label,
+       pub.symbol(m.notation, m.pref_label) AS mineral,
+       m.pref_label AS "mineralName",
+       m.uri AS mineral_uri,
+       g.mineral_id,
+       g.area_um2,
+       g.perimeter_um,
+       g.ecd_um,
+       g.major_axis_um,
+       g.minor_axis_um,
+       g.orientation_deg,
+       g.aspect_ratio,
+       g.solidity,
+       g.form_factor,
+       g.roundness,
+       g.feret_max_um,
+       g.feret_min_um,
+       g.mean_probability,
+       g.touches_border,
+       g.centroid_x_um,
+       g.centroid_y_um,
+       array_to_string(g.chunk_keys, ' ') AS "chunkKeys",
+       p.position AS geom
+FROM public.grain g
+JOIN public.concept m ON m.id = g.mineral_id
+JOIN public.segmentation_run sr ON sr.id = g.run_id
+JOIN public.image i ON i.id = sr.image_id
+JOIN public.plug p ON p.id = i.plug_id;
+COMMENT ON VIEW pub.grains IS 'Segmented mineral grains: shape metrics in image micrometres; located at their plug';
+
+-- ------------------------------------------------------------------ roxels
+-- The class names of a roxel's run come from a LATERAL subquery keyed on run_id, which
+-- PostgreSQL memoizes (one lookup per run, not per roxel); the composition is then one
+-- cheap unnest per row. dominantClass_id (the concept's integer id, what the table
+-- stores) lets the API turn class filters into index conditions on roxel itself.
+CREATE VIEW pub.roxels AS
+SELECT x.id,
+       x.run_id,
+       sr.image_id,
+       i.plug_id,
+       x.row,
+       x.col,
+       x.depth_m,
+       pub.symbol(c.notation, c.pref_label) AS "dominantClass",
+       c.pref_label AS "dominantClassName",
+       c.uri AS "dominantClass_uri",
+       x.dominant_class_id AS "dominantClass_id",
+       x.dominant_fraction AS "dominantFraction",
+       x.dominant_grain_id AS "dominantGrain_id",
+       (SELECT jsonb_object_agg(u.name, u.fraction)
+          FROM unnest(n.names, x.composition) AS u(name, fraction)
+         WHERE u.name IS NOT NULL) AS composition,
+       i.store_uri AS "zarrStore",
+       i.array_paths[1] AS "zarrArray",
+       'c/0/' || (x.row * sr.roxel_size / i.chunks[2]) || '/' || (x.col * sr.roxel_size / i.chunks[3]) AS "chunkKey",
+       jsonb_build_array(x.row * sr.roxel_size, x.col * sr.roxel_size,
+                         least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size),
+                         least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size)) AS "pixelWindow",
+       x.position AS geom
+FROM public.roxel x
+JOIN public.concept c ON c.id = x.dominant_class_id
+JOIN public.segmentation_run sr ON sr.id = x.run_id
+JOIN public.image i ON i.id = sr.image_id
+LEFT JOIN LATERAL (
+    SELECT array_agg(pub.symbol(k.notation, k.pref_label) ORDER BY rc.class_index) AS names
+    FROM public.run_class rc JOIN public.concept k ON k.uri = rc.concept_uri
+    WHERE rc.run_id = x.run_id
+) n ON true;
+COMMENT ON VIEW pub.roxels IS 'Roxels (elementary rock cells): world PointZ, depth along hole, dominant class, composition as named fractions, raw zarr link';
+
+-- ------------------------------------------------------------------ vocabularies
+CREATE VIEW pub.concepts AS
+SELECT c.id,
+       c.uri,
+       c.scheme,
+       c.pref_label AS "prefLabel",
+       c.notation,
+       array_to_string(c.alt_labels, '; ') AS "altLabels",
+       c.definition,
+       (SELECT string_agg(bc.pref_label, '; ' ORDER BY bc.pref_label)
+          FROM public.concept_broader b JOIN public.concept bc ON bc.uri = b.broader_uri
+         WHERE b.concept_uri = c.uri) AS broader,
+       (SELECT string_agg(b.broader_uri, ' ' ORDER BY b.broader_uri)
+          FROM public.concept_broader b WHERE b.concept_uri = c.uri) AS broader_uris,
+       c.properties
+FROM public.concept c;
+COMMENT ON VIEW pub.concepts IS 'SKOS concepts of every vocabulary (lithology, minerals, commodities, ...)';

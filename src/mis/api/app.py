@@ -1,0 +1,351 @@
+"""The one ASGI app of MIS: pygeoapi (OGC API - Features) mounted, MIS's own routes, auth.
+
+::
+
+    from mis.api.app import create_app
+    app = create_app(url, port=5000, extra_routes=[Mount("/iiif", iiif_app)])
+    uvicorn.run(app, host="127.0.0.1", port=5000)
+
+``create_app``
+
+1. fills the configuration template (``pygeoapi-config.yml``, see :mod:`mis.api.config`)
+   and writes it, with the OpenAPI document pygeoapi generates from it (made
+   self-contained: the server works offline), to ``MIS_HOME/api/`` (or ``state_dir``);
+2. loads pygeoapi's Starlette application for that configuration (a fresh module object
+   per app, so that several apps can live in one process, e.g. in tests) and mounts it at
+   ``/``; the landing page, ``/openapi``, ``/conformance``, ``/collections/...`` with
+   their HTML pages are pygeoapi's;
+3. adds MIS's routes before it: ``/mis/health``, ``/mis/register`` (bulk registration,
+   the same service as ``mis register``; needs a token), and ``extra_routes`` (other stages
+   add theirs this way, e.g. the IIIF image service);
+4. wraps everything in :class:`WriteAuth`: writes need a bearer token (:mod:`mis.api.auth`),
+   reads stay open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import itertools
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mis.api.auth import TokenStore, bearer, default_token_file
+from mis.api.provider import CURRENT_REQUEST, RAW_FEATURES, dispose_engines
+
+__all__ = ["QueryGuard", "WriteAuth", "create_app", "serve"]
+
+_COUNTER = itertools.count(1)
+#: How pygeoapi (``to_json``, compact separators) writes the empty feature list the
+#: provider returns when it hands the features over as text.
+RAW_SLOT = '"features":[]'
+WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
+
+
+def _load_pygeoapi(config_path: Path, openapi_path: Path):
+    """A fresh instance of ``pygeoapi.starlette_app`` for one configuration.
+
+    pygeoapi reads its configuration when the module is imported; loading the module
+    file anew gives each app its own configuration and API object. Its
+    ``call_api_threadsafe`` (which runs every API call in a worker thread) is replaced by
+    one that tells the provider which request it serves (:data:`CURRENT_REQUEST`): the
+    provider needs it for its keyset ``next`` links and for write options.
+    """
+    origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
+    saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
+    os.environ["PYGEOAPI_CONFIG"] = str(config_path)
+    os.environ["PYGEOAPI_OPENAPI"] = str(openapi_path)
+    try:
+        spec = importlib.util.spec_from_file_location(f"mis_pygeoapi_app_{next(_COUNTER)}", origin)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        for k, v in saved.items():
+            if v is not None:
+                os.environ[k] = v
+
+    def call_api_threadsafe(loop: asyncio.AbstractEventLoop, api_call, *args):
+        asyncio.set_event_loop(loop)
+        holder: dict[str, str] = {}
+        token = CURRENT_REQUEST.set(args[1] if len(args) > 1 else None)
+        raw_token = RAW_FEATURES.set(holder)
+        try:
+            result = api_call(*args)
+        finally:
+            RAW_FEATURES.reset(raw_token)
+            CURRENT_REQUEST.reset(token)
+        raw = holder.get("features")
+        if raw is not None:  # splice the features PostgreSQL serialised into pygeoapi's page
+            headers, status, content = result
+            if isinstance(content, str) and RAW_SLOT in content:
+                result = (headers, status, content.replace(RAW_SLOT, '"features":' + raw, 1))
+        return result
+
+    module.call_api_threadsafe = call_api_threadsafe
+    return module
+
+
+#: What MIS's provider adds to pygeoapi's conformance declaration (Part 3 filtering, CQL2).
+FILTER_CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+]
+
+
+def parse_filter_text(text: str):
+    """CQL2 text as well as ECQL: pygeoapi 0.21 parses ``filter=`` as ECQL only, which
+    lacks CQL2's function names (``S_INTERSECTS``, ``T_AFTER`` ...); ECQL is tried first
+    (it reads the common subset more leniently), then CQL2 text."""
+    from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
+    from pygeofilter.parsers.ecql import parse as parse_ecql
+
+    try:
+        return parse_ecql(text)
+    except Exception as ecql_error:
+        try:
+            return parse_cql2_text(text)
+        except Exception:
+            raise ecql_error from None
+
+
+def _declare_filtering() -> None:
+    """Declare Part 3 / CQL2 conformance and read CQL2 text (process-wide, idempotent)."""
+    from pygeoapi.api import itemtypes
+
+    for uri in FILTER_CONFORMANCE:
+        if uri not in itemtypes.CONFORMANCE_CLASSES_FEATURES:
+            itemtypes.CONFORMANCE_CLASSES_FEATURES.append(uri)
+    itemtypes.parse_ecql_text = parse_filter_text
+
+
+def _items_path(path: str) -> bool:
+    parts = path.strip("/").split("/")
+    return len(parts) in (3, 4) and parts[0] == "collections" and parts[2] == "items"
+
+
+class WriteAuth:
+    """ASGI middleware: writes need a valid bearer token, reads pass.
+
+    A write is a PUT, PATCH or DELETE of ``/collections/{id}/items[/{item}]``, a POST of
+    a GeoJSON body (``application/geo+json``) to ``/collections/{id}/items``, or any POST
+    to ``/mis/register``. A POST of CQL2 JSON (``application/json``) is a query, not a
+    write. Without a valid token: 401 and the request never reaches pygeoapi (nothing is
+    written).
+    """
+
+    def __init__(self, app: ASGIApp, tokens: TokenStore) -> None:
+        self.app = app
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        write = False
+        if _items_path(path) and method in WRITE_METHODS:
+            write = True
+        elif _items_path(path) and method == "POST" and content_type == "application/geo+json":
+            write = True
+            # pygeoapi routes a create on the exact media type only: drop "; charset=..."
+            scope = dict(scope)
+            scope["headers"] = [(k, b"application/geo+json") if k.lower() == b"content-type" else (k, v)
+                                for k, v in scope["headers"]]
+        elif path.rstrip("/") == "/mis/register" and method == "POST":
+            write = True
+        if write:
+            who = self.tokens.verify(bearer(headers.get("authorization")))
+            if who is None:
+                reason = ("a valid bearer token is required to write (Authorization: Bearer <token>; "
+                          "a data manager creates one with `mis token create NAME`)")
+                if not self.tokens.configured:
+                    reason += "; no token is configured on this server yet"
+                response = JSONResponse({"code": "Unauthorized", "description": reason}, status_code=401,
+                                        headers={"WWW-Authenticate": 'Bearer realm="mis"'})
+                await response(scope, receive, send)
+                return
+            scope = dict(scope)
+            scope.setdefault("state", {})
+            scope["state"] = {**scope["state"], "mis_token_name": who}
+        await self.app(scope, receive, send)
+
+
+class QueryGuard:
+    """ASGI middleware: refuse requests pygeoapi 0.21 would answer with a 500.
+
+    A POST to ``/collections/{id}/items`` without a Content-Type gets a 415;
+    ``filter-lang=cql2-text`` (the standard's name, which pygeoapi 0.21 refuses) is dropped,
+    as ``filter`` is read as CQL2 text anyway. ``sortby=`` with an empty term (``sortby=``, ``sortby=a,,b``, ``sortby=+``) makes
+    pygeoapi index an empty string; such a request gets a 400 here instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and _items_path(scope["path"]) \
+                and not any(k.lower() == b"content-type" for k, _v in scope["headers"]):
+            # pygeoapi returns nothing for a POST without a media type (a 500)
+            response = JSONResponse({"code": "InvalidParameterValue", "description":
+                                     "POST needs a Content-Type: application/geo+json (a new feature) or "
+                                     "application/json (a CQL2 JSON query)"}, status_code=415)
+            await response(scope, receive, send)
+            return
+        if scope["type"] == "http" and scope.get("query_string"):
+            from urllib.parse import parse_qsl
+
+            try:
+                pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            except ValueError:
+                pairs = []
+            if any(k == "filter-lang" and v.lower() == "cql2-text" for k, v in pairs):
+                # CQL2 text is what `filter=` is read as anyway; pygeoapi 0.21 knows only the
+                # pre-standard names (cql-text, cql-json) and would refuse the standard one
+                from urllib.parse import urlencode
+
+                pairs = [(k, v) for k, v in pairs if k != "filter-lang"]
+                scope = {**scope, "query_string": urlencode(pairs).encode("latin-1")}
+            for key, value in pairs:
+                if key == "sortby" and any(not term.strip().lstrip("+-").strip() for term in value.split(",")):
+                    response = JSONResponse({"code": "InvalidParameterValue",
+                                             "description": "sortby: give property names, e.g. sortby=-depth_m,name"},
+                                            status_code=400)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def _mis_routes(url: str) -> list[BaseRoute]:
+    async def health(request: Request) -> JSONResponse:
+        from sqlalchemy import text
+
+        from mis import __version__
+        from mis.api.provider import get_engine
+        from mis.config import normalise_url
+
+        def ping() -> str | None:
+            with get_engine(normalise_url(url)).connect() as conn:
+                return conn.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
+
+        try:
+            revision = await asyncio.get_running_loop().run_in_executor(None, ping)
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            return JSONResponse({"status": "error", "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__, "schema_revision": revision})
+
+    async def register_route(request: Request) -> JSONResponse:
+        """Bulk registration: ``{"deposits": [...], "collars": [...], "surveys": [...],
+        "samples": [...]}`` rows as ``mis register`` reads them; ``?dry_run=true``."""
+        from mis.catalogue.register import register
+
+        try:
+            body = json.loads(await request.body() or b"null")
+        except json.JSONDecodeError as exc:
+            return JSONResponse({"code": "InvalidParameterValue", "description": f"the body is not JSON: {exc.msg}"},
+                                status_code=400)
+        if not isinstance(body, dict) or not body or not all(isinstance(v, list) for v in body.values()):
+            return JSONResponse({"code": "InvalidParameterValue", "description":
+                                 "give an object of row lists: {\"collars\": [...], \"surveys\": [...], ...}"},
+                                status_code=400)
+        dry_run = request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+
+        def run():
+            return register([body], url=url, dry_run=dry_run, source="POST /mis/register")
+
+        try:
+            report = await asyncio.get_running_loop().run_in_executor(None, run)
+        except ValueError as exc:
+            return JSONResponse({"code": "InvalidParameterValue", "description": str(exc)}, status_code=400)
+        payload = {**report.to_dict(), "report": report.render()}
+        return JSONResponse(payload, status_code=200 if report.ok else 400)
+
+    return [Route("/mis/health", health, methods=["GET"]),
+            Route("/mis/register", register_route, methods=["POST"])]
+
+
+def create_app(
+    url: str | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 5000,
+    public_url: str | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+    token_file: Path | None = None,
+    state_dir: Path | None = None,
+    template: dict[str, Any] | None = None,
+) -> Starlette:
+    """The MIS server for catalogue ``url`` (default: :func:`mis.config.database_url`).
+
+    ``host``/``port``/``public_url``: where clients reach it (links in responses);
+    ``extra_routes``: more Starlette routes, matched before pygeoapi's (e.g.
+    ``Mount("/iiif", ...)``); ``token_file``: the write tokens (default
+    ``MIS_HOME/api/tokens.json``); ``state_dir``: where the generated configuration and
+    OpenAPI document go (default ``MIS_HOME/api``).
+    """
+    from pygeoapi.openapi import get_oas
+
+    from mis.api.config import build_config, offline_openapi
+    from mis.config import database_url, mis_home, normalise_url
+
+    url = normalise_url(url or database_url())
+    state = Path(state_dir) if state_dir else mis_home() / "api"
+    state.mkdir(parents=True, exist_ok=True)
+    config = build_config(url, host=host, port=port, public_url=public_url, template=template)
+    config_path = state / "pygeoapi-config.generated.yml"
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    os.chmod(config_path, 0o600)  # it holds the database password
+    openapi = offline_openapi(get_oas(config, fail_on_invalid_collection=True))
+    openapi_path = state / "openapi.json"
+    openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
+    _declare_filtering()
+    pygeoapi_module = _load_pygeoapi(config_path, openapi_path)
+
+    from mis.imagery.iiif_routes import iiif_routes
+
+    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url), *iiif_routes(url),
+                               Mount("/", app=pygeoapi_module.APP)]
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        yield
+        dispose_engines()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.config = config
+    app.state.openapi = openapi
+    app.state.pygeoapi = pygeoapi_module
+    tokens = TokenStore(Path(token_file) if token_file else default_token_file())
+    app.state.tokens = tokens
+    app.add_middleware(WriteAuth, tokens=tokens)
+    app.add_middleware(QueryGuard)
+    return app
+
+
+def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 5000, public_url: str | None = None,
+          token_file: Path | None = None, log_level: str = "info",
+          extra_routes: Iterable[BaseRoute] = ()) -> None:
+    """Build the app and run it with uvicorn until interrupted."""
+    import uvicorn
+
+    app = create_app(url, host=host, port=port, public_url=public_url, token_file=token_file,
+                     extra_routes=list(extra_routes))
+    uvicorn.run(app, host=host, port=port, log_level=log_level)

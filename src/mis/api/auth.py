@@ -1,0 +1,144 @@
+"""Bearer tokens for writes: configured on the server, stored only as salted hashes.
+
+Reads are open; every write (OGC API - Features Part 4: POST of a GeoJSON feature, PUT,
+PATCH, DELETE under ``/collections``) needs ``Authorization: Bearer <token>``.
+
+- ``mis token create NAME`` makes a token ``mis_<key id>_<secret>`` (32 random bytes of
+  secret), prints it **once**, and stores ``{key id, name, salt, sha256(salt + secret),
+  created}`` in the token file: ``MIS_HOME/api/tokens.json`` (or ``MIS_API_TOKENS``,
+  or ``mis serve --tokens FILE``), written with mode 0600. The secret itself is never
+  stored: a leaked token file does not let anyone write.
+- ``mis token list`` shows names and key ids; ``mis token revoke KEY_ID`` removes one.
+- The server re-reads the file when it changes, so tokens can be added or revoked while
+  it runs.
+
+A fast salted SHA-256 is enough here (not a slow password hash): the secrets are 256-bit
+random values, not human passwords, so there is nothing to guess. Comparison is in
+constant time (:func:`hmac.compare_digest`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+PREFIX = "mis"
+TOKENS_ENV = "MIS_API_TOKENS"
+
+
+def default_token_file() -> Path:
+    """``MIS_API_TOKENS``, else ``MIS_HOME/api/tokens.json``."""
+    env = os.environ.get(TOKENS_ENV)
+    if env:
+        return Path(env).expanduser()
+    from mis.config import mis_home
+
+    return mis_home() / "api" / "tokens.json"
+
+
+def _digest(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
+
+
+def _read(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8") or "[]")
+    return data if isinstance(data, list) else data.get("tokens", [])
+
+
+def _write(path: Path, tokens: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"tokens": tokens}, fh, indent=2)
+    os.replace(tmp, path)
+
+
+def create_token(name: str, path: Path | None = None) -> str:
+    """Make a new token for ``name``, store its salted hash, return the token (once)."""
+    path = path or default_token_file()
+    key_id = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    salt = secrets.token_hex(16)
+    tokens = [t for t in _read(path) if t.get("key_id") != key_id]
+    tokens.append({"key_id": key_id, "name": name, "salt": salt, "sha256": _digest(salt, secret),
+                   "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+    _write(path, tokens)
+    return f"{PREFIX}_{key_id}_{secret}"
+
+
+def list_tokens(path: Path | None = None) -> list[dict]:
+    """Key id, name and creation time of every token (never a secret: none is stored)."""
+    return [{k: t.get(k) for k in ("key_id", "name", "created")} for t in _read(path or default_token_file())]
+
+
+def revoke_token(key_id: str, path: Path | None = None) -> bool:
+    """Remove a token by key id; False if there was none."""
+    path = path or default_token_file()
+    tokens = _read(path)
+    kept = [t for t in tokens if t.get("key_id") != key_id]
+    if len(kept) == len(tokens):
+        return False
+    _write(path, kept)
+    return True
+
+
+@dataclass
+class TokenStore:
+    """The server's view of the token file, re-read when the file changes."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stamp: tuple[float, int] | None = None
+        self._by_id: dict[str, dict] = {}
+
+    def _load(self) -> None:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            if stamp == self._stamp and (stamp is not None or not self._by_id):
+                return
+            self._by_id = {t["key_id"]: t for t in _read(self.path)} if stamp else {}
+            self._stamp = stamp
+
+    def verify(self, token: str | None) -> str | None:
+        """The token's name if it is valid, else None."""
+        if not token:
+            return None
+        parts = token.strip().split("_", 2)
+        if len(parts) != 3 or parts[0] != PREFIX:
+            return None
+        self._load()
+        record = self._by_id.get(parts[1])
+        if record is None:
+            return None
+        if hmac.compare_digest(_digest(record["salt"], parts[2]), record["sha256"]):
+            return record.get("name") or parts[1]
+        return None
+
+    @property
+    def configured(self) -> bool:
+        self._load()
+        return bool(self._by_id)
+
+
+def bearer(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None

@@ -1,0 +1,765 @@
+"""MIS's pygeoapi feature provider: pygeoapi's PostgreSQL provider, made fast on big tables.
+
+``MISProvider`` subclasses :class:`pygeoapi.provider.sql.PostgreSQLProvider` and keeps
+its interface (``query``, ``get``, ``get_fields``, ``create``, ``update``, ``delete``)
+but answers differently where the stock provider is slow on tables of millions of rows:
+
+- **no full count(*) per page**: ``numberMatched`` is counted only where the table is
+  small (fewer than :data:`EXACT_COUNT_BELOW` rows, from ``pg_class.reltuples`` of the
+  ``mis.count_table`` named in the configuration) or when the client asks
+  (``resulttype=hits``); otherwise it is omitted, as OGC API - Features allows;
+- **keyset pagination**: pages are read ``WHERE id > :cursor ORDER BY id LIMIT n + 1``
+  and the provider writes its own ``next`` link carrying ``cursor=<last id>`` (the
+  request's other parameters kept), so page 5,000 costs what page 1 costs. ``offset``
+  still works (it is what the first link a client builds may carry), and so does
+  ``sortby`` (with offset paging);
+- **GeoJSON built in PostgreSQL**: each feature is one ``json_build_object`` with
+  ``ST_AsGeoJSON`` (and ``ST_Transform`` for ``crs=``), no ORM objects and no shapely
+  round trip; for a JSON page the features' text goes into the response as PostgreSQL
+  wrote it (:data:`RAW_FEATURES`), never parsed and re-serialised in Python;
+- **filters**: CQL2 (text or JSON; pygeofilter to SQLAlchemy, every value a bound
+  parameter), property equality (values converted to the column's type first, a bad
+  value is a 400), ``bbox`` (2D or 3D), ``datetime`` on the configured ``time_field``,
+  and **concept hierarchy**: for a classification published as ``X`` + ``X_uri``
+  (``lithology``, ``mineral``, ``dominantClass`` ...), the queryable ``X_broader``
+  takes a URI, label or notation and matches that concept and every narrower one
+  (``lithology_broader=igneous rock``, or in CQL2 ``lithology_broader = 'igneous rock'``).
+
+- **class filters as index conditions**: where a view publishes a classification with its
+  integer concept id beside it (``dominantClass`` + ``dominantClass_id``, ``mineral`` +
+  ``mineral_id``), equality, ``IN`` and hierarchy filters on the label or the URI are
+  turned into ``X_id IN (...)`` so that PostgreSQL combines the table's class index with
+  the spatial one instead of joining the vocabulary first;
+- sessions run with ``jit=off``: on a page query PostgreSQL's JIT compiles for longer than
+  the query runs (over a second on a 5-million-row bbox page).
+
+Any problem caused by the request (unknown property, value of the wrong type, bad CQL,
+a query that runs past ``statement_timeout``) is a 400 with a one-line reason, never a
+500 with a stack trace. Writes (``create``/``update``/``delete``) go through
+:mod:`mis.api.writes` (the registration service and the explicit-cascade delete).
+
+The provider is instantiated by pygeoapi on every request; everything costly (engine,
+reflected columns, vocabulary index) is cached per (connection, view).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import datetime as dt
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pygeoapi.provider.base import (
+    BaseProvider,
+    ProviderConnectionError,
+    ProviderGenericError,
+    ProviderInvalidQueryError,
+    ProviderItemNotFoundError,
+)
+from pygeoapi.provider.sql import PostgreSQLProvider
+from sqlalchemy import (
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    create_engine,
+    func,
+    literal_column,
+    select,
+    text,
+    true,
+)
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import DBAPIError, NoSuchTableError
+
+LOGGER = logging.getLogger(__name__)
+
+#: The pygeoapi ``APIRequest`` being served; set by :mod:`mis.api.app` around each call
+#: into pygeoapi, so that the provider can write its ``next`` link and read ``cursor``.
+CURRENT_REQUEST: contextvars.ContextVar[Any] = contextvars.ContextVar("mis_api_request", default=None)
+
+#: Set by :mod:`mis.api.app` around each call into pygeoapi: a JSON page's features are left
+#: here as the JSON text PostgreSQL built (``holder["features"]``) and spliced into
+#: pygeoapi's serialised response, instead of being parsed into dicts only for pygeoapi to
+#: serialise them again.
+RAW_FEATURES: contextvars.ContextVar[dict | None] = contextvars.ContextVar("mis_raw_features", default=None)
+
+#: Tables with fewer rows than this (pg_class.reltuples) get an exact numberMatched.
+EXACT_COUNT_BELOW = 200_000
+#: Longest a query of the API may run (ms); past it the client gets a 400, not a hung worker.
+STATEMENT_TIMEOUT_MS = 30_000
+#: Decimal digits of coordinates in GeoJSON (9: < 0.1 mm in degrees, µm in metres).
+GEOJSON_DIGITS = 9
+#: Query parameters the provider reads itself (never property filters).
+CURSOR_PARAM = "cursor"
+#: JSON columns that hold arrays, not objects (for queryables and schemas).
+JSON_ARRAY_COLUMNS = {"pixelWindow"}
+#: Vocabulary scheme(s) of each classified property (to resolve terms of hierarchy filters).
+FIELD_SCHEMES: dict[str, list[str]] = {
+    "lithology": ["lithology"],
+    "mineral": ["mineral", "segmentation-class"],
+    "dominantClass": ["mineral", "segmentation-class"],
+    "sampleType": ["sample-type"],
+    "drillingMethod": ["drilling-method"],
+    "depositModel": ["deposit-model"],
+    "occurrenceType": ["occurrence-type"],
+}
+#: Hierarchy queryable suffix: ``lithology_broader`` = lithology at or under a concept.
+BROADER_SUFFIX = "_broader"
+#: In the vocabulary collections, the queryable of "this concept and everything under it".
+NARROWER_OF = "narrowerOf"
+
+
+class MISInvalidQuery(ProviderInvalidQueryError):
+    """A request the provider cannot answer because of what it asks: HTTP 400."""
+
+    ogc_exception_code = "InvalidParameterValue"
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg, user_msg=msg)
+
+
+# --------------------------------------------------------------------------- shared state
+@dataclass
+class _Meta:
+    """What the provider knows about one view (cached per connection + view)."""
+
+    engine: Engine
+    table: Table
+    #: property name -> JSON-schema-ish {'type', 'format'} (no geometry, no id)
+    fields: dict[str, dict[str, Any]]
+    #: virtual hierarchy queryables: name -> (uri column, schemes)
+    hierarchy: dict[str, tuple[str, list[str] | None]]
+    exact_count: bool
+    url: str
+    #: classification label column -> the view's integer concept id column (big tables:
+    #: filters on the label or URI become index conditions on the id)
+    concept_ids: dict[str, str] = field(default_factory=dict)
+
+
+_META: dict[tuple, _Meta] = {}
+_ENGINES: dict[str, Engine] = {}
+_LOCK = threading.Lock()
+
+
+def _connection_url(data: Any) -> str:
+    """A SQLAlchemy URL (psycopg 3) from a pygeoapi ``data`` block or a URL string."""
+    if isinstance(data, str):
+        from mis.config import normalise_url
+
+        return normalise_url(data)
+    return URL.create(
+        "postgresql+psycopg", username=data.get("user"), password=data.get("password"),
+        host=data.get("host"), port=int(data.get("port", 5432)), database=data.get("dbname"),
+    ).render_as_string(hide_password=False)
+
+
+def get_engine(url: str) -> Engine:
+    """One pooled engine per database for every collection (reads and writes)."""
+    with _LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            engine = create_engine(
+                url, pool_size=8, max_overflow=8, pool_pre_ping=True,
+                connect_args={"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c jit=off",
+                              "application_name": "mis-api"})
+            _ENGINES[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    """Close every pooled connection (server shutdown, tests)."""
+    with _LOCK:
+        for engine in _ENGINES.values():
+            engine.dispose()
+        _ENGINES.clear()
+        _META.clear()
+        _TERMS.clear()
+
+
+def _json_type(column) -> dict[str, Any]:
+    from sqlalchemy import types as T
+    from sqlalchemy.dialects.postgresql import JSON, JSONB
+
+    t = column.type
+    if column.name in JSON_ARRAY_COLUMNS:
+        return {"type": "array"}
+    if isinstance(t, (JSON, JSONB)):
+        return {"type": "object"}
+    if isinstance(t, T.Boolean):
+        return {"type": "boolean"}
+    if isinstance(t, (T.Integer,)):
+        return {"type": "integer"}
+    if isinstance(t, (T.Float, T.Numeric)):
+        return {"type": "number"}
+    if isinstance(t, T.DateTime):
+        return {"type": "string", "format": "date-time"}
+    if isinstance(t, T.Date):
+        return {"type": "string", "format": "date"}
+    return {"type": "string"}
+
+
+def _load_meta(provider_def: dict) -> _Meta:
+    url = _connection_url(provider_def["data"])
+    schema = "pub"
+    data = provider_def["data"]
+    if isinstance(data, dict) and data.get("search_path"):
+        schema = data["search_path"][0]
+    key = (url, schema, provider_def["table"], provider_def.get("geom_field"))
+    meta = _META.get(key)
+    if meta is not None:
+        return meta
+    import geoalchemy2  # noqa: F401 - registers the geometry type for reflection
+
+    engine = get_engine(url)
+    try:
+        table = Table(provider_def["table"], MetaData(), schema=schema, autoload_with=engine)
+    except NoSuchTableError:
+        raise ProviderConnectionError(user_msg=f"view {schema}.{provider_def['table']} not found: run `mis db migrate`")
+    except DBAPIError as exc:
+        raise ProviderConnectionError(user_msg=f"cannot reach the catalogue: {str(exc.orig).splitlines()[0]}")
+    id_field = provider_def.get("id_field", "id")
+    geom = provider_def.get("geom_field")
+    if id_field not in table.c:
+        raise ProviderConnectionError(user_msg=f"{schema}.{table.name} has no id column {id_field!r}")
+    fields = {c.name: _json_type(c) for c in table.c if c.name not in (id_field, geom)}
+    hierarchy: dict[str, tuple[str, list[str] | None]] = {}
+    for name in list(fields):
+        if name.endswith("_uri") and name[:-4] in fields:
+            base = name[:-4]
+            hierarchy[base + BROADER_SUFFIX] = (name, FIELD_SCHEMES.get(base))
+    if "uri" in fields and "prefLabel" in fields:
+        hierarchy[NARROWER_OF] = ("uri", None)
+    concept_ids = {name: f"{name}_id" for name in fields
+                   if f"{name}_id" in fields and f"{name}_uri" in fields and fields[f"{name}_id"]["type"] == "integer"}
+    exact = True
+    count_table = (provider_def.get("mis") or {}).get("count_table")
+    if count_table:
+        with engine.connect() as conn:
+            n = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
+                             {"t": f"public.{count_table}"}).scalar()
+        exact = n is None or n < EXACT_COUNT_BELOW
+    meta = _Meta(engine, table, fields, hierarchy, exact, url, concept_ids)
+    _META[key] = meta
+    return meta
+
+
+# --------------------------------------------------------------------------- vocabulary
+_TERMS: dict[str, tuple[float, Any, dict[str, list[str]]]] = {}
+TERMS_TTL_S = 60.0
+
+
+def _term_index(meta: _Meta):
+    from sqlalchemy.orm import Session
+
+    from mis.vocab.lookup import TermIndex
+
+    cached = _TERMS.get(meta.url)
+    if cached and time.monotonic() - cached[0] < TERMS_TTL_S:
+        return cached[1], cached[2]
+    with Session(meta.engine) as session:
+        index = TermIndex.from_session(session)
+    _TERMS[meta.url] = (time.monotonic(), index, {})
+    return index, _TERMS[meta.url][2]
+
+
+def narrower_uris(meta: _Meta, term: str, schemes: list[str] | None) -> list[str]:
+    """URIs of the concept ``term`` names (URI, label or notation) and all below it."""
+    from sqlalchemy.orm import Session
+
+    from mis.vocab.lookup import AmbiguousTermError, UnknownTermError, narrower
+
+    index, memo = _term_index(meta)
+    if not schemes:  # always a list: TermIndex.resolve(term, None) pops from its own index
+        schemes = sorted({t.scheme for t in index.terms.values()})
+    try:
+        concept = index.resolve(term, schemes)
+    except (UnknownTermError, AmbiguousTermError) as exc:
+        raise MISInvalidQuery(str(exc))
+    if concept.uri not in memo:
+        with Session(meta.engine) as session:
+            memo[concept.uri] = narrower(session, concept.uri)
+    return memo[concept.uri]
+
+
+def concept_ids_for(meta: _Meta, column: str, values: list[Any]) -> list[int]:
+    """Integer ids of the concepts whose ``column`` value (the short name shown in the
+    views, ``pub.symbol``: notation, else label; or the URI) is one of ``values``."""
+    index, memo = _term_index(meta)
+    if "__symbols__" not in memo:
+        symbols: dict[str, list[int]] = {}
+        for term in index.terms.values():
+            symbols.setdefault(term.notation or term.pref_label, []).append(term.id)
+        memo["__symbols__"] = symbols  # type: ignore[assignment]
+    ids: list[int] = []
+    for value in values:
+        if column.endswith("_uri"):
+            term = index.terms.get(str(value))
+            ids += [term.id] if term else []
+        else:
+            ids += memo["__symbols__"].get(str(value), [])  # type: ignore[union-attr]
+    return sorted(set(ids))
+
+
+def _uri_ids(meta: _Meta, uris: list[str]) -> list[int]:
+    index, _memo = _term_index(meta)
+    return sorted({index.terms[u].id for u in uris if u in index.terms})
+
+
+# --------------------------------------------------------------------------- CQL2
+def _rewrite_cql(node: Any, meta: _Meta) -> Any:
+    """Replace hierarchy queryables (``X_broader = 'term'``) by ``X_uri IN (...)``."""
+    from pygeofilter import ast, values
+
+    if isinstance(node, values.Geometry):
+        # pygeoapi names the storage CRS 'urn:ogc:def:crs:OGC::CRS84', which PostGIS cannot
+        # read as an SRID; the views store lon/lat in EPSG:4326, CRS84's axis order.
+        geometry = dict(node.geometry)
+        try:
+            import shapely.geometry
+
+            shape = shapely.geometry.shape(geometry)
+            if shape.is_empty:
+                raise ValueError("empty geometry")
+        except Exception as exc:  # noqa: BLE001 - shapely raises many kinds
+            raise MISInvalidQuery(f"filter: not a valid geometry ({str(exc)[:120]})")
+        name = str(geometry.get("crs", {}).get("properties", {}).get("name", ""))
+        if not name or "CRS84" in name.upper() or name.endswith("::4326"):
+            geometry["crs"] = {"properties": {"name": "urn:ogc:def:crs:EPSG::4326"}}
+        else:
+            raise MISInvalidQuery(f"filter geometry in an unexpected CRS {name!r}: use filter-crs")
+        return values.Geometry(geometry)
+    if isinstance(node, ast.BBox):
+        return replace(node, lhs=_rewrite_cql(node.lhs, meta), crs=None)
+    if isinstance(node, ast.Attribute):
+        if node.name in meta.hierarchy:
+            raise MISInvalidQuery(f"{node.name} can only be used as {node.name} = '<concept>'")
+        return node
+    if isinstance(node, ast.Equal) and isinstance(node.lhs, ast.Attribute) and node.lhs.name in meta.hierarchy:
+        if not isinstance(node.rhs, str):
+            raise MISInvalidQuery(f"{node.lhs.name} needs a concept: a URI, label or notation in quotes")
+        column, schemes = meta.hierarchy[node.lhs.name]
+        uris = narrower_uris(meta, node.rhs, schemes)
+        base = column[:-4]
+        if base in meta.concept_ids:
+            return ast.In(ast.Attribute(meta.concept_ids[base]), _uri_ids(meta, uris), False)
+        return ast.In(ast.Attribute(column), uris, False)
+    by_id = _id_column(meta, node)
+    if by_id is not None:
+        return by_id
+    if isinstance(node, ast.Node) and hasattr(node, "__dataclass_fields__"):
+        changes = {}
+        for name in node.__dataclass_fields__:
+            value = getattr(node, name)
+            if isinstance(value, (ast.Node, values.Geometry)):
+                changes[name] = _rewrite_cql(value, meta)
+            elif isinstance(value, list):
+                changes[name] = [_rewrite_cql(v, meta) if isinstance(v, (ast.Node, values.Geometry)) else v
+                                 for v in value]
+        return replace(node, **changes) if changes else node
+    return node
+
+
+def _id_column(meta: _Meta, node: Any) -> Any:
+    """``dominantClass = 'Ccp'`` / ``IN (...)`` (or on the ``_uri``) as a condition on the
+    concept id column, which the big tables index; None when the node is not one."""
+    from pygeofilter import ast
+
+    if not meta.concept_ids or not isinstance(node, (ast.Equal, ast.In)) or not isinstance(node.lhs, ast.Attribute):
+        return None
+    name = node.lhs.name
+    base = name[:-4] if name.endswith("_uri") else name
+    if base not in meta.concept_ids:
+        return None
+    values = [node.rhs] if isinstance(node, ast.Equal) else list(node.sub_nodes)
+    if not all(isinstance(v, str) for v in values):
+        return None
+    ids = concept_ids_for(meta, name, values)
+    return ast.In(ast.Attribute(meta.concept_ids[base]), ids, isinstance(node, ast.In) and node.not_)
+
+
+def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
+    """A SQLAlchemy condition for a parsed CQL2 filter; 400 for anything it cannot mean."""
+    from pygeofilter.backends.sqlalchemy.evaluate import SQLAlchemyFilterEvaluator
+
+    node = _rewrite_cql(filterq, meta)
+    mapping = {name: columns[name] for name in columns.keys()}
+    try:
+        condition = SQLAlchemyFilterEvaluator(mapping, undefined_as_null=False).evaluate(node)
+    except KeyError as exc:
+        name = exc.args[0] if exc.args else "?"
+        known = ", ".join(sorted(set(meta.fields) | set(meta.hierarchy)))
+        raise MISInvalidQuery(f"unknown property or function in filter: {name!r} (queryables: {known})")
+    except MISInvalidQuery:
+        raise
+    except Exception as exc:  # pygeofilter raises plain exceptions for what it cannot translate
+        raise MISInvalidQuery(f"cannot apply this filter: {type(exc).__name__}: {str(exc)[:200]}")
+    if isinstance(condition, bool):
+        return true() if condition else ~true()
+    return condition
+
+
+# --------------------------------------------------------------------------- the provider
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _convert(name: str, value: str, spec: dict[str, Any]) -> Any:
+    """A query-string value converted to the property's type (400 if it is not one)."""
+    kind = spec.get("type")
+    try:
+        if kind == "integer":
+            return int(value)
+        if kind == "number":
+            number = float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+            return number
+        if kind == "boolean":
+            if value.lower() in ("true", "1", "yes"):
+                return True
+            if value.lower() in ("false", "0", "no"):
+                return False
+            raise ValueError
+        if spec.get("format") == "date":
+            return dt.date.fromisoformat(value)
+        if spec.get("format") == "date-time":
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise MISInvalidQuery(f"{name}: {value!r} is not a valid {spec.get('format') or kind}")
+    if kind in ("object", "array"):
+        raise MISInvalidQuery(f"{name} is a JSON {kind}: filter it with CQL2 on another property")
+    return value
+
+
+def _db_error(exc: DBAPIError) -> ProviderGenericError:
+    """A request-caused database error as a 400 with PostgreSQL's first line."""
+    import psycopg
+
+    orig = exc.orig
+    if isinstance(orig, psycopg.errors.QueryCanceled):
+        return MISInvalidQuery(
+            f"the query ran longer than {STATEMENT_TIMEOUT_MS // 1000} s and was cancelled: "
+            "narrow it (bbox, filter, limit)")
+    if isinstance(orig, (psycopg.errors.DataError, psycopg.errors.ProgrammingError,
+                         psycopg.errors.SyntaxError, psycopg.errors.UndefinedFunction)):
+        first = str(orig).splitlines()[0] if str(orig) else type(orig).__name__
+        return MISInvalidQuery(f"the catalogue refused this query: {first}")
+    if isinstance(orig, psycopg.errors.InternalError_) and "geometry" in str(orig):
+        return MISInvalidQuery(f"the catalogue refused a geometry of this query: {str(orig).splitlines()[0]}")
+    if isinstance(orig, psycopg.OperationalError):
+        return ProviderConnectionError(user_msg="the catalogue database is not reachable")
+    return ProviderConnectionError(user_msg=f"database error: {type(orig).__name__}")
+
+
+class MISProvider(PostgreSQLProvider):
+    """pygeoapi's PostgreSQL provider with keyset paging, GeoJSON from PostGIS, hierarchy
+    filters and writes through the registration service (see the module docstring)."""
+
+    def __init__(self, provider_def: dict):
+        # Not PostgreSQLProvider.__init__: that one reflects through psycopg2 on every
+        # request; this one shares a psycopg 3 engine and cached metadata.
+        BaseProvider.__init__(self, provider_def)
+        self.table = provider_def["table"]
+        self.id_field = provider_def.get("id_field", "id")
+        self.geom = provider_def.get("geom_field")
+        self.storage_crs = provider_def.get("storage_crs", "http://www.opengis.net/def/crs/OGC/1.3/CRS84")
+        self.mis = dict(provider_def.get("mis") or {})
+        self._meta = _load_meta(provider_def)
+        self._engine = self._meta.engine
+        self._fields = dict(self._meta.fields)
+        self.include_extra_query_parameters = False
+
+    # ------------------------------------------------------------------ metadata
+    def get_fields(self) -> dict[str, dict[str, Any]]:
+        """Properties and their types (the queryables), hierarchy filters included."""
+        fields = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in self._meta.fields.items()}
+        for name, (column, _schemes) in self._meta.hierarchy.items():
+            fields[name] = {"type": "string", "title": f"at or under a concept (URI, label or notation) "
+                                                       f"in the hierarchy of {column}"}
+        return fields
+
+    @property
+    def fields(self) -> dict[str, dict[str, Any]]:
+        return self.get_fields()
+
+    @fields.setter
+    def fields(self, value) -> None:  # BaseProvider assigns it
+        pass
+
+    # ------------------------------------------------------------------ SQL pieces
+    def _t(self):
+        return self._meta.table.alias("t")
+
+    def _geometry_sql(self, crs_transform_spec, alias: str = "t") -> str:
+        if not self.geom:
+            return "NULL::json"
+        geom = f"{alias}.{_quote(self.geom)}"
+        if crs_transform_spec is not None:
+            epsg, flip = _target_crs(crs_transform_spec)
+            geom = f"ST_Transform({geom}, {epsg})"
+            if flip:
+                geom = f"ST_FlipCoordinates({geom})"
+        return f"ST_AsGeoJSON({geom}, {GEOJSON_DIGITS})::json"
+
+    def _feature_sql(self, names: list[str], skip_geometry: bool, crs_transform_spec,
+                     alias: str = "t") -> tuple[str, dict]:
+        pairs = [f"'{n.replace(chr(39), chr(39) * 2)}', {alias}.{_quote(n)}" for n in names]
+        chunks = [pairs[i:i + 50] for i in range(0, len(pairs), 50)] or [[]]
+        props = " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
+        if len(chunks) == 1:
+            props = props.replace("jsonb_build_object", "json_build_object", 1)
+        geometry = "NULL::json" if skip_geometry else self._geometry_sql(crs_transform_spec, alias)
+        params: dict[str, Any] = {}
+        links = ""
+        parent = self.mis.get("parent")
+        base = self.mis.get("base_url")
+        if parent and base and parent.get("field") in self._meta.table.c and self.mis.get("feature_links", True):
+            href = f"{base}/collections/{parent['collection']}/items/".replace("'", "''")
+            links = (", 'links', json_build_array(json_build_object('rel', 'up', 'type', 'application/geo+json', "
+                     f"'href', '{href}' || {alias}.{_quote(parent['field'])}))")
+        sql = (f"json_build_object('type', 'Feature', 'id', {alias}.{_quote(self.id_field)}, "
+               f"'geometry', {geometry}, 'properties', {props}{links})::text")
+        return sql, params
+
+    def _names(self, select_properties: list[str] | None) -> list[str]:
+        names = list(self._meta.fields)
+        if select_properties:
+            wanted = set(select_properties)
+            unknown = wanted - set(names) - set(self._meta.hierarchy)
+            if unknown:
+                raise MISInvalidQuery(f"unknown properties: {', '.join(sorted(unknown))}")
+            names = [n for n in names if n in wanted]
+        if self.properties:
+            names = [n for n in names if n in self.properties]
+        return names
+
+    def _where(self, t, *, bbox, datetime_, properties, filterq) -> list:
+        conditions = []
+        scheme = self.mis.get("scheme")
+        if scheme:
+            conditions.append(t.c.scheme == scheme)
+        for name, value in properties or []:
+            base = name[:-4] if name.endswith("_uri") else name
+            if name in self._meta.hierarchy:
+                column, schemes = self._meta.hierarchy[name]
+                schemes = schemes or ([scheme] if scheme else None)
+                uris = narrower_uris(self._meta, str(value), schemes)
+                if column[:-4] in self._meta.concept_ids:
+                    id_column = self._meta.concept_ids[column[:-4]]
+                    conditions.append(t.c[id_column].in_(_uri_ids(self._meta, uris)))
+                else:
+                    conditions.append(t.c[column].in_(uris))
+            elif base in self._meta.concept_ids:
+                ids = concept_ids_for(self._meta, name, [str(value)])
+                conditions.append(t.c[self._meta.concept_ids[base]].in_(ids))
+            elif name in self._meta.fields:
+                conditions.append(t.c[name] == _convert(name, str(value), self._meta.fields[name]))
+        if bbox:
+            if not self.geom:
+                raise MISInvalidQuery("bbox: this collection has no geometry")
+            if len(bbox) not in (4, 6):
+                raise MISInvalidQuery("bbox needs 4 or 6 numbers")
+            if len(bbox) == 6:
+                minx, miny, minz, maxx, maxy, maxz = bbox
+            else:
+                (minx, miny, maxx, maxy), minz, maxz = bbox, None, None
+            geom = t.c[self.geom]
+            envelope = func.ST_MakeEnvelope(minx, miny, maxx, maxy, 4326)
+            conditions.append(func.ST_Intersects(geom, envelope))
+            if minz is not None:
+                conditions.append(and_(func.ST_ZMax(geom) >= minz, func.ST_ZMin(geom) <= maxz))
+        if datetime_ not in (None, "", "../.."):
+            conditions.append(self._datetime_condition(t, datetime_))
+        if filterq is not None:
+            conditions.append(cql_to_sql(filterq, self._meta, t.c))
+        return conditions
+
+    def _datetime_condition(self, t, datetime_: str):
+        if not self.time_field or self.time_field not in t.c:
+            raise MISInvalidQuery("datetime: this collection has no time property")
+        column = t.c[self.time_field]
+
+        def moment(value: str):
+            try:
+                return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError:
+                try:
+                    return dt.datetime.combine(dt.date.fromisoformat(value), dt.time())
+                except ValueError:
+                    raise MISInvalidQuery(f"datetime: {value!r} is not an RFC 3339 date or date-time")
+
+        if "/" in datetime_:
+            begin, end = datetime_.split("/", 1)
+            parts = []
+            if begin not in ("", ".."):
+                parts.append(column >= moment(begin).date())
+            if end not in ("", ".."):
+                parts.append(column <= moment(end).date())
+            return and_(*parts) if parts else true()
+        return column == moment(datetime_).date()
+
+    def _order(self, t, sortby: list[dict]) -> list:
+        clauses = []
+        for s in sortby or []:
+            name = s["property"]
+            if name not in t.c or name in (self.geom,):
+                raise MISInvalidQuery(f"sortby: unknown property {name!r}")
+            column = t.c[name]
+            clauses.append(column.asc() if s.get("order", "+") == "+" else column.desc())
+        clauses.append(t.c[self.id_field].asc())
+        return clauses
+
+    # ------------------------------------------------------------------ reads
+    def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None, properties=[],
+              sortby=[], select_properties=[], skip_geometry=False, q=None, filterq=None,
+              crs_transform_spec=None, **kwargs):
+        """A page of features; see the module docstring for what differs from pygeoapi's."""
+        request = CURRENT_REQUEST.get()
+        params = dict(request.params) if request is not None else {}
+        t = self._t()
+        conditions = self._where(t, bbox=bbox, datetime_=datetime_, properties=properties, filterq=filterq)
+        keyset = not sortby
+        cursor = None
+        if params.get(CURSOR_PARAM) not in (None, ""):
+            if not keyset:
+                raise MISInvalidQuery("cursor cannot be combined with sortby; use offset")
+            try:
+                cursor = int(params[CURSOR_PARAM])
+            except ValueError:
+                raise MISInvalidQuery(f"cursor must be an integer feature id; got {params[CURSOR_PARAM]!r}")
+        if q:
+            raise MISInvalidQuery("q (free text search) is not supported; use filter (CQL2)")
+
+        response: dict[str, Any] = {"type": "FeatureCollection", "features": [], "numberReturned": 0}
+        try:
+            with self._engine.connect() as conn:
+                # numberMatched: asked for, or cheap; never on cursor pages (pygeoapi would read
+                # numberMatched > offset + limit as "more pages" and add an offset link of its own)
+                if resulttype == "hits" or (self._meta.exact_count and cursor is None):
+                    count = select(func.count()).select_from(t).where(*conditions)
+                    response["numberMatched"] = conn.execute(count).scalar_one()
+                if resulttype == "hits":
+                    return response
+                where = list(conditions)
+                if cursor is not None:
+                    where.append(t.c[self.id_field] > cursor)
+                names = self._names(select_properties)
+                if not offset:
+                    feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec)
+                    stmt = (select(t.c[self.id_field], literal_column(feature_sql)).select_from(t)
+                            .where(*where).order_by(*self._order(t, sortby)).limit(limit + 1))
+                else:
+                    # Skip rows by id only, then build features for the page alone: PostgreSQL
+                    # would otherwise compute every skipped feature. (With a cursor, offset is
+                    # what pygeoapi's own next links add: rows to skip after it.)
+                    page = (select(t.c[self.id_field].label("page_id")).select_from(t).where(*where)
+                            .order_by(*self._order(t, sortby)).offset(offset).limit(limit + 1).subquery("page"))
+                    f = self._meta.table.alias("f")
+                    feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec, "f")
+                    stmt = (select(f.c[self.id_field], literal_column(feature_sql))
+                            .select_from(f.join(page, page.c.page_id == f.c[self.id_field]))
+                            .order_by(*self._order(f, sortby)))
+                if feature_params:
+                    stmt = stmt.params(**feature_params)
+                rows = conn.execute(stmt).all()
+        except DBAPIError as exc:
+            raise _db_error(exc)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        raw = RAW_FEATURES.get()
+        if raw is not None and request is not None and getattr(request, "format", None) in (None, "json"):
+            raw["features"] = "[" + ",".join(r[1] for r in rows) + "]"
+            response["features"] = []
+        else:
+            response["features"] = [json.loads(r[1]) for r in rows]
+        response["numberReturned"] = len(rows)
+        if request is not None:
+            response["links"] = self._next_links(params, rows, keyset, offset, limit) if more else []
+        return response
+
+    def _next_links(self, params: dict, rows, keyset: bool, offset: int, limit: int) -> list[dict]:
+        base = self.mis.get("base_url", "")
+        href = f"{base}/collections/{self.mis.get('collection', '')}/items"
+        keep = {k: v for k, v in params.items() if k not in ("offset", CURSOR_PARAM)}
+        if keyset:
+            keep[CURSOR_PARAM] = str(rows[-1][0])
+        else:
+            keep["offset"] = str((offset or 0) + limit)
+        keep.setdefault("limit", str(limit))
+        return [{"type": "application/geo+json", "rel": "next", "title": "Items (next)",
+                 "href": f"{href}?{urllib.parse.urlencode(keep)}"}]
+
+    def get(self, identifier, crs_transform_spec=None, **kwargs):
+        """One feature by id (404 for an id that is not there or not an integer)."""
+        try:
+            ident = int(str(identifier))
+            if not -2 ** 63 <= ident < 2 ** 63:
+                raise ValueError
+        except ValueError:
+            raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.")
+        t = self._t()
+        feature_sql, feature_params = self._feature_sql(self._names(None), False, crs_transform_spec)
+        conditions = [t.c[self.id_field] == ident]
+        if self.mis.get("scheme"):
+            conditions.append(t.c.scheme == self.mis["scheme"])
+        stmt = select(literal_column(feature_sql)).select_from(t).where(*conditions)
+        if feature_params:
+            stmt = stmt.params(**feature_params)
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(stmt).first()
+        except DBAPIError as exc:
+            raise _db_error(exc)
+        if row is None:
+            raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.")
+        return json.loads(row[0])
+
+    # ------------------------------------------------------------------ writes
+    def create(self, item):
+        """POST: register a new record (validation errors: 400 with the registration messages)."""
+        from mis.api import writes
+
+        return writes.create(self._write_context(), item)
+
+    def update(self, identifier, item):
+        """PUT: replace a record through the registration service."""
+        from mis.api import writes
+
+        return writes.replace(self._write_context(), identifier, item)
+
+    def delete(self, identifier):
+        """DELETE: refused while children exist unless ``?cascade=true``."""
+        from mis.api import writes
+
+        return writes.remove(self._write_context(), identifier)
+
+    def _write_context(self):
+        from mis.api.writes import WriteContext
+
+        kind = self.mis.get("kind")
+        if not kind:
+            raise MISInvalidQuery("this collection is read-only")
+        request = CURRENT_REQUEST.get()
+        params = dict(request.params) if request is not None else {}
+        return WriteContext(kind=kind, url=self._meta.url, engine=self._engine, params=params)
+
+    def __repr__(self) -> str:
+        return f"<MISProvider> {self.table}"
+
+
+def _target_crs(spec) -> tuple[int, bool]:
+    """EPSG code of a CrsTransformSpec's target, and whether its first axis is latitude."""
+    import pyproj
+
+    crs = pyproj.CRS.from_wkt(spec.target_crs_wkt)
+    epsg = crs.to_epsg()
+    if epsg is None:
+        raise MISInvalidQuery("crs: only CRSs with an EPSG code are supported")
+    first = crs.axis_info[0].direction.lower() if crs.axis_info else "east"
+    return epsg, first in ("north", "south")

@@ -1,0 +1,328 @@
+"""OGC API - Features over real HTTP: collections, Part 1-3 reads, paging, hierarchy, hostile input.
+
+One live server (the real app under uvicorn) on a catalogue holding the sample deposit
+and a synthetic segmentation run (see ``test_api_support``).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from mis.api.config import load_template
+from tests.test_api_support import (  # noqa: F401 - fixtures
+    N_GRAINS,
+    ROXEL_GRID,
+    api_db,
+    count,
+    follow,
+    http,
+    live,
+)
+
+SPATIAL = ["deposits", "drillcores", "drillcore-traces", "plugs", "rocks", "grains", "roxels"]
+
+
+# --------------------------------------------------------------------------- the service
+def test_landing_conformance_and_openapi_work_offline(http):
+    landing = http.get("/", params={"f": "json"})
+    assert landing.status_code == 200
+    rels = {link["rel"] for link in landing.json()["links"]}
+    assert {"service-desc", "conformance", "data"} <= rels
+    conformance = http.get("/conformance", params={"f": "json"}).json()["conformsTo"]
+    for part in ("ogcapi-features-1/1.0/conf/core", "ogcapi-features-1/1.0/conf/geojson",
+                 "ogcapi-features-2/1.0/conf/crs", "ogcapi-features-3/1.0/conf/filter"):
+        assert any(part in c for c in conformance), part
+    doc = http.get("/openapi", params={"f": "json"})
+    assert doc.status_code == 200
+    text = doc.text
+    assert '"$ref": "http' not in text.replace(" ", "").replace('"$ref":"http', '"$ref": "http')
+    spec = doc.json()
+    for cid in load_template()["resources"]:
+        assert f"/collections/{cid}/items" in spec["paths"], cid
+    assert http.get("/mis/health").json()["status"] == "ok"
+
+
+def test_config_template_is_in_step_with_the_views(api_db):
+    """Every view of schema pub is published, and every collection reads an existing view."""
+    import psycopg
+
+    from tests.test_api_support import libpq
+
+    template = load_template()
+    with psycopg.connect(libpq(api_db)) as conn:
+        views = {r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.views WHERE table_schema = 'pub'")}
+        columns = {}
+        for view in views:
+            columns[view] = {r[0] for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'pub' "
+                "AND table_name = %s", [view])}
+    tables = {res["providers"][0]["table"] for res in template["resources"].values()}
+    helpers = {"run_class_names"}
+    assert views - helpers == tables
+    for cid, res in template["resources"].items():
+        prov = res["providers"][0]
+        assert prov["id_field"] in columns[prov["table"]], cid
+        if prov.get("geom_field"):
+            assert prov["geom_field"] in columns[prov["table"]], cid
+        if prov.get("time_field"):
+            assert prov["time_field"] in columns[prov["table"]], cid
+        parent = (prov.get("mis") or {}).get("parent")
+        if parent:
+            assert parent["collection"] in template["resources"], cid
+            assert parent["field"] in columns[prov["table"]], cid
+        for key in ("title", "description", "keywords"):
+            assert res.get(key), (cid, key)
+
+
+def test_every_collection_has_metadata_extent_queryables_and_parent_links(http):
+    collections = {c["id"]: c for c in http.get("/collections", params={"f": "json"}).json()["collections"]}
+    assert set(collections) == set(load_template()["resources"])
+    deposit_box = collections["deposits"]["extent"]["spatial"]["bbox"][0]
+    for cid, c in collections.items():
+        assert c["title"] and c["description"] and c["keywords"], cid
+        box = c["extent"]["spatial"]["bbox"][0]
+        if cid in SPATIAL:  # computed from the data: inside the deposit, never the world
+            assert deposit_box[0] - 0.01 <= box[0] <= box[2] <= deposit_box[2] + 0.01, (cid, box)
+        queryables = http.get(f"/collections/{cid}/queryables", params={"f": "json"})
+        assert queryables.status_code == 200, cid
+        assert len(queryables.json()["properties"]) >= 3, cid
+    for cid, parent in (("drillcores", "deposits"), ("plugs", "drillcores"), ("roxels", "plugs"),
+                        ("rocks", "plugs"), ("grains", "plugs"), ("surveys", "drillcores")):
+        ups = [link["href"] for link in collections[cid]["links"] if link["rel"] == "up"]
+        assert ups and ups[0].endswith(f"/collections/{parent}"), cid
+    drillcores = collections["drillcores"]
+    assert "temporal" in drillcores["extent"]
+    assert any("32719" in crs for crs in drillcores["crs"])  # the UTM zone the holes were desurveyed in
+    assert "lithology_broader" in http.get("/collections/plugs/queryables", params={"f": "json"}).json()["properties"]
+
+
+# --------------------------------------------------------------------------- features
+def test_drillcores_use_geosciml_lite_names_with_labels_beside_uris(http):
+    body = http.get("/collections/drillcores/items", params={"limit": 10}).json()
+    assert body["numberMatched"] == 6 and body["numberReturned"] == 6
+    feature = body["features"][0]
+    props = feature["properties"]
+    for name in ("name", "purpose", "drillingMethod", "drillingMethod_uri", "boreholeLength_m", "elevation_m",
+                 "elevation_srs", "drillStartDate", "drillEndDate", "operator", "deposit", "inclinationType",
+                 "boreholeMaterialCustodian"):
+        assert name in props, name
+    assert props["drillingMethod"] == "diamond core"
+    assert props["drillingMethod_uri"].endswith("/diamond_core")
+    assert feature["geometry"]["type"] == "Point" and len(feature["geometry"]["coordinates"]) == 3
+    assert feature["geometry"]["coordinates"][2] == props["elevation_m"]
+    assert feature["links"][0]["rel"] == "up" and "/collections/deposits/items/" in feature["links"][0]["href"]
+
+    trace = http.get(f"/collections/drillcore-traces/items/{feature['id']}").json()
+    assert trace["geometry"]["type"] == "LineString"
+    coords = trace["geometry"]["coordinates"]
+    assert len(coords) > 2 and all(len(c) == 3 for c in coords)
+    assert coords[0] == feature["geometry"]["coordinates"]  # the trace starts at the collar
+    assert coords[-1][2] < coords[0][2]  # and goes down
+
+
+def test_plugs_deposits_and_vocabularies(http):
+    plug = http.get("/collections/plugs/items", params={"limit": 1}).json()["features"][0]
+    p = plug["properties"]
+    assert {"from_m", "to_m", "sampleType", "sampleType_uri", "lithology", "lithology_uri", "drillcore"} <= set(p)
+    assert p["from_m"] < p["depth_m"] < p["to_m"]
+    assert plug["geometry"]["type"] == "Point" and len(plug["geometry"]["coordinates"]) == 3
+    deposit = http.get("/collections/deposits/items").json()["features"][0]
+    assert deposit["properties"]["commodities"] == "copper, molybdenum, gold"
+    assert deposit["properties"]["occurrenceType_uri"].endswith("/deposit")
+    assert deposit["geometry"]["type"] == "Polygon"
+    minerals = http.get("/collections/vocab-mineral/items", params={"notation": "Ccp"}).json()
+    assert minerals["numberReturned"] == 1
+    assert minerals["features"][0]["geometry"] is None
+    assert minerals["features"][0]["properties"]["prefLabel"] == "chalcopyrite"
+    lith = http.get("/collections/vocab-lithology/items", params={"narrowerOf": "igneous rock", "limit": 500}).json()
+    assert lith["numberReturned"] > 20
+    assert all(f["properties"]["scheme"] == "lithology" for f in lith["features"])
+
+
+def test_roxels_grains_and_rocks_name_their_fractions(http):
+    roxel = http.get("/collections/roxels/items", params={"limit": 1}).json()["features"][0]
+    r = roxel["properties"]
+    assert set(r["composition"]) == {"Ccp", "Qz", "pore-epoxy"}
+    assert abs(sum(r["composition"].values()) - 1.0) < 1e-5
+    assert r["dominantClass"] in ("Ccp", "Qz") and r["dominantClass_uri"].startswith("https://w3id.org/mis/")
+    assert r["chunkKey"] == "c/0/0/0" and r["pixelWindow"] == [0, 0, 16, 16]
+    assert r["zarrStore"].endswith(".zarr") and r["depth_m"] > 0
+    assert len(roxel["geometry"]["coordinates"]) == 3
+    last = http.get("/collections/roxels/items", params={"filter": f"row = {ROXEL_GRID - 1} AND col = 17"}).json()
+    assert last["features"][0]["properties"]["chunkKey"] == "c/0/3/1"
+
+    grains = http.get("/collections/grains/items",
+                      params={"filter": "mineral = 'Ccp' AND area_um2 > 100", "limit": 100}).json()
+    expected = [g for g in range(1, N_GRAINS + 1) if g % 3 == 0 and g * 5 > 100]
+    assert grains["numberReturned"] == len(expected)
+    assert all(f["properties"]["mineralName"] == "chalcopyrite" for f in grains["features"])
+    rock = http.get("/collections/rocks/items").json()["features"][0]["properties"]
+    assert rock["composition"] == {"Ccp": 0.12, "Qz": 0.6}
+    assert rock["lithology"] == "porphyry"
+
+
+def test_keyset_paging_gives_every_feature_exactly_once(http, api_db):
+    features, pages = follow(http, "/collections/roxels/items", {"limit": 500})
+    ids = [f["id"] for f in features]
+    assert len(ids) == ROXEL_GRID ** 2 == len(set(ids)) == count(api_db, "SELECT count(*) FROM roxel")
+    assert pages == 9  # 8 full pages and a last partial one: no empty page at the end
+    first = http.get("/collections/roxels/items", params={"limit": 500}).json()
+    nxt = [link["href"] for link in first["links"] if link["rel"] == "next"][0]
+    assert "cursor=" in nxt and "offset=" not in nxt
+    # offset still works, and the next link it gets continues with a cursor
+    page = http.get("/collections/roxels/items", params={"limit": 100, "offset": 4000}).json()
+    assert [f["id"] for f in page["features"]] == ids[4000:4100]
+    # filters survive in the next links
+    filtered, _ = follow(http, "/collections/roxels/items", {"limit": 300, "dominantClass": "Ccp"})
+    assert filtered and all(f["properties"]["dominantClass"] == "Ccp" for f in filtered)
+    assert len(filtered) == count(api_db, "SELECT count(*) FROM roxel x JOIN concept c ON c.id = x.dominant_class_id "
+                                          "WHERE c.notation = 'Ccp'")
+    # a big table gets no count(*); a small one does
+    assert "numberMatched" not in first or first["numberMatched"] == ROXEL_GRID ** 2
+
+
+def test_hierarchy_filter_by_query_parameter_and_cql(http, api_db):
+    from sqlalchemy.orm import Session
+
+    from mis.catalogue.session import get_engine
+    from mis.vocab.lookup import narrower
+
+    with Session(get_engine(api_db)) as session:
+        igneous = set(narrower(session, "http://resource.geosciml.org/classifier/cgi/lithology/igneous_rock"))
+    everything = http.get("/collections/plugs/items", params={"limit": 100}).json()["features"]
+    expected = {f["id"] for f in everything if f["properties"]["lithology_uri"] in igneous}
+    assert expected and len(expected) < len(everything)  # the sample has igneous and other rocks
+    by_param = http.get("/collections/plugs/items", params={"lithology_broader": "igneous rock", "limit": 100}).json()
+    assert {f["id"] for f in by_param["features"]} == expected
+    by_uri = http.get("/collections/plugs/items", params={
+        "lithology_broader": "http://resource.geosciml.org/classifier/cgi/lithology/igneous_rock", "limit": 100}).json()
+    assert {f["id"] for f in by_uri["features"]} == expected
+    by_cql = http.get("/collections/plugs/items", params={
+        "filter": "lithology_broader = 'igneous rock' AND depth_m > 100", "limit": 100}).json()
+    assert {f["id"] for f in by_cql["features"]} == {
+        f["id"] for f in everything if f["id"] in expected and f["properties"]["depth_m"] > 100}
+    unknown = http.get("/collections/plugs/items", params={"lithology_broader": "igneus rock"})
+    assert unknown.status_code == 400 and "did you mean" in unknown.json()["description"]
+
+
+def test_part1_and_part2_parameters(http):
+    some = http.get("/collections/plugs/items", params={"properties": "name,depth_m", "skipGeometry": "true",
+                                                        "sortby": "-depth_m", "limit": 5}).json()
+    depths = [f["properties"]["depth_m"] for f in some["features"]]
+    assert depths == sorted(depths, reverse=True)
+    assert set(some["features"][0]["properties"]) == {"name", "depth_m"}
+    assert some["features"][0]["geometry"] is None
+    assert any(link["rel"] == "next" and "offset=5" in link["href"] for link in some["links"])
+    hits = http.get("/collections/plugs/items", params={"resulttype": "hits"}).json()
+    assert hits["numberMatched"] == 36 and hits["features"] == []
+    assert http.get("/collections/plugs/items", params={"f": "html"}).status_code == 200
+    assert http.get("/collections/drillcores/items/1", params={"f": "html"}).status_code == 200
+
+    lonlat = http.get("/collections/drillcores/items/1").json()["geometry"]["coordinates"]
+    utm = http.get("/collections/drillcores/items/1",
+                   params={"crs": "http://www.opengis.net/def/crs/EPSG/0/32719"})
+    assert utm.status_code == 200 and "32719" in utm.headers["content-crs"]
+    x, y, z = utm.json()["geometry"]["coordinates"]
+    assert 400_000 < x < 600_000 and 7_400_000 < y < 7_500_000 and z == lonlat[2]
+    latlon = http.get("/collections/drillcores/items/1",
+                      params={"crs": "http://www.opengis.net/def/crs/EPSG/0/4326"}).json()
+    assert latlon["geometry"]["coordinates"][:2] == pytest.approx([lonlat[1], lonlat[0]])
+    # bbox in the UTM zone around that collar finds it
+    box = f"{x - 50},{y - 50},{x + 50},{y + 50}"
+    found = http.get("/collections/drillcores/items", params={
+        "bbox": box, "bbox-crs": "http://www.opengis.net/def/crs/EPSG/0/32719"}).json()
+    assert [f["id"] for f in found["features"]] == [1]
+    plain = http.get("/collections/drillcores/items", params={"bbox": f"{lonlat[0] - 1e-4},{lonlat[1] - 1e-4},"
+                                                                      f"{lonlat[0] + 1e-4},{lonlat[1] + 1e-4}"}).json()
+    assert [f["id"] for f in plain["features"]] == [1]
+    spatial = http.get("/collections/drillcores/items", params={
+        "filter": f"S_INTERSECTS(geom, POLYGON(({lonlat[0] - 1e-4} {lonlat[1] - 1e-4}, {lonlat[0] + 1e-4} "
+                  f"{lonlat[1] - 1e-4}, {lonlat[0] + 1e-4} {lonlat[1] + 1e-4}, {lonlat[0] - 1e-4} "
+                  f"{lonlat[1] + 1e-4}, {lonlat[0] - 1e-4} {lonlat[1] - 1e-4})))"}).json()
+    assert [f["id"] for f in spatial["features"]] == [1]
+    dated = http.get("/collections/drillcores/items", params={"datetime": "2025-03-01/2025-04-30"}).json()
+    assert {f["properties"]["name"] for f in dated["features"]} == {"QA-001", "QA-002"}
+    standard = http.get("/collections/plugs/items", params={"filter": "depth_m > 300", "filter-lang": "cql2-text"})
+    assert standard.status_code == 200 and standard.json()["features"]
+    depth = http.get("/collections/plugs/items", params={"filter": "depth_m BETWEEN 100 AND 200", "limit": 100}).json()
+    assert depth["features"] and all(100 <= f["properties"]["depth_m"] <= 200 for f in depth["features"])
+
+
+# --------------------------------------------------------------------------- hostile input
+HOSTILE = [
+    ("/collections/plugs/items", {"filter": "name = 'x'; DROP TABLE plug; --"}),
+    ("/collections/plugs/items", {"filter": "1=1) OR (1=1"}),
+    ("/collections/plugs/items", {"filter": "pg_sleep(5) = 1"}),
+    ("/collections/plugs/items", {"filter": "depth_m >>> 3"}),
+    ("/collections/plugs/items", {"filter": "nosuchproperty = 3"}),
+    ("/collections/plugs/items", {"filter": "depth_m > 'abc'"}),
+    ("/collections/plugs/items", {"filter": "S_INTERSECTS(geom, POLYGON((0 0, 1 1)))"}),
+    ("/collections/plugs/items", {"filter": "lithology_broader > 'igneous rock'"}),
+    ("/collections/plugs/items", {"filter-lang": "sql", "filter": "depth_m > 1"}),
+    ("/collections/plugs/items", {"limit": "10000000000000"}),
+    ("/collections/plugs/items", {"limit": "-1"}),
+    ("/collections/plugs/items", {"limit": "1e9"}),
+    ("/collections/plugs/items", {"offset": "-5"}),
+    ("/collections/plugs/items", {"bbox": "a,b,c,d"}),
+    ("/collections/plugs/items", {"bbox": "1,2,3"}),
+    ("/collections/plugs/items", {"bbox": "1,2,3,4,5"}),
+    ("/collections/plugs/items", {"bbox": "10,10,0,0"}),
+    ("/collections/plugs/items", {"bbox": "1,2,3,4", "bbox-crs": "EPSG:99999"}),
+    ("/collections/plugs/items", {"crs": "http://www.opengis.net/def/crs/EPSG/0/99999"}),
+    ("/collections/plugs/items", {"depth_m": "deep"}),
+    ("/collections/plugs/items", {"cursor": "1 OR 1=1"}),
+    ("/collections/plugs/items", {"sortby": ""}),
+    ("/collections/plugs/items", {"sortby": "name;DROP TABLE plug"}),
+    ("/collections/plugs/items", {"properties": "name,\"; DROP"}),
+    ("/collections/plugs/items", {"datetime": "yesterday"}),
+    ("/collections/drillcores/items", {"datetime": "2025-13-45"}),
+    ("/collections/surveys/items", {"bbox": "0,0,1,1"}),
+    ("/collections/plugs/items", {"f": "xml"}),
+]
+
+
+@pytest.mark.parametrize("path,params", HOSTILE, ids=[f"{p.split('/')[2]}-{list(q.items())[-1][0]}-{i}"
+                                                      for i, (p, q) in enumerate(HOSTILE)])
+def test_hostile_input_is_a_400_never_a_500(http, path, params):
+    response = http.get(path, params=params)
+    assert response.status_code == 400, (params, response.status_code, response.text[:300])
+    assert "Traceback" not in response.text and "psycopg" not in response.text
+    assert "SELECT" not in response.text
+
+
+@pytest.mark.parametrize("params", [
+    {"filter": "(" * 5000 + "depth_m > 1" + ")" * 5000},
+    {"filter": "depth_m > 1" + " AND depth_m > 1" * 2000},
+    {"filter": "name LIKE lower('x')"},
+    {"limit": "10000"},
+])
+def test_odd_but_legal_input_is_never_a_500(http, params):
+    response = http.get("/collections/plugs/items", params=params)
+    assert response.status_code in (200, 400), (response.status_code, response.text[:300])
+    assert "Traceback" not in response.text
+
+
+def test_hostile_values_are_data_not_sql(http, api_db):
+    before = count(api_db, "SELECT count(*) FROM plug")
+    for value in ("' OR 1=1 --", "x'); DROP TABLE plug; --", "\\x00", "%", "_"):
+        r = http.get("/collections/plugs/items", params={"name": value})
+        assert r.status_code == 200 and r.json()["numberReturned"] == 0
+    for ident in ("abc", "1 OR 1=1", "99999999999999999999", "-1"):
+        r = http.get(f"/collections/plugs/items/{ident}")
+        assert r.status_code == 404, (ident, r.text)
+    assert http.get("/collections/nosuch/items").status_code == 404
+    assert count(api_db, "SELECT count(*) FROM plug") == before
+    assert json.loads(http.get("/collections/plugs/items", params={"limit": 10000}).text)["numberReturned"] == before
+
+
+def test_generated_configuration_holds_the_filled_template(live):
+    config = yaml.safe_load((live.token_file.parent / "pygeoapi-config.generated.yml").read_text())
+    assert config["server"]["url"] == live.url
+    assert not config["server"]["ogc_schemas_location"].startswith("http")
+    prov = config["resources"]["plugs"]["providers"][0]
+    assert prov["data"]["search_path"] == ["pub", "public"] and prov["data"]["dbname"]
+    assert (live.token_file.parent / "pygeoapi-config.generated.yml").stat().st_mode & 0o077 == 0
