@@ -317,9 +317,10 @@ def create_app(
     _declare_filtering()
     pygeoapi_module = _load_pygeoapi(config_path, openapi_path)
 
+    from mis.api.pages import page_routes
     from mis.imagery.iiif_routes import iiif_routes
 
-    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url), *iiif_routes(url),
+    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url), *page_routes(url), *iiif_routes(url),
                                Mount("/", app=pygeoapi_module.APP)]
 
     from contextlib import asynccontextmanager

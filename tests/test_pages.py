@@ -1,0 +1,344 @@
+"""MIS's HTML pages (map, drill core, plug) in a real headless Chromium over real HTTP.
+
+One live server (the real app, :func:`mis.api.app.create_app`, with
+:func:`mis.api.pages.page_routes`) on a catalogue holding the sample deposit and the
+synthetic segmentation run of ``test_api_support``, made visible: the run's image gets
+real pixels (an OME-Zarr of bright grains on dark epoxy) and its 60 grains outlines that
+match them; a depth-registered core photo adds 8,192 roxels over 30 m of the same hole so
+that the downhole log has a profile.
+
+The browser is Debian's ``chromium`` driven by Playwright (``playwright install`` is never
+run: the system browser is used). Every request the pages make is recorded: all must go
+to 127.0.0.1 (the pages work offline) and none may fail. Screenshots are written to
+``test-artifacts/pages/``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import psycopg
+import pytest
+
+from tests.test_api_support import N_GRAINS, LiveServer, api_db, libpq  # noqa: F401 - fixtures
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "pages"
+PIXEL_UM = 1.5  # the synthetic run's image pixel size
+SIZE = 1024
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+# --------------------------------------------------------------------------- data
+def _grain_layout(n: int) -> list[tuple[int, int, int]]:
+    """(row, col, radius) in pixels of ``n`` non-overlapping discs."""
+    rng = np.random.default_rng(11)
+    out: list[tuple[int, int, int]] = []
+    while len(out) < n:
+        r = int(rng.integers(14, 40))
+        y, x = (int(v) for v in rng.integers(r + 4, SIZE - r - 4, 2))
+        if all(math.hypot(y - yy, x - xx) > r + rr + 6 for yy, xx, rr in out):
+            out.append((y, x, r))
+    return out
+
+
+@pytest.fixture(scope="module")
+def visible_run(api_db: str, tmp_path_factory: pytest.TempPathFactory) -> dict:  # noqa: F811
+    """Give the synthetic run's image real pixels and matching grain outlines; add a
+    depth-registered core photo run (roxels only) lower down the same hole."""
+    import tifffile
+
+    from mis.imagery.omezarr import import_image
+
+    layout = _grain_layout(N_GRAINS)
+    rng = np.random.default_rng(5)
+    rgb = np.clip(rng.normal(45, 8, (SIZE, SIZE, 3)), 0, 255)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    with psycopg.connect(libpq(api_db)) as conn:
+        grains = conn.execute("SELECT g.id, g.label, c.uri FROM grain g JOIN concept c ON c.id = g.mineral_id "
+                              "ORDER BY g.label").fetchall()
+        assert len(grains) == N_GRAINS
+        for (gid, _label, uri), (y, x, r) in zip(grains, layout):
+            colour = (225, 190, 40) if uri.endswith("chalcopyrite") else (190, 195, 200)
+            disc = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
+            rgb[disc] = colour
+            # image µm: pixel centres at index * p
+            conn.execute("UPDATE grain SET outline = ST_Buffer(ST_MakePoint(%s, %s), %s, 16), centroid_x_um = %s, "
+                         "centroid_y_um = %s, area_um2 = %s, ecd_um = %s WHERE id = %s",
+                         [x * PIXEL_UM, y * PIXEL_UM, r * PIXEL_UM, x * PIXEL_UM, y * PIXEL_UM,
+                          math.pi * (r * PIXEL_UM) ** 2, 2 * r * PIXEL_UM, gid])
+        d = tmp_path_factory.mktemp("pages-image")
+        tifffile.imwrite(d / "section.tif", rgb.astype(np.uint8), photometric="rgb")
+        img = import_image(d / "section.tif", d / "section.ome.zarr", pixel_size_um=PIXEL_UM, progress=False)
+        image_id, plug_id, hole_id = conn.execute(
+            "UPDATE image i SET store_uri = %s, array_paths = %s, shape = %s, chunks = %s, dtype = %s, "
+            "checksum_sha256 = %s FROM plug p WHERE i.name = 'section-1' AND p.id = i.plug_id "
+            "RETURNING i.id, i.plug_id, p.drillcore_id",
+            [img.store_uri, list(img.array_paths), list(img.shape), list(img.chunks), img.dtype,
+             img.checksum_sha256]).fetchone()
+        conn.execute(CORE_PHOTO_RUN, {"hole": hole_id})
+        n_plugs = conn.execute("SELECT count(*) FROM plug WHERE drillcore_id = %s", [hole_id]).fetchone()[0]
+        n_holes = conn.execute("SELECT count(*) FROM drillcore").fetchone()[0]
+    big = max(range(N_GRAINS), key=lambda k: layout[k][2])
+    return {"image": image_id, "plug": plug_id, "drillcore": hole_id, "plugs": n_plugs, "holes": n_holes,
+            "largest": {"id": grains[big][0], "row": layout[big][0], "col": layout[big][1], "r": layout[big][2]}}
+
+
+CORE_PHOTO_RUN = """
+WITH p AS (SELECT id, from_m, position FROM plug WHERE drillcore_id = %(hole)s ORDER BY from_m OFFSET 1 LIMIT 1),
+img AS (
+  INSERT INTO image (plug_id, name, store_uri, array_paths, shape, chunks, dtype, pixel_size_um, modality_uri,
+                     checksum_sha256, depth_axis, depth_top_m, depth_bottom_m)
+  SELECT id, 'core-photo', 'file:///nonexistent/core-photo.zarr', '{0}', '{3,256,8192}', '{3,256,256}', 'uint8',
+         100, 'https://w3id.org/mis/vocab/image-modality/reflected-light', 'core-photo-1', 'x', from_m, from_m + 30
+  FROM p RETURNING id),
+run AS (INSERT INTO segmentation_run (image_id, name, software_version, roxel_size, status)
+        SELECT id, 'core', 'test', 16, 'complete' FROM img RETURNING id),
+cls AS (
+  INSERT INTO run_class (run_id, class_index, concept_uri)
+  SELECT run.id, k - 1, u FROM run, unnest(ARRAY['https://w3id.org/mis/vocab/mineral/chalcopyrite',
+      'https://w3id.org/mis/vocab/mineral/quartz', 'https://w3id.org/mis/vocab/segmentation-class/pore-epoxy'])
+      WITH ORDINALITY AS c(u, k)
+  RETURNING run_id)
+INSERT INTO roxel (run_id, row, col, composition, dominant_class_id, dominant_fraction, depth_m, position)
+SELECT run.id, r, c, ARRAY[f, 0.85 - f, 0.15]::real[],
+       (SELECT id FROM concept WHERE uri = CASE WHEN f > 0.425 THEN 'https://w3id.org/mis/vocab/mineral/chalcopyrite'
+                                                ELSE 'https://w3id.org/mis/vocab/mineral/quartz' END),
+       greatest(f, 0.85 - f), p.from_m + c * 30.0 / 512, p.position
+FROM run, p, generate_series(0, 15) r, generate_series(0, 511) c,
+     LATERAL (SELECT 0.4 + 0.35 * sin(c / 40.0) AS f) x;
+"""
+
+
+@pytest.fixture(scope="module")
+def site(api_db: str, visible_run: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+    from mis.api.pages import page_routes
+
+    server = LiveServer(api_db, tmp_path_factory.mktemp("pages-state"))
+    if not any(getattr(r, "path", None) == "/mis/map" for r in server.app.routes):
+        server.app.router.routes[0:0] = page_routes(api_db)  # create_app does not add them (yet)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+class Browser:
+    """One Chromium page that records every request and response."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        self.requests: list[str] = []
+        self.failed: list[str] = []
+        self.responses: list[tuple[int, str]] = []
+        self.errors: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        # ERR_ABORTED is the browser cancelling a request itself (a navigation away from a
+        # page still loading its data); real failures show as other codes or 4xx/5xx below.
+        page.on("requestfailed", lambda r: None if r.failure == "net::ERR_ABORTED"
+                else self.failed.append(f"{r.url} {r.failure}"))
+        page.on("response", lambda r: self.responses.append((r.status, r.url)))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self.failed.clear()
+        self.responses.clear()
+        self.errors.clear()
+
+    def check_clean(self) -> None:
+        """Offline and error-free: every request to 127.0.0.1, none failed, no 4xx/5xx,
+        no script error."""
+        outside = [u for u in self.requests if urlsplit(u).scheme not in ("data", "blob", "about")
+                   and urlsplit(u).hostname != "127.0.0.1"]
+        assert not outside, f"requests left 127.0.0.1: {outside}"
+        assert not self.failed, self.failed
+        bad = [(s, u) for s, u in self.responses if s >= 400]
+        assert not bad, bad
+        assert not self.errors, self.errors
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture(scope="module")
+def browser(site: str) -> Iterator[Browser]:
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        context = chromium.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+        # nothing may leave the machine: anything not for 127.0.0.1 is refused (and recorded)
+        context.route(re.compile(r"^(?!http://127\.0\.0\.1[:/]).*", re.I),
+                      lambda route: route.abort("internetdisconnected"))
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        try:
+            yield Browser(page)
+        finally:
+            context.close()
+            chromium.close()
+
+
+# --------------------------------------------------------------------------- pages
+def test_map_shows_deposit_collars_and_traces_offline(site, browser, visible_run):
+    b = browser
+    b.reset()
+    b.page.goto(f"{site}/mis/map")
+    b.page.wait_for_selector(f"#map[data-loaded='{visible_run['holes']}']")
+    assert b.page.locator("path.mis-collar").count() == visible_run["holes"]
+    assert b.page.locator("path.mis-trace").count() == visible_run["holes"]
+    assert b.page.locator("path.mis-deposit").count() == 1
+    assert b.page.locator(".mis-graticule").count() >= 4  # the offline base layer
+    assert b.page.locator("img.leaflet-tile").count() == 0  # no tile server asked for
+    status = b.page.inner_text("#map-status")
+    assert f"{visible_run['holes']} drill core(s)" in status
+    assert b.page.locator(".mis-collar-label").first.inner_text().startswith("QA-")
+    b.shot("map")
+    b.check_clean()
+    # a collar opens its drill core page
+    label = b.page.locator(".mis-collar-label", has_text="QA-001").inner_text()
+    assert label == "QA-001"
+    index = [t.inner_text() for t in b.page.locator(".mis-collar-label").all()].index("QA-001")
+    with b.page.expect_navigation():
+        b.page.locator("path.mis-collar").nth(index).click(force=True)
+    assert re.search(r"/mis/drillcore/\d+$", b.page.url)
+    assert b.page.locator("h1").inner_text() == "Drill core QA-001"
+
+
+def test_drillcore_page_trace_plugs_and_downhole_log(site, browser, visible_run):
+    b = browser
+    b.reset()
+    b.page.goto(f"{site}/mis/drillcore/{visible_run['drillcore']}")
+    b.page.wait_for_function("document.getElementById('log').dataset.bins > 0")
+    assert b.page.locator("h1").inner_text().startswith("Drill core QA-")
+    assert "m along hole" in b.page.inner_text("#length")
+    # plan and section: the trace as a polyline of many vertices, collar, every plug as a dot
+    for view in ("plan", "section"):
+        points = b.page.locator(f"#{view} polyline.trace").get_attribute("points").split()
+        assert len(points) >= 5, view
+        assert b.page.locator(f"#{view} circle.collar").count() == 1
+        assert b.page.locator(f"#{view} circle.plug").count() == visible_run["plugs"], view
+    # plug table with lithology and links to the plug pages
+    rows = b.page.locator("#plugs tbody tr")
+    assert rows.count() == visible_run["plugs"]
+    assert b.page.locator("#plugs a[href*='/mis/plug/']").count() == visible_run["plugs"]
+    assert any(word in b.page.inner_text("#plugs") for word in ("andesite", "dacite", "porphyry", "granodiorite"))
+    # the log: lithology track, the rock's modal composition, the roxel profile
+    assert b.page.locator("#log .track-lithology rect").count() == visible_run["plugs"]
+    assert int(b.page.get_attribute("#log", "data-rocks")) == 2  # chalcopyrite + quartz of the one rock
+    bins = int(b.page.get_attribute("#log", "data-bins"))
+    assert bins >= 10  # 30 m of core photo over a ~400 m hole in 200 bins, plus the section
+    assert b.page.locator("#log .track-roxels rect.bin").count() >= 3 * bins - 5
+    legend = b.page.inner_text("#log-legend")
+    assert "Ccp" in legend and "Qz" in legend
+    b.shot("drillcore")
+    # zoom the log onto the core photo's 30 m
+    top = float(b.page.locator("#plugs tbody tr").nth(1).locator("td").nth(1).inner_text())
+    b.page.fill("#log-range input[name=from_m]", str(top))
+    b.page.fill("#log-range input[name=to_m]", str(top + 30))
+    b.page.click("#log-range button[type=submit]")
+    b.page.wait_for_function("document.getElementById('log').dataset.bins >= 150")
+    b.shot("drillcore-log-zoomed")
+    b.check_clean()
+
+
+def test_plug_page_viewer_tiles_grains_overlay_and_composition(site, browser, visible_run):
+    b = browser
+    b.reset()
+    b.page.goto(f"{site}/mis/plug/{visible_run['plug']}")
+    b.page.wait_for_selector(f"svg.mis-grains[data-loaded='{N_GRAINS}']")
+    b.page.wait_for_function("window.misViewer && window.misViewer.world.getItemCount() === 1 && "
+                             "window.misViewer.world.getItemAt(0).getFullyLoaded()")
+    assert b.page.locator("svg.mis-grains path").count() == N_GRAINS
+    tiles = [u for s, u in b.responses if s == 200 and re.search(rf"/iiif/3/{visible_run['image']}/.+\.(jpg|png)", u)]
+    assert tiles, b.responses
+    assert any(u.endswith("/info.json") for s, u in b.responses if s == 200)
+    # the overlay sits on the image: the largest grain's outline is centred where the viewer
+    # draws its pixel centre
+    g = visible_run["largest"]
+    where = b.page.evaluate("""(g) => {
+        const v = window.misViewer, item = v.world.getItemAt(0);
+        const p = item.imageToViewerElementCoordinates(new OpenSeadragon.Point(g.col + 0.5, g.row + 0.5));
+        const box = v.element.getBoundingClientRect();
+        const r = document.querySelector(`path[data-grain="${g.id}"]`).getBoundingClientRect();
+        const k = item.imageToViewerElementCoordinates(new OpenSeadragon.Point(1000, 0)).x
+                - item.imageToViewerElementCoordinates(new OpenSeadragon.Point(0, 0)).x;
+        return {x: box.left + p.x, y: box.top + p.y, cx: r.left + r.width / 2, cy: r.top + r.height / 2,
+                w: r.width, scale: k / 1000};
+    }""", g)
+    assert abs(where["cx"] - where["x"]) < 1.5 and abs(where["cy"] - where["y"]) < 1.5, where
+    assert where["w"] == pytest.approx(2 * g["r"] * where["scale"], rel=0.05, abs=1.5)
+    # composition table from the rock, grain statistics per mineral
+    table = b.page.inner_text("table.mis-composition")
+    assert "Ccp" in table and "12.0 %" in table and "Qz" in table and "60.0 %" in table
+    stats = b.page.inner_text("#grain-stats")
+    assert "Ccp" in stats and "Qz" in stats
+    assert f"{N_GRAINS} of {N_GRAINS} grains" in b.page.inner_text("#grain-status")
+    b.shot("plug")
+    # zoomed in on the largest grain
+    b.page.evaluate("""(g) => { const v = window.misViewer, item = v.world.getItemAt(0);
+        const c = item.imageToViewportCoordinates(new OpenSeadragon.Point(g.col, g.row));
+        v.viewport.zoomTo(4, c, true); v.viewport.panTo(c, true); }""", g)
+    b.page.wait_for_function("window.misViewer.world.getItemAt(0).getFullyLoaded()")
+    b.page.wait_for_timeout(300)
+    b.shot("plug-zoomed")
+    b.check_clean()
+    # links back up
+    assert b.page.locator(f"a[href$='/mis/drillcore/{visible_run['drillcore']}']").count() >= 1
+
+
+# --------------------------------------------------------------------------- JSON and errors
+def test_grains_json_is_in_image_pixels(site, visible_run):
+    import httpx
+
+    body = httpx.get(f"{site}/mis/api/image/{visible_run['image']}/grains.json", params={"limit": 5}).json()
+    assert body["total"] == N_GRAINS and len(body["grains"]) == 5
+    g = visible_run["largest"]
+    first = body["grains"][0]
+    assert first["id"] == g["id"]  # largest first
+    xy = np.array([float(v) for v in re.findall(r"-?\d+(?:\.\d+)?", first["d"])]).reshape(-1, 2)
+    assert xy[:, 0].min() == pytest.approx(g["col"] + 0.5 - g["r"], abs=0.2)
+    assert xy[:, 0].max() == pytest.approx(g["col"] + 0.5 + g["r"], abs=0.2)
+    assert xy[:, 1].min() == pytest.approx(g["row"] + 0.5 - g["r"], abs=0.2)
+    assert xy[:, 1].max() == pytest.approx(g["row"] + 0.5 + g["r"], abs=0.2)
+
+
+def test_log_json_and_error_statuses(site, visible_run):
+    import httpx
+
+    with httpx.Client(base_url=site, timeout=30) as http:
+        hole = visible_run["drillcore"]
+        log = http.get(f"/mis/api/drillcore/{hole}/log.json", params={"bins": 50}).json()
+        assert set(log["classes"]) >= {"Ccp", "Qz"}
+        assert all(abs(sum(b["fractions"].values()) - 1) < 0.02 for b in log["bins"])
+        assert sum(1 for b in log["bins"] if b["roxels"]) >= 4
+        info = http.get(f"/mis/api/drillcore/{hole}.json").json()
+        assert info["trace"]["crs"].startswith("EPSG:") and len(info["trace"]["points"]) >= 5
+        depths = [p[3] for p in info["trace"]["points"]]
+        assert depths[-1] == pytest.approx(info["drillcore"]["length_m"], rel=0.01)
+        assert http.get("/mis", follow_redirects=False).status_code == 303
+        for path, status in (("/mis/drillcore/999999", 404), ("/mis/drillcore/abc", 404), ("/mis/plug/0", 404),
+                             ("/mis/api/image/999999/grains.json", 404),
+                             (f"/mis/api/drillcore/{hole}/log.json?bins=0", 400),
+                             (f"/mis/api/drillcore/{hole}/log.json?from_m=x", 400),
+                             (f"/mis/api/drillcore/{hole}/log.json?from_m=10&to_m=5", 400)):
+            r = http.get(path)
+            assert r.status_code == status, (path, r.text)
+        page = http.get("/mis/drillcore/999999")
+        assert "text/html" in page.headers["content-type"] and "no drill core 999999" in page.text
+        assert http.get("/static/leaflet/leaflet.js").status_code == 200
+        assert http.get("/static/mis/mis.js").status_code == 200
