@@ -10,6 +10,7 @@ from rich.console import Console
 
 from mis import __version__
 from mis.cli_register import export_cmd, register_cmd
+from mis.cli_segment import evaluate_cmd, label_app, predict_cmd, train_cmd
 from mis.cli_serve import serve_cmd, token_app
 from mis.config import external_database_url
 
@@ -27,6 +28,10 @@ image_app = typer.Typer(help="Import microscope images and core photos as OME-Za
 app.add_typer(image_app, name="image")
 app.command("register")(register_cmd)
 app.command("serve")(serve_cmd)
+app.add_typer(label_app, name="label")
+app.command("train")(train_cmd)
+app.command("predict")(predict_cmd)
+app.command("evaluate")(evaluate_cmd)
 app.add_typer(token_app, name="token")
 app.command("export")(export_cmd)
 

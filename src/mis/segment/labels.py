@@ -1,0 +1,821 @@
+"""Sparse training labels stored with the image: ``mis label import IMAGE LABELS``.
+
+Input, one of
+
+* a **label image** (PNG or TIFF, one channel, integer values; ``0`` = unlabelled), the
+  same height and width as the image, plus a **legend** JSON mapping label values to
+  vocabulary terms, in any of these forms::
+
+      {"1": "quartz", "2": "Ccp", "3": "pore/epoxy"}
+      {"classes": {"1": "quartz", "2": "Ccp"}}           # or "legend": {...}
+      [{"value": 1, "term": "quartz"}, {"value": 2, "class": "Ccp"}]
+
+  (a value ``0`` may be listed as ``null`` / ``"unlabelled"``; it is never a class);
+* **GeoJSON** scribbles and polygons in *image pixel coordinates* (x = column, y = row,
+  y downwards; pixel ``(row r, column c)`` covers ``[c, c+1) x [r, r+1)``, the GDAL /
+  QuPath convention), each feature naming its class in a property (``class`` by default;
+  QuPath's ``classification: {"name": ...}`` is understood too). Polygons and
+  MultiPolygons label the pixels whose centres lie inside (holes respected); LineStrings
+  label every pixel they pass through, or with a ``width`` property (pixels) the pixels
+  of the line buffered to that width; Points label their pixel (``radius`` property:
+  a disc). Later features overwrite earlier ones where they overlap.
+
+Every class term is resolved through the vocabulary (schemes ``mineral``, ``lithology``,
+``segmentation-class``: background, pore/epoxy, unclassified). Unknown or ambiguous terms
+are refused, all of them at once, each with the closest known names; nothing is written.
+
+Storage (OME-Zarr 0.5 ``labels``), inside the image's store::
+
+    image.ome.zarr/labels/zarr.json          {"ome": {"version": "0.5",
+                                              "labels": ["scribbles/v1", "scribbles/v2", ...]}}
+    image.ome.zarr/labels/<name>/zarr.json   plain group (one per label set)
+    image.ome.zarr/labels/<name>/v<N>/       one OME-Zarr label image per version:
+        zarr.json  {"ome": {"version": "0.5", "multiscales": [...],
+                            "image-label": {"version": "0.5",
+                                            "colors": [{"label-value": 1, "rgba": [r, g, b, 255]}, ...],
+                                            "properties": [{"label-value": 1, "class": URI,
+                                                            "name": prefLabel, "term": as typed}, ...],
+                                            "source": {"image": "../../../"}}},
+                    "mis": {"name", "version", "legend": {"1": URI, ...}, "source_file",
+                            "source_sha256", "source_format", "content_sha256",
+                            "labelled_pixels", "pixel_counts": {"1": n, ...}, "created"}}
+        0/         uint8 (uint16 beyond 255 values) array (c=1, y, x), chunks
+                   (1, 512, 512) like the image, 0 = unlabelled, Blosc-zstd
+
+Colours are the concepts' display colours from the vocabulary (``mis:colour``), a fixed
+palette where a concept has none. **Versions are never overwritten**: every import adds
+``v<N+1>`` (written under a temporary name and renamed into place, so a reader never sees
+a half-written version); importing content identical to the latest version is a no-op
+that returns it. ``read_labels(store, name)`` reads the latest version, or a given one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "LABEL_SCHEMES",
+    "ImageRef",
+    "LabelError",
+    "LabelSet",
+    "StoredLabels",
+    "image_ref",
+    "import_labels",
+    "label_versions",
+    "list_label_sets",
+    "read_geojson_labels",
+    "read_label_image",
+    "read_labels",
+    "read_legend",
+    "resolve_classes",
+    "store_labels",
+]
+
+LABEL_SCHEMES = ["mineral", "lithology", "segmentation-class"]
+OME_VERSION = "0.5"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_VERSION = re.compile(r"^v(\d+)$")
+#: fallback display colours (Okabe-Ito + extras) for concepts without mis:colour
+_PALETTE = ["E69F00", "56B4E9", "009E73", "F0E442", "0072B2", "D55E00", "CC79A7", "999999",
+            "8C564B", "17BECF", "BCBD22", "7F7F7F"]
+
+
+class LabelError(ValueError):
+    """Bad label input (the message names the file, the place and the rule broken)."""
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where an image's pixels are: its store and level-0 geometry (``image_id`` None
+    when the image was given as a store path rather than a catalogue id)."""
+
+    store_uri: str
+    shape: tuple[int, int, int]
+    chunks: tuple[int, int, int]
+    image_id: int | None = None
+    checksum_sha256: str | None = None
+    band_names: tuple[str, ...] = ()
+
+    @property
+    def height(self) -> int:
+        return self.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.shape[2]
+
+
+def image_ref(image: int | str | Path, url: str | None = None) -> ImageRef:
+    """An image by catalogue id (``12`` or ``"12"``) or by the path/URL of its OME-Zarr
+    store (no database needed then)."""
+    text = str(image)
+    if text.isdigit():
+        from mis.catalogue import models as m
+        from mis.catalogue.session import transaction
+
+        with transaction(url) as session:
+            row = session.get(m.Image, int(text))
+            if row is None:
+                raise LabelError(f"image {text}: no such image in the catalogue")
+            return ImageRef(store_uri=row.store_uri, shape=tuple(row.shape), chunks=tuple(row.chunks),
+                            image_id=row.id, checksum_sha256=row.checksum_sha256,
+                            band_names=tuple(row.band_names or ()))
+    from mis.imagery.omezarr import open_level, read_metadata
+
+    try:
+        meta = read_metadata(text)
+        arr = open_level(text, 0)
+    except (FileNotFoundError, ValueError) as exc:
+        raise LabelError(f"image {text!r}: neither a catalogue image id nor an OME-Zarr store ({exc})") from None
+    mis = meta.get("mis", {})
+    return ImageRef(store_uri=_local_or_url(text), shape=tuple(int(v) for v in arr.shape),
+                    chunks=tuple(int(v) for v in arr.chunks), checksum_sha256=mis.get("checksum_sha256"),
+                    band_names=tuple(b.get("name", "") for b in mis.get("bands", [])))
+
+
+def _is_url(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def _local_or_url(uri: str | Path) -> str:
+    s = str(uri)
+    if _is_url(s):
+        return s.rstrip("/")
+    return str(Path(s.removeprefix("file://")).expanduser().absolute())
+
+
+def open_store_group(store_uri: str, path: str = "", mode: str = "r") -> Any:
+    """A zarr v3 group inside an image store (local directory or fsspec URL)."""
+    import zarr
+
+    uri = _local_or_url(store_uri)
+    if _is_url(uri):
+        from zarr.storage import FsspecStore
+
+        store = FsspecStore.from_url(uri, read_only=(mode == "r"))
+    else:
+        from zarr.storage import LocalStore
+
+        store = LocalStore(uri, read_only=(mode == "r"))
+    return zarr.open_group(store, mode=mode, path=path or None, zarr_format=3)
+
+
+# --------------------------------------------------------------------------- reading inputs
+
+
+def read_label_image(path: str | Path) -> np.ndarray:
+    """A single-channel integer label image (PNG, TIFF, or anything Pillow reads) as a
+    (H, W) int64 array; palette PNGs give their indices."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            arr = tifffile.imread(path)
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                if im.mode in ("RGB", "RGBA", "LA", "CMYK", "YCbCr", "HSV"):
+                    raise LabelError(
+                        f"{path}: label image is {im.mode} colour; it must have one channel whose values are "
+                        "classes (greyscale or palette PNG, integer TIFF)")
+                arr = np.array(im)
+    except LabelError:
+        raise
+    except Exception as exc:
+        raise LabelError(f"{path}: cannot read as an image ({exc})") from None
+    arr = np.squeeze(np.asarray(arr))
+    if arr.ndim != 2:
+        raise LabelError(f"{path}: label image must be 2-D (one channel), got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        arr = arr.astype(np.uint8)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise LabelError(f"{path}: label values must be integers, the image holds fractions/NaN")
+        arr = arr.astype(np.int64)
+    if arr.dtype.kind not in "ui":
+        raise LabelError(f"{path}: unsupported pixel type {arr.dtype} for labels")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise LabelError(f"{path}: label values must be >= 0 (0 = unlabelled), found {arr.min()}")
+    if arr.size and arr.max() > 65535:
+        raise LabelError(f"{path}: label values must be <= 65535, found {arr.max()}")
+    return arr
+
+
+def read_legend(path: str | Path) -> dict[int, str]:
+    """A legend JSON file -> {value (>= 1): term}. See the module docs for the forms."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: no such file")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LabelError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(doc, dict):
+        for key in ("classes", "legend", "labels"):
+            if key in doc and isinstance(doc[key], (dict, list)):
+                doc = doc[key]
+                break
+    items: list[tuple[Any, Any, str]] = []
+    if isinstance(doc, dict):
+        items = [(k, v, f"key {k!r}") for k, v in doc.items()]
+    elif isinstance(doc, list):
+        for i, entry in enumerate(doc):
+            if not isinstance(entry, dict):
+                raise LabelError(f"{path}: entry {i} must be an object with 'value' and 'term'")
+            term = next((entry[k] for k in ("term", "class", "name", "uri", "label") if k in entry), None)
+            if "value" not in entry:
+                raise LabelError(f"{path}: entry {i} has no 'value'")
+            items.append((entry["value"], term, f"entry {i}"))
+    else:
+        raise LabelError(f"{path}: legend must map label values to terms (an object or a list)")
+    out: dict[int, str] = {}
+    for raw, term, where in items:
+        try:
+            value = int(raw)
+            if str(raw).strip() != str(value) and not isinstance(raw, int):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise LabelError(f"{path}: {where}: label value {raw!r} is not an integer") from None
+        if value == 0:
+            if term in (None, "", "unlabelled", "unlabeled", "none"):
+                continue
+            raise LabelError(f"{path}: {where}: value 0 means unlabelled and cannot be the class {term!r}")
+        if not 1 <= value <= 65535:
+            raise LabelError(f"{path}: {where}: label value {value} outside 1..65535")
+        if not isinstance(term, str) or not term.strip():
+            raise LabelError(f"{path}: {where}: value {value} has no class term")
+        if value in out:
+            raise LabelError(f"{path}: {where}: value {value} is listed twice")
+        out[value] = term.strip()
+    if not out:
+        raise LabelError(f"{path}: legend names no class")
+    return out
+
+
+@dataclass
+class _Shape:
+    """One GeoJSON geometry to rasterise with its label value."""
+
+    geom: Any  # shapely geometry (pixel coordinates)
+    value: int
+    width: float | None = None  # lines: buffer to this width (pixels)
+    radius: float | None = None  # points: disc radius (pixels)
+
+
+def _class_of(props: dict[str, Any], prop: str) -> Any:
+    v = props.get(prop)
+    if v is None and prop == "class":
+        for alt in ("classification", "label", "mineral", "term"):
+            if props.get(alt) is not None:
+                v = props[alt]
+                break
+    if isinstance(v, dict):  # QuPath: {"name": "Quartz", "color": [...]}
+        v = v.get("name") or v.get("term") or v.get("uri")
+    return v
+
+
+def read_geojson_labels(path: str | Path, class_property: str = "class") -> tuple[list[_Shape], dict[int, str]]:
+    """Geometries of a GeoJSON file (FeatureCollection, Feature or list of features) in
+    pixel coordinates, each with a label value 1..K in order of first appearance of its
+    class term; returns (shapes, legend {value: term})."""
+    import shapely.geometry
+
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: no such file")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise LabelError(f"{path}: not valid JSON ({exc})") from None
+    if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
+        feats = doc.get("features")
+    elif isinstance(doc, dict) and doc.get("type") == "Feature":
+        feats = [doc]
+    elif isinstance(doc, list):
+        feats = doc
+    else:
+        raise LabelError(f"{path}: GeoJSON must be a FeatureCollection, a Feature or a list of features")
+    if not isinstance(feats, list) or not feats:
+        raise LabelError(f"{path}: no features")
+    values: dict[str, int] = {}
+    shapes: list[_Shape] = []
+    for i, f in enumerate(feats):
+        where = f"{path}: feature {i}"
+        if not isinstance(f, dict) or f.get("type") != "Feature":
+            raise LabelError(f"{where}: not a GeoJSON Feature")
+        props = f.get("properties") or {}
+        term = _class_of(props, class_property)
+        if not isinstance(term, str) or not term.strip():
+            raise LabelError(f"{where}: property {class_property!r} (the class) is missing or empty")
+        if f.get("geometry") is None:
+            raise LabelError(f"{where}: has no geometry")
+        try:
+            geom = shapely.geometry.shape(f["geometry"])
+        except Exception as exc:
+            raise LabelError(f"{where}: invalid geometry ({exc})") from None
+        if geom.is_empty:
+            raise LabelError(f"{where}: empty geometry")
+        if geom.geom_type not in ("Polygon", "MultiPolygon", "LineString", "MultiLineString", "Point",
+                                  "MultiPoint", "GeometryCollection"):
+            raise LabelError(f"{where}: unsupported geometry type {geom.geom_type}")
+        term = term.strip()
+        value = values.setdefault(term, len(values) + 1)
+        width = props.get("width")
+        radius = props.get("radius")
+        for what, v in (("width", width), ("radius", radius)):
+            if v is not None and (not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0):
+                raise LabelError(f"{where}: property {what!r} must be a non-negative number of pixels, got {v!r}")
+        shapes.append(_Shape(geom, value, float(width) if width else None, float(radius) if radius else None))
+    return shapes, {v: t for t, v in values.items()}
+
+
+# --------------------------------------------------------------------------- rasterising
+
+
+def _fill_polygon(out: np.ndarray, poly: Any, value: int, y0: int, x0: int) -> None:
+    """Pixels of ``out`` (window at y0, x0) whose centres lie inside ``poly``."""
+    from skimage.draw import polygon as draw_polygon
+
+    h, w = out.shape
+
+    def ring(coords: Any) -> tuple[np.ndarray, np.ndarray]:
+        c = np.asarray(coords, dtype=np.float64)
+        # pixel (r, c) has its centre at (x = c + 0.5, y = r + 0.5): shift by -0.5 so
+        # skimage's integer-centred grid tests the centres
+        return c[:, 1] - 0.5 - y0, c[:, 0] - 0.5 - x0
+
+    rr, cc = draw_polygon(*ring(poly.exterior.coords), shape=(h, w))
+    if not poly.interiors:
+        out[rr, cc] = value
+        return
+    mask = np.zeros((h, w), bool)
+    mask[rr, cc] = True
+    for hole in poly.interiors:
+        hr, hc = draw_polygon(*ring(hole.coords), shape=(h, w))
+        mask[hr, hc] = False
+    out[mask] = value
+
+
+def _draw_line(out: np.ndarray, line: Any, value: int, y0: int, x0: int) -> None:
+    """Every pixel a line passes through (sampled at 1/4 pixel, plus its vertices)."""
+    import shapely
+
+    h, w = out.shape
+    n = max(2, int(math.ceil(line.length * 4)) + 1)
+    pts = shapely.get_coordinates(shapely.line_interpolate_point(line, np.linspace(0.0, line.length, n)))
+    pts = np.concatenate([pts, shapely.get_coordinates(line)])
+    r = np.floor(pts[:, 1]).astype(np.int64) - y0
+    c = np.floor(pts[:, 0]).astype(np.int64) - x0
+    ok = (r >= 0) & (r < h) & (c >= 0) & (c < w)
+    out[r[ok], c[ok]] = value
+
+
+def _rasterise(shapes: Sequence[_Shape], y0: int, x0: int, h: int, w: int, dtype: Any) -> np.ndarray:
+    """Label tile (h, w) at (y0, x0) of the shapes (later shapes on top)."""
+    import shapely
+
+    out = np.zeros((h, w), dtype=dtype)
+    win = shapely.box(x0 - 1, y0 - 1, x0 + w + 1, y0 + h + 1)
+    for s in shapes:
+        if not s.geom.intersects(win):
+            continue
+        parts = getattr(s.geom, "geoms", [s.geom])
+        for g in parts:
+            if g.geom_type in ("Polygon", "MultiPolygon"):
+                for p in getattr(g, "geoms", [g]):
+                    _fill_polygon(out, p, s.value, y0, x0)
+            elif g.geom_type in ("LineString", "LinearRing", "MultiLineString"):
+                for ln in getattr(g, "geoms", [g]):
+                    if s.width and s.width > 1:
+                        _fill_polygon_any(out, ln.buffer(s.width / 2.0), s.value, y0, x0)
+                    else:
+                        _draw_line(out, ln, s.value, y0, x0)
+            elif g.geom_type in ("Point", "MultiPoint"):
+                for p in getattr(g, "geoms", [g]):
+                    if s.radius:
+                        _fill_polygon_any(out, p.buffer(s.radius), s.value, y0, x0)
+                    else:
+                        r, c = int(math.floor(p.y)) - y0, int(math.floor(p.x)) - x0
+                        if 0 <= r < h and 0 <= c < w:
+                            out[r, c] = s.value
+    return out
+
+
+def _fill_polygon_any(out: np.ndarray, geom: Any, value: int, y0: int, x0: int) -> None:
+    for p in getattr(geom, "geoms", [geom]):
+        if p.geom_type == "Polygon" and not p.is_empty:
+            _fill_polygon(out, p, value, y0, x0)
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+@dataclass(frozen=True)
+class ResolvedClass:
+    term: str
+    uri: str
+    name: str
+    colour: str  # RRGGBB
+
+
+def resolve_classes(terms: Iterable[str], session: Any = None, url: str | None = None,
+                    schemes: Sequence[str] = LABEL_SCHEMES) -> dict[str, ResolvedClass]:
+    """Class terms as people type them ("Ccp", "quartz", "pore/epoxy", a URI) ->
+    concepts with display colours. All unknown/ambiguous terms are reported together."""
+    from mis.catalogue import models as m
+    from mis.vocab.lookup import TermIndex
+
+    def run(sess: Any) -> dict[str, ResolvedClass]:
+        index = TermIndex.from_session(sess, list(schemes))
+        out: dict[str, ResolvedClass] = {}
+        problems = []
+        for t in dict.fromkeys(terms):
+            try:
+                term = index.resolve(t, list(schemes))
+            except LookupError as exc:
+                # "pore/epoxy" for "pore / epoxy": spacing around a slash is not a typo
+                alt = re.sub(r"\s*/\s*", " / ", t)
+                try:
+                    term = index.resolve(alt, list(schemes)) if alt != t else None
+                except LookupError:
+                    term = None
+                if term is None:
+                    problems.append(str(exc))
+                    continue
+            concept = sess.get(m.Concept, term.uri)
+            colour = str((concept.properties or {}).get("colour") or "").lstrip("#").upper()
+            if not re.fullmatch(r"[0-9A-F]{6}", colour):
+                colour = _PALETTE[int(hashlib.sha1(term.uri.encode()).hexdigest(), 16) % len(_PALETTE)]
+            out[t] = ResolvedClass(t, term.uri, term.pref_label, colour)
+        if problems:
+            raise LabelError("class terms not in the vocabulary (" + ", ".join(schemes) + "): "
+                             + "; ".join(problems))
+        return out
+
+    if session is not None:
+        return run(session)
+    from mis.catalogue.session import transaction
+
+    with transaction(url) as sess:
+        return run(sess)
+
+
+# --------------------------------------------------------------------------- storing
+
+
+@dataclass(frozen=True)
+class StoredLabels:
+    """One stored version of a label set (what :func:`import_labels` returns)."""
+
+    store_uri: str
+    name: str
+    version: int
+    path: str  # inside the store: labels/<name>/v<N>
+    legend: dict[int, str]  # value -> concept URI
+    pixel_counts: dict[int, int]
+    created: bool  # False: identical to the latest version, nothing written
+
+    @property
+    def labelled_pixels(self) -> int:
+        return sum(self.pixel_counts.values())
+
+
+@dataclass
+class LabelSet:
+    """A version of a label set opened for reading: ``array`` is the zarr (1, y, x)
+    array (read it chunk by chunk), ``legend`` value -> concept URI."""
+
+    store_uri: str
+    name: str
+    version: int
+    path: str
+    array: Any
+    legend: dict[int, str]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list[str]:
+        """Concept URIs in label-value order."""
+        return [self.legend[v] for v in sorted(self.legend)]
+
+    def read(self) -> np.ndarray:
+        """The whole label image (H, W) (small images; use ``array`` for big ones)."""
+        return np.asarray(self.array[0])
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name) or _VERSION.match(name):
+        raise LabelError(f"label set name {name!r}: use letters, digits, '.', '_' or '-' (not v<N>), "
+                         "starting with a letter or digit, at most 64 characters")
+    return name
+
+
+def label_versions(store_uri: str, name: str) -> list[int]:
+    """Versions of a label set in a store, ascending ([] when there is none)."""
+    uri = _local_or_url(store_uri)
+    if _is_url(uri):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(uri)
+        base = f"{root}/labels/{name}"
+        if not fs.exists(base):
+            return []
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]
+        return sorted(int(mt.group(1)) for n in names if (mt := _VERSION.match(n))
+                      and fs.exists(f"{base}/{n}/zarr.json"))
+    base = Path(uri) / "labels" / name
+    if not base.is_dir():
+        return []
+    return sorted(int(mt.group(1)) for p in base.iterdir()
+                  if (mt := _VERSION.match(p.name)) and (p / "zarr.json").is_file())
+
+
+def list_label_sets(store_uri: str) -> dict[str, list[int]]:
+    """{name: versions} of every label set in a store."""
+    uri = _local_or_url(store_uri)
+    if _is_url(uri):
+        import fsspec
+
+        fs, root = fsspec.core.url_to_fs(uri)
+        if not fs.exists(f"{root}/labels"):
+            return {}
+        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/labels", detail=False)]
+    else:
+        base = Path(uri) / "labels"
+        names = [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
+    out = {n: label_versions(uri, n) for n in sorted(names) if not n.startswith(".")}
+    return {n: v for n, v in out.items() if v}
+
+
+def read_labels(store_uri: str, name: str = "default", version: int | None = None) -> LabelSet:
+    """Open a stored label set version (the latest when ``version`` is None)."""
+    versions = label_versions(store_uri, name)
+    if not versions:
+        known = ", ".join(list_label_sets(store_uri)) or "none"
+        raise LabelError(f"{store_uri}: no label set {name!r} (label sets: {known})")
+    if version is None:
+        version = versions[-1]
+    elif version not in versions:
+        raise LabelError(f"{store_uri}: label set {name!r} has no version {version} (versions: {versions})")
+    path = f"labels/{name}/v{version}"
+    group = open_store_group(store_uri, path, mode="r")
+    attrs = dict(group.attrs)
+    legend = {int(k): str(v) for k, v in (attrs.get("mis", {}).get("legend") or {}).items()}
+    return LabelSet(store_uri=_local_or_url(store_uri), name=name, version=version, path=path,
+                    array=group["0"], legend=legend, attrs=attrs)
+
+
+def _iter_tiles(h: int, w: int, th: int, tw: int) -> Iterator[tuple[int, int, int, int]]:
+    for y0 in range(0, h, th):
+        for x0 in range(0, w, tw):
+            yield y0, x0, min(th, h - y0), min(tw, w - x0)
+
+
+def _label_dtype(max_value: int) -> np.dtype:
+    return np.dtype(np.uint8) if max_value <= 255 else np.dtype(np.uint16)
+
+
+def _write_version(
+    image: ImageRef,
+    name: str,
+    tiles: Any,
+    dtype: np.dtype,
+    version_attrs: dict[str, Any],
+    ome: dict[str, Any],
+) -> int:
+    """Create labels/<name>/v<N+1> (atomically for local stores) from ``tiles()``, an
+    iterator of (y0, x0, tile) over the chunk grid; returns N+1."""
+    import zarr
+
+    from mis.imagery.omezarr import _compressor
+
+    uri = _local_or_url(image.store_uri)
+    _, cy, cx = image.chunks
+    h, w = image.height, image.width
+
+    def fill(group: Any) -> None:
+        arr = group.create_array("0", shape=(1, h, w), chunks=(1, cy, cx), dtype=dtype, fill_value=0,
+                                 compressors=[_compressor(dtype)], dimension_names=("c", "y", "x"))
+        for y0, x0, tile in tiles():
+            if tile.any():
+                arr[0, y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
+
+    root = open_store_group(uri, mode="r+")
+    labels = root.require_group("labels")
+    labels.require_group(name)
+    for _attempt in range(20):
+        version = (label_versions(uri, name) or [0])[-1] + 1
+        attrs = {"ome": ome, "mis": {**version_attrs, "name": name, "version": version}}
+        attrs["ome"]["multiscales"][0]["name"] = f"{name}/v{version}"
+        if _is_url(uri):
+            from zarr.storage import FsspecStore
+
+            target = f"{uri}/labels/{name}/v{version}"
+            group = zarr.create_group(FsspecStore.from_url(target, read_only=False), zarr_format=3,
+                                      attributes=attrs, overwrite=False)
+            fill(group)
+            break
+        from zarr.storage import LocalStore
+
+        base = Path(uri) / "labels" / name
+        tmp = base / f".v{version}.partial-{uuid.uuid4().hex[:10]}"
+        try:
+            group = zarr.create_group(LocalStore(tmp, read_only=False), zarr_format=3, attributes=attrs)
+            fill(group)
+            try:
+                os.rename(tmp, base / f"v{version}")
+            except OSError:  # someone else took this version meanwhile: try the next
+                shutil.rmtree(tmp, ignore_errors=True)
+                continue
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        break
+    else:  # pragma: no cover - 20 concurrent writers
+        raise LabelError(f"{uri}: could not claim a new version of label set {name!r}")
+    _update_labels_index(uri)
+    return version
+
+
+def _update_labels_index(store_uri: str) -> None:
+    """labels/zarr.json: the OME ``labels`` list = every stored version."""
+    sets = list_label_sets(store_uri)
+    group = open_store_group(store_uri, "labels", mode="r+")
+    paths = [f"{n}/v{v}" for n, vs in sets.items() for v in vs]
+    group.attrs.update({"ome": {"version": OME_VERSION, "labels": paths}})
+
+
+def _ome_label_attrs(image: ImageRef, classes: dict[int, ResolvedClass]) -> dict[str, Any]:
+    from mis.imagery.omezarr import read_metadata
+
+    try:
+        ds0 = read_metadata(image.store_uri)["ome"]["multiscales"][0]["datasets"][0]
+        transforms = ds0.get("coordinateTransformations") or [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]
+        axes = read_metadata(image.store_uri)["ome"]["multiscales"][0]["axes"]
+    except Exception:  # pragma: no cover - a store written by MIS always has them
+        transforms = [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]
+        axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+    colours = []
+    props = []
+    for v, rc in sorted(classes.items()):
+        rgba = [int(rc.colour[i : i + 2], 16) for i in (0, 2, 4)] + [255]
+        colours.append({"label-value": v, "rgba": rgba})
+        props.append({"label-value": v, "class": rc.uri, "name": rc.name, "term": rc.term})
+    return {
+        "version": OME_VERSION,
+        "multiscales": [{"name": "", "axes": axes,
+                         "datasets": [{"path": "0", "coordinateTransformations": transforms}]}],
+        "image-label": {"version": OME_VERSION, "colors": colours, "properties": props,
+                        "source": {"image": "../../../"}},
+    }
+
+
+def store_labels(
+    image: ImageRef,
+    name: str,
+    legend: dict[int, ResolvedClass],
+    tiles: Any,
+    *,
+    max_value: int,
+    source_file: str | None = None,
+    source_sha256: str | None = None,
+    source_format: str = "array",
+) -> StoredLabels:
+    """Store label tiles as a new version of label set ``name`` (see the module docs).
+
+    ``tiles()`` yields (y0, x0, tile) for every chunk of the image grid (tile values:
+    label values, 0 = unlabelled). Values present must all be in ``legend``."""
+    _check_name(name)
+    _, cy, cx = image.chunks
+    dtype = _label_dtype(max_value)
+    # one pass: counts, unknown values, content hash (the tiles are regenerated for writing)
+    counts: dict[int, int] = {}
+    digest = hashlib.sha256()
+    for y0, x0, tile in tiles():
+        vals, n = np.unique(tile, return_counts=True)
+        for v, k in zip(vals.tolist(), n.tolist()):
+            if v:
+                counts[v] = counts.get(v, 0) + k
+        if tile.any():
+            digest.update(f"{y0},{x0};".encode())
+            digest.update(np.ascontiguousarray(tile, dtype=dtype).tobytes())
+    missing = sorted(set(counts) - set(legend))
+    if missing:
+        raise LabelError(f"{source_file or 'labels'}: label values {missing} are not in the legend")
+    if not counts:
+        raise LabelError(f"{source_file or 'labels'}: no labelled pixel (all values are 0) inside the image")
+    used = {v: legend[v] for v in sorted(counts)}
+    uri_legend = {str(v): rc.uri for v, rc in used.items()}
+    digest.update(json.dumps(uri_legend, sort_keys=True).encode())
+    content = digest.hexdigest()
+    versions = label_versions(image.store_uri, name)
+    if versions:
+        latest = read_labels(image.store_uri, name, versions[-1])
+        if latest.attrs.get("mis", {}).get("content_sha256") == content:
+            return StoredLabels(latest.store_uri, name, latest.version, latest.path,
+                                {int(k): v for k, v in uri_legend.items()},
+                                {int(k): int(v) for k, v in latest.attrs["mis"].get("pixel_counts", {}).items()},
+                                created=False)
+    attrs = {
+        "legend": uri_legend,
+        "classes": [rc.uri for rc in used.values()],
+        "source_file": source_file,
+        "source_sha256": source_sha256,
+        "source_format": source_format,
+        "content_sha256": content,
+        "labelled_pixels": int(sum(counts.values())),
+        "pixel_counts": {str(v): int(counts[v]) for v in sorted(counts)},
+        "image_checksum_sha256": image.checksum_sha256,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    version = _write_version(image, name, tiles, dtype, attrs, _ome_label_attrs(image, used))
+    return StoredLabels(_local_or_url(image.store_uri), name, version, f"labels/{name}/v{version}",
+                        {v: rc.uri for v, rc in used.items()}, {v: int(counts[v]) for v in sorted(counts)},
+                        created=True)
+
+
+def _sha256(path: Path) -> str:
+    from mis.imagery.omezarr import sha256_file
+
+    return sha256_file(path)
+
+
+def import_labels(
+    image: int | str | Path,
+    labels: str | Path,
+    *,
+    legend: str | Path | None = None,
+    name: str = "default",
+    class_property: str = "class",
+    url: str | None = None,
+    session: Any = None,
+) -> StoredLabels:
+    """Import sparse labels for an image (catalogue id or store path): a label image +
+    ``legend`` JSON, or GeoJSON (``.geojson``/``.json`` without legend) with a class
+    property. Terms are resolved through the vocabulary; the labels are stored as a new
+    version of ``labels/<name>`` in the image's OME-Zarr. Nothing is written on error."""
+    _check_name(name)
+    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    path = Path(labels)
+    if not path.is_file():
+        raise LabelError(f"{path}: no such file")
+    is_geojson = path.suffix.lower() in (".geojson", ".json")
+    _, cy, cx = ref.chunks
+    h, w = ref.height, ref.width
+    if is_geojson:
+        if legend is not None:
+            raise LabelError(f"{path}: GeoJSON labels name their classes in the {class_property!r} property; "
+                             "--legend is for label images")
+        shapes, terms = read_geojson_labels(path, class_property)
+        resolved = resolve_classes(terms.values(), session=session, url=url)
+        classes = {v: resolved[t] for v, t in terms.items()}
+
+        def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
+            dt = _label_dtype(len(terms))
+            for y0, x0, th, tw in _iter_tiles(h, w, cy, cx):
+                yield y0, x0, _rasterise(shapes, y0, x0, th, tw, dt)
+
+        return store_labels(ref, name, classes, tiles, max_value=len(terms), source_file=str(path),
+                            source_sha256=_sha256(path), source_format="geojson")
+    if legend is None:
+        raise LabelError(f"{path}: a label image needs --legend LEGEND.json (label value -> class term)")
+    arr = read_label_image(path)
+    if arr.shape != (h, w):
+        raise LabelError(f"{path}: label image is {arr.shape[0]} x {arr.shape[1]} px (rows x columns), "
+                         f"the image is {h} x {w} px; they must match")
+    terms = read_legend(legend)
+    present = set(np.unique(arr).tolist()) - {0}
+    missing = sorted(present - set(terms))
+    if missing:
+        raise LabelError(f"{path}: label values {missing} appear in the image but not in the legend {legend}")
+    resolved = resolve_classes([terms[v] for v in sorted(present)], session=session, url=url)
+    classes = {v: resolved[terms[v]] for v in sorted(present)}
+    small = arr.astype(_label_dtype(int(arr.max(initial=0))))
+
+    def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
+        for y0, x0, th, tw in _iter_tiles(h, w, cy, cx):
+            yield y0, x0, small[y0 : y0 + th, x0 : x0 + tw]
+
+    return store_labels(ref, name, classes, tiles, max_value=int(arr.max(initial=0)),
+                        source_file=str(path), source_sha256=_sha256(path), source_format="label-image")
