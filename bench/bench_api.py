@@ -75,7 +75,10 @@ def prepare(home: Path, rows: int) -> str:
         with psycopg.connect(libpq(url)) as conn:
             n = conn.execute("SELECT reltuples::bigint FROM pg_class WHERE oid = 'roxel'::regclass").fetchone()[0]
         if abs(n - rows) <= rows * 0.01:
+            from mis.catalogue import migrate
+
             print(f"reusing {DB}: ~{n:,} roxels", flush=True)
+            migrate.upgrade(url)  # a table generated under an older schema gets its new indexes
             return url
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{DB}" WITH (FORCE)')
