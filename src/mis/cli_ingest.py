@@ -1,0 +1,132 @@
+"""``mis ingest``, ``mis report`` and ``mis log``: thin commands over :mod:`mis.ingest.run`
+and :mod:`mis.grains.rock`.
+
+Attached to the main app by ``app.command("ingest")(ingest_cmd)``,
+``app.command("report")(report_cmd)`` and ``app.command("log")(log_cmd)``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def ingest_cmd(
+    image: Annotated[int, typer.Argument(help="Image id (see the image table / `mis image add`).")],
+    labels: Annotated[str | None, typer.Option(
+        "--labels", help="Class-label zarr array (y, x) (a path, or STORE::ARRAY); default: the prediction "
+                         "stored in the image store under labels/NAME.")] = None,
+    probability: Annotated[str | None, typer.Option(
+        "--probability", help="Max-class-probability zarr array (y, x), optional.")] = None,
+    classes: Annotated[list[str] | None, typer.Option(
+        "--class", help="The run's classes in label order: terms or URIs (repeat: --class background "
+                        "--class Qz --class Ccp); default: the stored prediction's class list.")] = None,
+    name: Annotated[str, typer.Option("--name", help="Run name; re-running a name replaces that run.")] = "default",
+    model: Annotated[Path | None, typer.Option("--model", help="Model file the labels came from (hashed "
+                                                             "into the run's provenance).")] = None,
+    feature_config: Annotated[str | None, typer.Option(
+        "--feature-config", help="Feature configuration of the model (JSON text or a .json file).")] = None,
+    roxel_size: Annotated[int, typer.Option("--roxel-size", help="Roxel size in pixels (divides the chunk size).")] = 16,
+    lithology: Annotated[str | None, typer.Option(
+        "--lithology", help="Lithology of the rock (a term or URI); default: proposed by a rule.")] = None,
+    liberation: Annotated[list[str] | None, typer.Option(
+        "--liberation", help="Mineral whose liberation to report (repeat); default: sulfides and native elements.")] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        "--scheduler", help="dask.distributed scheduler address (default: local threads).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Write grains, roxels and the rock of one segmentation run into the catalogue.
+
+    All of a run appears at once or not at all; re-running the same `--name` replaces it.
+
+    Example: `mis ingest 12 --labels section.ome.zarr::labels/default/0 --class background --class Qz --class Ccp --class Py --model rf.joblib`
+    """
+    from mis.catalogue.errors import CatalogueError
+    from mis.catalogue.postgres import PostgresError
+    from mis.ingest.run import IngestError, ingest, sha256_model, stored_prediction
+    from mis.ingest.writer import Provenance, RunWriterError
+
+    try:
+        prob = probability
+        if labels is None:
+            from mis.catalogue import models as m
+            from mis.catalogue.session import transaction
+
+            with transaction() as session:
+                row = session.get(m.Image, image)
+                if row is None:
+                    _fail(f"image {image}: no such image")
+                store = row.store_uri
+            labels_arr, prob_arr, stored_classes = stored_prediction(store, name)
+            labels_in, prob = labels_arr, prob if prob is not None else prob_arr
+            classes = classes or stored_classes
+        else:
+            labels_in = labels
+        if not classes:
+            _fail("give the class list (--class, in label order)")
+        fc = {}
+        if feature_config:
+            text = Path(feature_config).read_text() if feature_config.endswith(".json") else feature_config
+            fc = json.loads(text)
+        prov = Provenance(model_path=str(model) if model else None,
+                          model_sha256=sha256_model(model) if model else None, feature_config=fc)
+        summary = ingest(image, labels_in, prob, classes, name=name, provenance=prov, roxel_size=roxel_size,
+                         scheduler=scheduler, progress=not quiet, lithology=lithology, liberation=liberation,
+                         console=err)
+    except (IngestError, RunWriterError, CatalogueError, PostgresError, ValueError, FileNotFoundError) as exc:
+        _fail(str(exc))
+    console.print(summary.render())
+
+
+def report_cmd(
+    plug: Annotated[str, typer.Argument(help="Plug id, HOLE/PLUG or DEPOSIT/HOLE/PLUG.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output path without extension "
+                                                                 "(default: report-<plug>).")] = None,
+    run: Annotated[str | None, typer.Option("--run", help="Only runs of this name.")] = None,
+) -> None:
+    """Write a PNG and an HTML report of a plug's rock: modal mineralogy, grain sizes,
+    mineral association and the image with its class map.
+
+    Example: `mis report QA-001/QA-001-P01 -o reports/p01`
+    """
+    from mis.catalogue.errors import CatalogueError
+    from mis.grains.rock import plug_report
+
+    target = out or Path(f"report-{plug.replace('/', '_')}")
+    try:
+        paths = plug_report(plug, target, run=run)
+    except CatalogueError as exc:
+        _fail(str(exc))
+    console.print("wrote " + ", ".join(str(p) for p in paths))
+
+
+def log_cmd(
+    hole: Annotated[str, typer.Argument(help="Drill core id, name or DEPOSIT/HOLE.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="PNG path (default: log-<hole>.png).")] = None,
+    step: Annotated[float, typer.Option("--step", help="Depth bin of the roxel log (m).")] = 0.05,
+) -> None:
+    """Plot class fractions against depth for a drill core (roxels of core images, rocks of plugs).
+
+    Example: `mis log QA-002 --step 0.1 -o logs/QA-002.png`
+    """
+    from mis.catalogue.errors import CatalogueError
+    from mis.grains.rock import hole_log
+
+    target = out or Path(f"log-{hole.replace('/', '_')}.png")
+    try:
+        path = hole_log(hole, target, step_m=step)
+    except CatalogueError as exc:
+        _fail(str(exc))
+    console.print(f"wrote {path}")

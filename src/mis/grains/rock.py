@@ -1,0 +1,799 @@
+"""Rock statistics of one image (one run): what automated mineralogy reports per sample.
+
+Everything is accumulated chunk by chunk (:class:`RockAccumulator`), in memory bounded by
+the number of classes, never by the number of pixels or grains.
+
+Definitions (p = pixel size in µm; "minerals" = classes of the ``mineral`` scheme):
+
+- **Modal mineralogy**, area fraction: pixels of a mineral / pixels of all minerals.
+  Non-mineral classes (background, pore/epoxy, unclassified) are left out of the
+  denominator, as automated-mineralogy systems do. By stereology (Delesse) the area
+  fraction estimates the volume fraction. **Weight fraction**: area fraction x density
+  (``density_g_cm3`` from the mineral vocabulary), normalised; only when every mineral
+  present has a density (otherwise the weight fractions are left empty: a partial
+  normalisation would overstate the others).
+- **Grain size**: D10, D50, D90 of the equivalent circle diameter of each mineral's
+  grains, **area-weighted** (the size below which 10/50/90 % of the mineral's area lies;
+  the automated-mineralogy convention, less sensitive to countless tiny specks than a
+  count-weighted median, which is given too as ``d50_number_um``). Computed from a
+  logarithmic histogram with bins 1 % wide (values within 0.5 %).
+- **Mineral association**: for each mineral, the share of its boundary shared with each
+  other class (4-neighbour pixel edges between the two classes; the image border is not
+  a boundary). Background, pore/epoxy and unclassified are classes like the others here,
+  so "shares with background" is the free surface.
+- **Liberation** of chosen minerals (area based): particles are the 4-connected sets of
+  sample pixels (every class but background and pore/epoxy). A particle's liberation for
+  mineral M is M's share of the particle's area; the mineral's area in each liberation
+  class (default: *locked* < 20 %, *middling* 20-80 %, *liberated* >= 80 %; the bounds
+  are configurable) over all of the mineral's area gives the liberation spectrum. On a
+  section of solid rock the whole section is one particle; liberation is meaningful for
+  grain mounts of crushed material.
+- **Phase-specific surface area** S_V of a mineral (µm²/µm³ = 1/µm): surface area of the
+  phase per volume of the phase. By stereology S_V = (4/π) L_A, with the boundary length
+  per area L_A; counting 4-neighbour pixel edges overestimates an isotropic boundary's
+  length by 4/π, so S_V = (boundary pixel edges x p) / (phase area): the two factors
+  cancel. With a density, the specific surface area in m²/g is S_V[1/µm] / ρ[g/cm³].
+- **Lithology**: given by the user (``lithology_source = 'user'``), or proposed by a
+  simple rule (``'rule'``, see :func:`propose_lithology`), or none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = [
+    "SEGMENTATION_CLASS",
+    "BACKGROUND",
+    "PORE_EPOXY",
+    "UNCLASSIFIED",
+    "ClassInfo",
+    "LiberationClasses",
+    "LogHistogram",
+    "RockAccumulator",
+    "RockResult",
+    "load_classes",
+    "edge_counts",
+    "tile_edges",
+    "modal_mineralogy",
+    "weighted_percentiles",
+    "association_shares",
+    "liberation_spectrum",
+    "surface_area",
+    "propose_lithology",
+    "plug_report",
+    "hole_log",
+]
+
+SEGMENTATION_CLASS = "https://w3id.org/mis/vocab/segmentation-class/"
+BACKGROUND = SEGMENTATION_CLASS + "background"
+PORE_EPOXY = SEGMENTATION_CLASS + "pore-epoxy"
+UNCLASSIFIED = SEGMENTATION_CLASS + "unclassified"
+MINERAL = "https://w3id.org/mis/vocab/mineral/"
+LITHOLOGY = "http://resource.geosciml.org/classifier/cgi/lithology/"
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class of a run, with what the statistics need from its concept."""
+
+    index: int
+    uri: str
+    concept_id: int
+    scheme: str
+    label: str
+    notation: str | None = None
+    density_g_cm3: float | None = None
+    colour: str | None = None
+    mineral_class: str | None = None
+
+    @property
+    def is_mineral(self) -> bool:
+        return self.scheme == "mineral"
+
+    @property
+    def forms_grains(self) -> bool:
+        """Grains are made of every class but the non-mineral segmentation classes."""
+        return self.scheme != "segmentation-class"
+
+    @property
+    def is_sample(self) -> bool:
+        """Part of a particle (not the mount or pores)."""
+        return self.uri not in (BACKGROUND, PORE_EPOXY)
+
+    @property
+    def symbol(self) -> str:
+        return self.notation or self.label
+
+
+def load_classes(session: Any, uris: Sequence[str]) -> list[ClassInfo]:
+    """The concepts of a run's ordered class list (SQLAlchemy session); unknown URIs raise."""
+    from sqlalchemy import select
+
+    from mis.catalogue import models as m
+
+    rows = {c.uri: c for c in session.scalars(select(m.Concept).where(m.Concept.uri.in_(list(uris))))}
+    missing = [u for u in uris if u not in rows]
+    if missing:
+        raise LookupError(f"class concept(s) not in the vocabulary: {', '.join(missing)}")
+    if len(set(uris)) != len(uris):
+        raise ValueError("the class list names a concept twice")
+    out = []
+    for i, uri in enumerate(uris):
+        c = rows[uri]
+        props = c.properties or {}
+        dens = props.get("density_g_cm3")
+        out.append(ClassInfo(
+            index=i, uri=uri, concept_id=int(c.id), scheme=c.scheme, label=c.pref_label,
+            notation=c.notation, density_g_cm3=None if dens is None else float(dens),
+            colour=props.get("colour"), mineral_class=props.get("mineralClass"),
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------- pixels & edges
+def edge_counts(a: np.ndarray, b: np.ndarray, k: int) -> NDArray[np.int64]:
+    """Symmetric k x k counts of facing pixel pairs (a[i], b[i]) of different class."""
+    a = np.asarray(a, dtype=np.int64).ravel()
+    b = np.asarray(b, dtype=np.int64).ravel()
+    diff = a != b
+    a, b = a[diff], b[diff]
+    m = np.bincount(a * k + b, minlength=k * k).reshape(k, k)
+    return m + m.T
+
+
+def tile_edges(values: np.ndarray, k: int) -> NDArray[np.int64]:
+    """Class-boundary pixel edges inside one tile (both directions counted in the
+    symmetric matrix: ``E[a, b] == E[b, a]`` = edges between a and b)."""
+    v = np.asarray(values)
+    return edge_counts(v[:, :-1], v[:, 1:], k) + edge_counts(v[:-1, :], v[1:, :], k)
+
+
+# --------------------------------------------------------------------------- statistics
+def modal_mineralogy(pixels: NDArray[np.integer], classes: Sequence[ClassInfo]
+                     ) -> tuple[dict[int, float], dict[int, float] | None]:
+    """Area and weight fractions of the minerals present (class index -> fraction)."""
+    px = np.asarray(pixels, dtype=np.float64)
+    minerals = [c for c in classes if c.is_mineral and px[c.index] > 0]
+    total = sum(px[c.index] for c in minerals)
+    if total <= 0:
+        return {}, None
+    area = {c.index: float(px[c.index] / total) for c in minerals}
+    if any(c.density_g_cm3 is None for c in minerals):
+        return area, None
+    mass = {c.index: area[c.index] * float(c.density_g_cm3) for c in minerals}  # type: ignore[arg-type]
+    m_total = sum(mass.values())
+    return area, {i: v / m_total for i, v in mass.items()}
+
+
+def weighted_percentiles(values: NDArray[np.float64], weights: NDArray[np.float64],
+                         q: Sequence[float]) -> list[float]:
+    """Percentiles (q in 0..100) of a weighted sample: the smallest value with at least
+    q % of the total weight at or below it (exact; used to check :class:`LogHistogram`)."""
+    v = np.asarray(values, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    order = np.argsort(v)
+    v, w = v[order], w[order]
+    cum = np.cumsum(w)
+    return [float(v[min(np.searchsorted(cum, qq / 100.0 * cum[-1]), v.size - 1)]) for qq in q]
+
+
+class LogHistogram:
+    """Per class, counts and areas of grains in logarithmic ECD bins (1 % wide), for
+    D-percentiles in bounded memory."""
+
+    LOW = 1e-3  # µm
+    RATIO = 1.01
+    N_BINS = 2400  # up to ~2.3e7 µm
+
+    def __init__(self, k: int) -> None:
+        self.count = np.zeros((k, self.N_BINS))
+        self.area = np.zeros((k, self.N_BINS))
+        self.sum_ecd = np.zeros(k)
+
+    def _bins(self, ecd: NDArray[np.float64]) -> NDArray[np.int64]:
+        b = np.floor(np.log(np.maximum(ecd, self.LOW) / self.LOW) / math.log(self.RATIO)).astype(np.int64)
+        return np.clip(b, 0, self.N_BINS - 1)
+
+    def add(self, cls: NDArray[np.integer], ecd: NDArray[np.float64], area: NDArray[np.float64]) -> None:
+        cls = np.asarray(cls, dtype=np.int64)
+        b = self._bins(np.asarray(ecd, dtype=np.float64))
+        np.add.at(self.count, (cls, b), 1.0)
+        np.add.at(self.area, (cls, b), np.asarray(area, dtype=np.float64))
+        np.add.at(self.sum_ecd, cls, np.asarray(ecd, dtype=np.float64))
+
+    def percentiles(self, cls: int, q: Sequence[float], weight: str = "area") -> list[float | None]:
+        w = (self.area if weight == "area" else self.count)[cls]
+        total = w.sum()
+        if total <= 0:
+            return [None for _ in q]
+        cum = np.cumsum(w)
+        out: list[float | None] = []
+        for qq in q:
+            target = qq / 100.0 * total
+            b = int(np.searchsorted(cum, target * (1 - 1e-12)))
+            b = min(b, self.N_BINS - 1)
+            below = cum[b - 1] if b > 0 else 0.0
+            frac = 0.0 if w[b] <= 0 else min(max((target - below) / w[b], 0.0), 1.0)
+            out.append(float(self.LOW * self.RATIO ** (b + frac)))
+        return out
+
+
+def association_shares(edges: NDArray[np.integer], classes: Sequence[ClassInfo]) -> dict[str, dict[str, float]]:
+    """For each mineral with a boundary: the share of it shared with every other class."""
+    e = np.asarray(edges, dtype=np.float64)
+    out: dict[str, dict[str, float]] = {}
+    for c in classes:
+        if not c.is_mineral:
+            continue
+        total = e[c.index].sum() - e[c.index, c.index]
+        if total <= 0:
+            continue
+        out[c.uri] = {o.uri: float(e[c.index, o.index] / total) for o in classes
+                      if o.index != c.index and e[c.index, o.index] > 0}
+    return out
+
+
+@dataclass(frozen=True)
+class LiberationClasses:
+    """Liberation classes by a particle's area share of the mineral: class i holds
+    ``bounds[i-1] <= share < bounds[i]``; the last one includes 1 (fully liberated)."""
+
+    bounds: tuple[float, ...] = (0.2, 0.8)
+    names: tuple[str, ...] = ("locked", "middling", "liberated")
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.bounds) + 1:
+            raise ValueError("liberation classes need one more name than bounds")
+        if list(self.bounds) != sorted(self.bounds) or not all(0 < b < 1 for b in self.bounds):
+            raise ValueError(f"liberation bounds must increase strictly within (0, 1), got {self.bounds}")
+
+    def classify(self, share: NDArray[np.float64]) -> NDArray[np.int64]:
+        return np.searchsorted(np.asarray(self.bounds), share, side="right")
+
+
+def liberation_spectrum(mineral_area: NDArray[np.float64], particle_area: NDArray[np.float64],
+                        classes: LiberationClasses = LiberationClasses()) -> dict[str, Any]:
+    """Share of a mineral's area in each liberation class, from per-particle areas."""
+    ma = np.asarray(mineral_area, dtype=np.float64)
+    pa = np.asarray(particle_area, dtype=np.float64)
+    has = ma > 0
+    ma, pa = ma[has], pa[has]
+    total = ma.sum()
+    spectrum = {name: 0.0 for name in classes.names}
+    counts = {name: 0 for name in classes.names}
+    if total > 0:
+        cls = classes.classify(ma / pa)
+        for i, name in enumerate(classes.names):
+            spectrum[name] = float(ma[cls == i].sum() / total)
+            counts[name] = int((cls == i).sum())
+    return {"area_share": spectrum, "particles": counts, "n_particles": int(has.sum())}
+
+
+def surface_area(edges: NDArray[np.integer], pixels: NDArray[np.integer], pixel_size_um: float,
+                 classes: Sequence[ClassInfo]) -> dict[str, dict[str, float | None]]:
+    """Phase-specific surface area S_V (1/µm) of every mineral present, and in m²/g."""
+    e = np.asarray(edges, dtype=np.float64)
+    px = np.asarray(pixels, dtype=np.float64)
+    out: dict[str, dict[str, float | None]] = {}
+    for c in classes:
+        if not c.is_mineral or px[c.index] <= 0:
+            continue
+        boundary = e[c.index].sum() - e[c.index, c.index]
+        sv = boundary * pixel_size_um / (px[c.index] * pixel_size_um ** 2)
+        out[c.uri] = {"sv_per_um": float(sv),
+                      "ssa_m2_g": float(sv / c.density_g_cm3) if c.density_g_cm3 else None}
+    return out
+
+
+_Q = {"quartz"}
+_A = {"k-feldspar", "alkali-feldspar", "orthoclase", "microcline", "sanidine", "anorthoclase", "albite"}
+_P = {"plagioclase", "oligoclase", "andesine", "labradorite", "bytownite", "anorthite"}
+_QAP = (  # Q' upper bound, then names for P' < 10, 10-35, 35-65, 65-90, >= 90
+    (5.0, ("alkali_feldspar_syenite", "syenite", "monzonite", "monzodiorite", "diorite")),
+    (20.0, ("quartz_alkali_feldspar_syenite", "quartz_syenite", "quartz_monzonite",
+            "quartz_monzodiorite", "quartz_diorite")),
+    (60.0, ("alkali_feldspar_granite", "syenogranite", "monzogranite", "granodiorite", "tonalite")),
+    (101.0, ("quartz_rich_igneous_rock",) * 5),
+)
+
+
+def propose_lithology(volume: Mapping[str, float]) -> str | None:
+    """A CGI Simple Lithology URI proposed from modal mineralogy (mineral URI -> volume
+    fraction), or None. The rule, deliberately simple:
+
+    1. carbonates (calcite, dolomite, ankerite, siderite, magnesite, aragonite) >= 50 %:
+       *limestone* when calcite + aragonite >= dolomite, else *dolostone*;
+    2. quartz + alkali feldspar (K-feldspar, orthoclase, microcline, sanidine, anorthoclase,
+       albite) + plagioclase (and its members) >= 50 %, with feldspars >= 10 % (quartz
+       alone may be a vein, a quartzite or chert): the Streckeisen QAP field of a
+       plutonic rock (Q' = Q/(Q+A+P), P' = P/(A+P)): Q' > 60 quartz-rich igneous rock;
+       20-60 alkali-feldspar granite / syenogranite / monzogranite / granodiorite /
+       tonalite for P' < 10 / 10-35 / 35-65 / 65-90 / >= 90; 5-20 the quartz-syenite row;
+       < 5 the syenite-monzonite-diorite row (diorite stands for gabbro too: the
+       plagioclase's anorthite content is not in the image);
+    3. otherwise no proposal.
+
+    A section cannot tell plutonic from volcanic texture; a user's lithology always wins.
+    """
+    by_slug: dict[str, float] = {}
+    for uri, v in volume.items():
+        if uri.startswith(MINERAL):
+            by_slug[uri[len(MINERAL):]] = by_slug.get(uri[len(MINERAL):], 0.0) + float(v)
+    total = sum(by_slug.values())
+    if total <= 0:
+        return None
+    carb = sum(by_slug.get(s, 0.0) for s in ("calcite", "dolomite", "ankerite", "siderite",
+                                              "magnesite", "aragonite"))
+    if carb / total >= 0.5:
+        calcitic = by_slug.get("calcite", 0.0) + by_slug.get("aragonite", 0.0)
+        return LITHOLOGY + ("limestone" if calcitic >= by_slug.get("dolomite", 0.0) else "dolostone")
+    q = sum(by_slug.get(s, 0.0) for s in _Q)
+    a = sum(by_slug.get(s, 0.0) for s in _A)
+    p = sum(by_slug.get(s, 0.0) for s in _P)
+    if (q + a + p) / total < 0.5 or (a + p) / total < 0.1:
+        return None
+    qp = 100.0 * q / (q + a + p)
+    pp = 100.0 * p / (a + p) if a + p > 0 else 0.0
+    column = int(np.searchsorted([10.0, 35.0, 65.0, 90.0], pp, side="right"))
+    for upper, names in _QAP:
+        if qp < upper:
+            return LITHOLOGY + names[column]
+    return None  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- accumulation
+@dataclass
+class RockResult:
+    """Everything the ``rock`` and ``rock_constituent`` rows hold, plus a summary."""
+
+    area_fraction: dict[str, float]
+    wt_fraction: dict[str, float] | None
+    grain_size: dict[str, Any]
+    association: dict[str, Any]
+    liberation: dict[str, Any]
+    surface_area: dict[str, Any]
+    lithology_uri: str | None
+    lithology_source: str | None
+    pixels: dict[str, int] = field(default_factory=dict)
+    grains: dict[str, int] = field(default_factory=dict)
+
+    def constituents(self) -> list[tuple[str, float, float | None]]:
+        """(mineral URI, area fraction, weight fraction) rows, largest first."""
+        wt = self.wt_fraction or {}
+        return [(u, a, wt.get(u)) for u, a in sorted(self.area_fraction.items(), key=lambda t: -t[1])]
+
+
+class RockAccumulator:
+    """Collects per-tile pixel counts, class-boundary edges, grain sizes and particles,
+    and turns them into a :class:`RockResult`."""
+
+    def __init__(self, classes: Sequence[ClassInfo], pixel_size_um: float,
+                 liberation_minerals: Iterable[int] = (),
+                 liberation_classes: LiberationClasses = LiberationClasses()) -> None:
+        self.classes = list(classes)
+        self.k = len(self.classes)
+        self.p = float(pixel_size_um)
+        self.pixels = np.zeros(self.k, dtype=np.int64)
+        self.edges = np.zeros((self.k, self.k), dtype=np.int64)
+        self.sizes = LogHistogram(self.k)
+        self.grain_count = np.zeros(self.k, dtype=np.int64)
+        self.liberation_minerals = sorted(set(int(i) for i in liberation_minerals))
+        self.liberation_classes = liberation_classes
+        n_lib = len(self.liberation_classes.names)
+        # Per liberation mineral: its area and particle counts in each liberation class.
+        self.lib_area = np.zeros((len(self.liberation_minerals), n_lib))
+        self.lib_particles = np.zeros((len(self.liberation_minerals), n_lib), dtype=np.int64)
+        self.n_particles = 0
+
+    def add_pixels(self, counts: NDArray[np.integer]) -> None:
+        self.pixels += np.asarray(counts, dtype=np.int64).reshape(-1, self.k).sum(axis=0)
+
+    def add_edges(self, edges: NDArray[np.integer]) -> None:
+        self.edges += edges
+
+    def add_grains(self, class_index: NDArray[np.integer], ecd_um: NDArray[np.float64],
+                   area_um2: NDArray[np.float64]) -> None:
+        self.sizes.add(class_index, ecd_um, area_um2)
+        self.grain_count += np.bincount(np.asarray(class_index, dtype=np.int64), minlength=self.k)
+
+    def add_particles(self, hist: NDArray[np.integer]) -> None:
+        """Per particle, its pixel count of each class (n, k)."""
+        h = np.asarray(hist, dtype=np.float64).reshape(-1, self.k)
+        self.n_particles += h.shape[0]
+        if not self.liberation_minerals or h.shape[0] == 0:
+            return
+        total = h.sum(axis=1)
+        for j, m in enumerate(self.liberation_minerals):
+            area = h[:, m]
+            has = area > 0
+            cls = self.liberation_classes.classify(area[has] / total[has])
+            self.lib_area[j] += np.bincount(cls, weights=area[has], minlength=self.lib_area.shape[1])
+            self.lib_particles[j] += np.bincount(cls, minlength=self.lib_area.shape[1])
+
+    def result(self, lithology_uri: str | None = None, propose: bool = True) -> RockResult:
+        cls = self.classes
+        area_idx, wt_idx = modal_mineralogy(self.pixels, cls)
+        area = {cls[i].uri: f for i, f in area_idx.items()}
+        wt = {cls[i].uri: f for i, f in wt_idx.items()} if wt_idx is not None else None
+        grain_size: dict[str, Any] = {}
+        for c in cls:
+            n = int(self.grain_count[c.index])
+            if not c.forms_grains or n == 0:
+                continue
+            d10, d50, d90 = self.sizes.percentiles(c.index, (10, 50, 90), "area")
+            (n50,) = self.sizes.percentiles(c.index, (50,), "number")
+            grain_size[c.uri] = {
+                "n": n, "d10_um": _r(d10), "d50_um": _r(d50), "d90_um": _r(d90),
+                "d50_number_um": _r(n50), "mean_ecd_um": _r(self.sizes.sum_ecd[c.index] / n),
+                "weighting": "area",
+            }
+        association = {"boundary_share": association_shares(self.edges, cls),
+                       "boundary_um": {c.uri: float((self.edges[c.index].sum() - self.edges[c.index, c.index]) * self.p)
+                                       for c in cls if c.is_mineral and self.pixels[c.index] > 0}}
+        liberation: dict[str, Any] = {}
+        if self.liberation_minerals:
+            names = self.liberation_classes.names
+            minerals = {}
+            for j, m in enumerate(self.liberation_minerals):
+                tot = self.lib_area[j].sum()
+                minerals[cls[m].uri] = {
+                    "area_share": {n: float(self.lib_area[j, i] / tot) if tot > 0 else 0.0 for i, n in enumerate(names)},
+                    "particles": {n: int(self.lib_particles[j, i]) for i, n in enumerate(names)},
+                }
+            liberation = {"basis": "area", "bounds": list(self.liberation_classes.bounds),
+                          "classes": list(names), "n_particles": self.n_particles, "minerals": minerals}
+        sa = surface_area(self.edges, self.pixels, self.p, cls)
+        source = None
+        if lithology_uri:
+            source = "user"
+        elif propose:
+            lithology_uri = propose_lithology(area)
+            source = "rule" if lithology_uri else None
+        return RockResult(
+            area_fraction=area, wt_fraction=wt, grain_size=grain_size, association=association,
+            liberation=liberation, surface_area=sa, lithology_uri=lithology_uri, lithology_source=source,
+            pixels={c.uri: int(self.pixels[c.index]) for c in cls},
+            grains={c.uri: int(self.grain_count[c.index]) for c in cls if self.grain_count[c.index]},
+        )
+
+
+def _r(v: float | None, digits: int = 4) -> float | None:
+    if v is None or not math.isfinite(v):
+        return None
+    return float(f"{v:.{digits}g}")
+
+
+# --------------------------------------------------------------------------- reports
+def _colour(c: Any, i: int) -> str:
+    import matplotlib
+
+    if getattr(c, "colour", None):
+        return c.colour
+    cycle = matplotlib.colormaps["tab20"]
+    return matplotlib.colors.to_hex(cycle(i % 20))
+
+
+def _run_classes(conn: Any, run_id: int) -> list[ClassInfo]:
+    rows = conn.execute(
+        "SELECT rc.class_index, c.uri, c.id, c.scheme, c.pref_label, c.notation, c.properties "
+        "FROM run_class rc JOIN concept c ON c.uri = rc.concept_uri WHERE rc.run_id = %s ORDER BY rc.class_index",
+        (run_id,)).fetchall()
+    out = []
+    for idx, uri, cid, scheme, label, notation, props in rows:
+        props = props or {}
+        dens = props.get("density_g_cm3")
+        out.append(ClassInfo(int(idx), uri, int(cid), scheme, label, notation,
+                             None if dens is None else float(dens), props.get("colour"), props.get("mineralClass")))
+    return out
+
+
+def _thumbnail(store_uri: str, max_px: int = 900) -> np.ndarray | None:
+    """An RGB(A) thumbnail from the smallest pyramid level at least ``max_px`` wide (or the
+    smallest there is), display-scaled to 8 bits; None when the store cannot be read."""
+    try:
+        import zarr
+
+        group = zarr.open_group(str(store_uri).removeprefix("file://"), mode="r")
+        names = sorted((k for k in group.array_keys() if k.isdigit()), key=int)
+        level = names[-1]
+        for name in names:
+            if max(group[name].shape[1:]) <= max_px:
+                level = name
+                break
+        a = np.asarray(group[level][:]).astype(np.float64)
+    except Exception:
+        return None
+    if a.shape[0] not in (1, 3, 4):
+        a = a[:3] if a.shape[0] > 3 else a[:1]
+    lo, hi = np.percentile(a, 1), np.percentile(a, 99)
+    a = np.clip((a - lo) / max(hi - lo, 1e-9), 0, 1)
+    a = np.moveaxis(a, 0, -1)
+    return np.repeat(a, 3, axis=-1) if a.shape[-1] == 1 else a[..., :3]
+
+
+def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: str | None = None) -> list[Any]:
+    """Write ``<out>.png`` and ``<out>.html`` for a plug: modal mineralogy bars (area and
+    wt %), grain-size distributions (area-weighted cumulative ECD), the association
+    matrix and the image thumbnail with the roxel class map overlaid, one panel row per
+    rock (segmentation run) of the plug; ``run`` restricts to runs of that name.
+    Returns the paths written."""
+    import base64
+    import html
+    import io
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import psycopg
+
+    from mis.catalogue.errors import CatalogueError
+    from mis.catalogue.session import transaction
+    from mis.config import database_url
+    from mis.imagery.catalogue import find_plug
+    from mis.ingest.writer import libpq_url
+
+    url = url or database_url()
+    with transaction(url) as session:
+        plug = find_plug(session, plug_ref)
+        plug_id, plug_name, p_from, p_to = plug.id, plug.name, plug.from_m, plug.to_m
+    out = Path(out)
+    if out.suffix.lower() in (".png", ".html"):
+        out = out.with_suffix("")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with psycopg.connect(libpq_url(url)) as conn:
+        rocks = conn.execute(
+            "SELECT r.id, r.run_id, sr.name, sr.image_id, i.name, i.store_uri, i.shape, i.pixel_size_um, sr.roxel_size, "
+            "r.lithology_uri, r.lithology_source, r.grain_size, r.association, r.liberation, r.surface_area, "
+            "sr.model_path, sr.model_sha256, sr.software_version, sr.finished_at "
+            "FROM rock r JOIN segmentation_run sr ON sr.id = r.run_id JOIN image i ON i.id = sr.image_id "
+            "WHERE r.plug_id = %s AND sr.status = 'complete' AND (%s::text IS NULL OR sr.name = %s) ORDER BY r.run_id",
+            (plug_id, run, run)).fetchall()
+        if not rocks:
+            raise CatalogueError(f"plug {plug_ref!r}: no ingested run" + (f" named {run!r}" if run else "")
+                                 + " (run: mis ingest)")
+        fig, axes = plt.subplots(len(rocks), 4, figsize=(22, 5.2 * len(rocks)), squeeze=False)
+        sections = []
+        for row_axes, rk in zip(axes, rocks):
+            (rock_id, run_id, run_name, image_id, image_name, store_uri, shape, pixel_size, r, lith, lith_src,
+             grain_size, association, liberation, surface, model_path, model_sha, version, finished) = rk
+            classes = _run_classes(conn, run_id)
+            by_uri = {c.uri: c for c in classes}
+            cons = conn.execute("SELECT mineral_uri, proportion_area, proportion_wt FROM rock_constituent "
+                                "WHERE rock_id = %s ORDER BY proportion_area DESC", (rock_id,)).fetchall()
+            # 1. modal mineralogy
+            ax = row_axes[0]
+            names = [by_uri[u].symbol if u in by_uri else u.rsplit("/", 1)[-1] for u, _, _ in cons]
+            xs = np.arange(len(cons))
+            cols = [_colour(by_uri.get(u), i) for i, (u, _, _) in enumerate(cons)]
+            ax.bar(xs - 0.2, [100 * a for _, a, _ in cons], 0.4, color=cols, edgecolor="k", label="area %")
+            if any(w is not None for _, _, w in cons):
+                ax.bar(xs + 0.2, [100 * (w or 0) for _, _, w in cons], 0.4, color=cols, edgecolor="k",
+                       hatch="//", alpha=0.6, label="wt %")
+            ax.set_xticks(xs, names, rotation=45, ha="right")
+            ax.set_ylabel("%")
+            ax.set_title(f"{plug_name} / {image_name} / run '{run_name}': modal mineralogy")
+            ax.legend()
+            # 2. grain-size distributions (server-side log histogram, area weighted)
+            ax = row_axes[1]
+            hist = conn.execute(
+                "SELECT c.uri, floor(ln(greatest(g.ecd_um, 1e-6)) / ln(1.05))::int AS b, sum(g.area_um2) "
+                "FROM grain g JOIN concept c ON c.id = g.mineral_id WHERE g.run_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+                (run_id,)).fetchall()
+            curves: dict[str, list[tuple[int, float]]] = {}
+            for uri, b, a in hist:
+                curves.setdefault(uri, []).append((int(b), float(a)))
+            for i, (uri, pts) in enumerate(sorted(curves.items())):
+                bins = np.array([p[0] for p in pts])
+                w = np.cumsum([p[1] for p in pts])
+                ax.plot(1.05 ** (bins + 1), 100 * w / w[-1], color=_colour(by_uri.get(uri), i),
+                        label=by_uri[uri].symbol if uri in by_uri else uri)
+            ax.set_xscale("log")
+            ax.set_xlabel("equivalent circle diameter (µm)")
+            ax.set_ylabel("cumulative area %")
+            ax.set_title("grain-size distribution")
+            ax.grid(alpha=0.3)
+            if curves:
+                ax.legend(fontsize=8)
+            # 3. association matrix
+            ax = row_axes[2]
+            shares = (association or {}).get("boundary_share", {})
+            rows_u = [u for u, _, _ in cons if u in shares]
+            cols_u = [c.uri for c in classes if any(c.uri in shares[u] for u in rows_u)]
+            mat = np.array([[shares[u].get(v, 0.0) for v in cols_u] for u in rows_u]) if rows_u else np.zeros((0, 0))
+            if mat.size:
+                im = ax.imshow(100 * mat, cmap="viridis", vmin=0, vmax=100)
+                ax.set_yticks(range(len(rows_u)), [by_uri[u].symbol for u in rows_u])
+                ax.set_xticks(range(len(cols_u)), [by_uri[u].symbol for u in cols_u], rotation=45, ha="right")
+                for (i, j), v in np.ndenumerate(mat):
+                    ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
+                            color="w" if v < 0.6 else "k")
+                fig.colorbar(im, ax=ax, fraction=0.046, label="% of the row mineral's boundary")
+            ax.set_title("mineral association")
+            # 4. thumbnail + roxel class map
+            ax = row_axes[3]
+            grid = conn.execute("SELECT max(row) + 1, max(col) + 1 FROM roxel WHERE run_id = %s", (run_id,)).fetchone()
+            thumb = _thumbnail(store_uri)
+            height, width = int(shape[1]), int(shape[2])
+            extent = (0, width * pixel_size, height * pixel_size, 0)
+            if thumb is not None:
+                ax.imshow(thumb, extent=extent)
+            if grid and grid[0]:
+                cmap = np.full((int(grid[0]), int(grid[1])), -1, dtype=np.int64)
+                rr = conn.execute("SELECT row, col, dominant_class_id FROM roxel WHERE run_id = %s", (run_id,)).fetchall()
+                by_id = {c.concept_id: c.index for c in classes}
+                rrow = np.array([x[0] for x in rr]); rcol = np.array([x[1] for x in rr])
+                rcls = np.array([by_id.get(x[2], -1) for x in rr])
+                cmap[rrow, rcol] = rcls
+                palette = np.array([matplotlib.colors.to_rgba(_colour(c, c.index)) for c in classes])
+                rgba = np.zeros((*cmap.shape, 4))
+                ok = cmap >= 0
+                rgba[ok] = palette[cmap[ok]]
+                rgba[..., 3] = np.where(ok, 0.45 if thumb is not None else 1.0, 0.0)
+                ax.imshow(rgba, extent=(0, grid[1] * r * pixel_size, grid[0] * r * pixel_size, 0),
+                          interpolation="nearest")
+                handles = [matplotlib.patches.Patch(color=_colour(c, c.index), label=c.symbol) for c in classes]
+                ax.legend(handles=handles, fontsize=7, loc="upper right")
+            ax.set_xlim(0, width * pixel_size)
+            ax.set_ylim(height * pixel_size, 0)
+            ax.set_xlabel("x (µm)")
+            ax.set_ylabel("y (µm)")
+            ax.set_title(f"image {image_id} with roxel classes ({r} px)")
+            sections.append((rk, classes, cons))
+        fig.tight_layout()
+        png = out.with_suffix(".png")
+        fig.savefig(png, dpi=110)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+
+    esc = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>MIS report {esc(plug_name)}</title>"
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}"
+             "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}</style></head><body>",
+             f"<h1>Plug {esc(plug_name)} ({p_from:g}-{p_to:g} m)</h1>",
+             f"<img style='max-width:100%' src='data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}'>"]
+    for rk, classes, cons in sections:
+        by_uri = {c.uri: c for c in classes}
+        (rock_id, run_id, run_name, image_id, image_name, _s, _sh, _p, r, lith, lith_src, grain_size, _a,
+         liberation, surface, model_path, model_sha, version, finished) = rk
+        parts.append(f"<h2>Image {esc(str(image_name))}, run '{esc(run_name)}' (run {run_id})</h2>")
+        parts.append(f"<p>lithology: {esc(lith.rsplit('/', 1)[-1]) if lith else '-'} "
+                     f"({esc(lith_src or '')}); model {esc(str(model_path or '-'))} "
+                     f"sha256 {esc(str(model_sha or '-')[:16])}; MIS {esc(str(version))}; finished {finished}</p>")
+        parts.append("<table><tr><th>mineral</th><th>area %</th><th>wt %</th><th>grains</th><th>D10 µm</th>"
+                     "<th>D50 µm</th><th>D90 µm</th><th>S<sub>V</sub> 1/µm</th><th>m²/g</th></tr>")
+        for uri, a, w in cons:
+            gs = (grain_size or {}).get(uri, {})
+            sa = (surface or {}).get(uri, {})
+            label = by_uri[uri].label if uri in by_uri else uri
+            parts.append(
+                f"<tr><td style='text-align:left'>{esc(label)}</td><td>{100 * a:.2f}</td>"
+                f"<td>{'' if w is None else f'{100 * w:.2f}'}</td><td>{gs.get('n', '')}</td>"
+                + "".join(f"<td>{'' if gs.get(k) is None else gs.get(k)}</td>" for k in ("d10_um", "d50_um", "d90_um"))
+                + "".join(f"<td>{'' if sa.get(k) is None else format(sa[k], '.4g')}</td>"
+                          for k in ("sv_per_um", "ssa_m2_g")) + "</tr>")
+        parts.append("</table>")
+        if liberation and liberation.get("minerals"):
+            names = liberation["classes"]
+            parts.append("<table><tr><th>liberation (area)</th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
+            for uri, v in liberation["minerals"].items():
+                label = by_uri[uri].label if uri in by_uri else uri
+                parts.append(f"<tr><td style='text-align:left'>{esc(label)}</td>"
+                             + "".join(f"<td>{100 * v['area_share'][n]:.1f} %</td>" for n in names) + "</tr>")
+            parts.append("</table>")
+    parts.append("</body></html>")
+    page = out.with_suffix(".html")
+    page.write_text("\n".join(parts), encoding="utf-8")
+    return [png, page]
+
+
+def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | None = None) -> Any:
+    """Plot class fractions against depth for a drill core: roxels of depth-registered
+    images (core photos, scans) averaged in ``step_m`` depth bins as stacked areas, and the
+    modal mineralogy of the plugs' rocks as stacked bars at their intervals. Writes a PNG
+    and returns its path."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import psycopg
+
+    from mis.catalogue.errors import CatalogueError
+    from mis.config import database_url
+    from mis.ingest.writer import libpq_url
+
+    url = url or database_url()
+    out = Path(out)
+    if out.suffix.lower() != ".png":
+        out = out.with_suffix(".png")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with psycopg.connect(libpq_url(url)) as conn:
+        parts = hole_ref.split("/")
+        if hole_ref.isdigit():
+            holes = conn.execute("SELECT id, name, length_m FROM drillcore WHERE id = %s", (int(hole_ref),)).fetchall()
+        elif len(parts) == 2:
+            holes = conn.execute("SELECT h.id, h.name, h.length_m FROM drillcore h JOIN deposit d ON d.id = h.deposit_id "
+                                 "WHERE d.name = %s AND h.name = %s", (parts[0], parts[1])).fetchall()
+        else:
+            holes = conn.execute("SELECT id, name, length_m FROM drillcore WHERE name = %s", (hole_ref,)).fetchall()
+        if len(holes) != 1:
+            raise CatalogueError(f"drill core {hole_ref!r}: " + ("no such hole" if not holes else
+                                                                 "ambiguous; use DEPOSIT/HOLE or the id"))
+        hole_id, hole_name, _length = holes[0]
+        runs = conn.execute(
+            "SELECT sr.id, i.depth_axis IS NOT NULL FROM segmentation_run sr JOIN image i ON i.id = sr.image_id "
+            "JOIN plug p ON p.id = i.plug_id WHERE p.drillcore_id = %s AND sr.status = 'complete' ORDER BY sr.id",
+            (hole_id,)).fetchall()
+        core_runs = [rid for rid, registered in runs if registered]
+        concepts: dict[str, ClassInfo] = {}
+        log: dict[str, dict[float, float]] = {}
+        for rid in core_runs:
+            classes = _run_classes(conn, rid)
+            for c in classes:
+                concepts[c.uri] = c
+            rows = conn.execute(
+                "SELECT floor(x.depth_m / %s)::bigint AS b, u.i, avg(u.v) FROM roxel x, "
+                "unnest(x.composition) WITH ORDINALITY AS u(v, i) WHERE x.run_id = %s AND x.depth_m IS NOT NULL "
+                "GROUP BY 1, 2", (step_m, rid)).fetchall()
+            for b, i, v in rows:
+                c = classes[int(i) - 1]
+                log.setdefault(c.uri, {})[(int(b) + 0.5) * step_m] = float(v)
+        rocks = conn.execute(  # the latest rock of each plug
+            "SELECT p.from_m, p.to_m, rc.mineral_uri, rc.proportion_area, c.pref_label, c.notation, c.properties "
+            "FROM (SELECT DISTINCT ON (plug_id) id, plug_id FROM rock ORDER BY plug_id, run_id DESC NULLS LAST) r "
+            "JOIN plug p ON p.id = r.plug_id JOIN rock_constituent rc ON rc.rock_id = r.id "
+            "JOIN concept c ON c.uri = rc.mineral_uri WHERE p.drillcore_id = %s ORDER BY p.from_m, rc.proportion_area DESC",
+            (hole_id,)).fetchall()
+        for _f, _t, uri, _a, label, notation, props in rocks:
+            if uri not in concepts:
+                concepts[uri] = ClassInfo(len(concepts), uri, 0, "mineral", label, notation,
+                                          colour=(props or {}).get("colour"))
+    if not log and not rocks:
+        raise CatalogueError(f"drill core {hole_name}: nothing ingested yet (no roxels of core images, no rocks)")
+    uris = sorted(concepts, key=lambda u: concepts[u].index)
+    colours = {u: _colour(concepts[u], i) for i, u in enumerate(uris)}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 12), sharey=True)
+    ax = axes[0]
+    if log:
+        depths = np.array(sorted({d for v in log.values() for d in v}))
+        stack = np.array([[log.get(u, {}).get(d, 0.0) for d in depths] for u in uris])
+        left = np.zeros(depths.size)
+        for u, vals in zip(uris, stack):
+            if np.any(vals > 0):
+                ax.fill_betweenx(depths, left, left + vals, color=colours[u], linewidth=0)
+            left = left + vals
+    ax.set_title("roxels of core images")
+    ax.set_xlabel("fraction")
+    ax.set_xlim(0, 1)
+    ax.set_ylabel("depth along hole (m)")
+    ax = axes[1]
+    spans = [d for v in log.values() for d in v] + [x[0] for x in rocks] + [x[1] for x in rocks]
+    min_height = 0.005 * max(max(spans) - min(spans), step_m)
+    for f_m, t_m in sorted({(x[0], x[1]) for x in rocks}):
+        left = 0.0
+        for _f, _t, uri, a, *_ in [x for x in rocks if (x[0], x[1]) == (f_m, t_m)]:
+            ax.barh((f_m + t_m) / 2, a, height=max(t_m - f_m, min_height), left=left,
+                    color=colours[uri], edgecolor="k", linewidth=0.3)
+            left += a
+    ax.set_title("modal mineralogy of plugs (area)")
+    ax.set_xlabel("fraction")
+    ax.set_xlim(0, 1)
+    axes[0].invert_yaxis()
+    handles = [matplotlib.patches.Patch(color=colours[u], label=concepts[u].label if concepts[u].symbol == concepts[u].label
+                                        else f"{concepts[u].symbol} {concepts[u].label}") for u in uris]
+    fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8)
+    fig.suptitle(f"drill core {hole_name}")
+    fig.tight_layout(rect=(0, 0.06, 1, 0.97))
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
