@@ -371,35 +371,6 @@ def test_threads_and_inline_give_the_same_run(db_url, session, image):
     assert a.rock.area_fraction == b.rock.area_fraction and a.rock.association == b.rock.association
 
 
-def test_cli_finds_the_prediction_stored_in_the_image(db_url, session, image, tmp_path, monkeypatch):
-    from mis.ingest.run import stored_prediction
-
-    monkeypatch.setenv("MIS_DATABASE_URL", db_url)
-    store = tmp_path / "section.ome.zarr"
-    root = zarr.open_group(str(store), mode="w")
-    uris = [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
-            for c in CLASSES]
-    group = root.create_group("labels/default")
-    group.attrs["mis"] = {"classes": uris}
-    group.create_array("0", shape=(H, W), chunks=(64, 64), dtype="uint8")[:] = make_labels(3)
-    prob = root.create_group("labels/default-probability")
-    prob.create_array("0", shape=(H, W), chunks=(64, 64), dtype="float16")[:] = 0.75
-    row = session.get(m.Image, image)
-    row.store_uri = str(store)
-    session.commit()
-    labels, probability, classes = stored_prediction(str(store), "default")
-    assert labels.shape == (H, W) and probability is not None and classes == uris
-    app = typer.Typer()
-    app.command("ingest")(ingest_cmd)
-    app.command("noop")(lambda: None)
-    res = CliRunner().invoke(app, ["ingest", str(image), "--quiet"])
-    assert res.exit_code == 0, res.output
-    probs = session.scalars(select(m.Grain.mean_probability)).all()
-    assert probs and all(p == pytest.approx(0.75) for p in probs)
-    res = CliRunner().invoke(app, ["ingest", str(image), "--quiet", "--name", "other"])
-    assert res.exit_code == 1 and "no stored prediction 'labels/other'" in res.output
-
-
 def test_an_image_of_background_only_writes_roxels_and_an_empty_rock(db_url, session, image):
     s = ingest(image, np.zeros((H, W), np.uint8), None, CLASSES, url=db_url, progress=False)
     assert (s.grains, s.roxels) == (0, 13 * 21)

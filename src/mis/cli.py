@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from mis import __version__
+from mis.cli_ingest import ingest_cmd, log_cmd, report_cmd
 from mis.cli_register import export_cmd, register_cmd
 from mis.cli_segment import evaluate_cmd, label_app, predict_cmd, train_cmd
 from mis.cli_serve import serve_cmd, token_app
@@ -32,6 +33,9 @@ app.add_typer(label_app, name="label")
 app.command("train")(train_cmd)
 app.command("predict")(predict_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("ingest")(ingest_cmd)
+app.command("report")(report_cmd)
+app.command("log")(log_cmd)
 app.add_typer(token_app, name="token")
 app.command("export")(export_cmd)
 

@@ -33,9 +33,10 @@ def ingest_cmd(
     classes: Annotated[list[str] | None, typer.Option(
         "--class", help="The run's classes in label order: terms or URIs (repeat: --class background "
                         "--class Qz --class Ccp); default: the stored prediction's class list.")] = None,
-    name: Annotated[str, typer.Option("--name", help="Run name; re-running a name replaces that run.")] = "default",
-    model: Annotated[Path | None, typer.Option("--model", help="Model file the labels came from (hashed "
-                                                             "into the run's provenance).")] = None,
+    name: Annotated[str, typer.Option("--name", help="Run name (= the prediction run in the image store); "
+                                                     "re-running a name replaces that run.")] = "default",
+    model: Annotated[Path | None, typer.Option("--model", help="Model file: predict with it if the "
+                                                             "image has no prediction run NAME yet; hashed into the provenance.")] = None,
     feature_config: Annotated[str | None, typer.Option(
         "--feature-config", help="Feature configuration of the model (JSON text or a .json file).")] = None,
     roxel_size: Annotated[int, typer.Option("--roxel-size", help="Roxel size in pixels (divides the chunk size).")] = 16,
@@ -47,9 +48,14 @@ def ingest_cmd(
         "--scheduler", help="dask.distributed scheduler address (default: local threads).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Write grains, roxels and the rock of one segmentation run into the catalogue.
+    """Predict (with --model, if not done yet), then write grains, roxels and the rock of one run.
 
-    All of a run appears at once or not at all; re-running the same `--name` replaces it.
+    With `--model` and no `--labels`, the image is classified chunk by chunk into its store
+    (`mis predict`, resumed if interrupted, reused if complete) and that prediction is
+    ingested. All of a run appears at once or not at all; re-running the same `--name`
+    replaces it.
+
+    Example: `mis ingest 12 --model rf.pt --name rf`
 
     Example: `mis ingest 12 --labels section.ome.zarr::labels/default/0 --class background --class Qz --class Ccp --class Py --model rf.joblib`
     """
@@ -60,6 +66,8 @@ def ingest_cmd(
 
     try:
         prob = probability
+        fc: dict = {}
+        prov_model = model
         if labels is None:
             from mis.catalogue import models as m
             from mis.catalogue.session import transaction
@@ -69,19 +77,25 @@ def ingest_cmd(
                 if row is None:
                     _fail(f"image {image}: no such image")
                 store = row.store_uri
-            labels_arr, prob_arr, stored_classes = stored_prediction(store, name)
-            labels_in, prob = labels_arr, prob if prob is not None else prob_arr
+            if model is not None:  # predict first; a complete run of the same model is reused
+                from mis.segment.predict import predict
+
+                predict(image, model, name, scheduler=scheduler, progress=not quiet)
+            labels_in, prob_arr, stored_classes, attrs = stored_prediction(store, name)
+            prob = prob if prob is not None else prob_arr
             classes = classes or stored_classes
+            fc = attrs.get("feature_config") or {}
+            prov_model = Path(attrs["model_path"]) if attrs.get("model_path") and model is None else model
         else:
             labels_in = labels
         if not classes:
             _fail("give the class list (--class, in label order)")
-        fc = {}
         if feature_config:
             text = Path(feature_config).read_text() if feature_config.endswith(".json") else feature_config
             fc = json.loads(text)
-        prov = Provenance(model_path=str(model) if model else None,
-                          model_sha256=sha256_model(model) if model else None, feature_config=fc)
+        prov = Provenance(model_path=str(prov_model) if prov_model else None,
+                          model_sha256=sha256_model(prov_model) if prov_model and Path(prov_model).exists() else None,
+                          feature_config=fc)
         summary = ingest(image, labels_in, prob, classes, name=name, provenance=prov, roxel_size=roxel_size,
                          scheduler=scheduler, progress=not quiet, lithology=lithology, liberation=liberation,
                          console=err)

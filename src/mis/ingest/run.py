@@ -111,30 +111,17 @@ def open_array(spec: Any) -> Any:
     return node
 
 
-def stored_prediction(store_uri: str, name: str) -> tuple[Any, Any, list[str] | None]:
-    """The prediction a segmentation run left in the image store, by the OME-NGFF labels
-    convention: ``<store>/labels/<name>/0`` (class labels; ``attrs['mis']['classes']``
-    = the class URIs) and ``<store>/labels/<name>-probability/0`` (optional)."""
-    import zarr
+def stored_prediction(store_uri: str, name: str) -> tuple[Any, Any, list[str], dict[str, Any]]:
+    """The complete prediction run ``name`` that ``mis predict`` left in the image store
+    (``predictions/<name>/classes`` and ``probability``, see :mod:`mis.segment.predict`):
+    ``(classes array, probability array, class URIs, run attrs)``."""
+    from mis.segment.predict import PredictionError, prediction_arrays
 
-    root = str(store_uri).removeprefix("file://")
     try:
-        group = zarr.open_group(root, mode="r", path=f"labels/{name}")
-    except Exception:
-        raise IngestError(f"image store {root} has no stored prediction 'labels/{name}'; "
-                          f"give --labels") from None
-    labels = group["0"] if "0" in group else None
-    if labels is None:
-        raise IngestError(f"{root}/labels/{name}: no '0' array")
-    attrs = dict(group.attrs)
-    classes = (attrs.get("mis") or {}).get("classes") or attrs.get("classes")
-    prob = None
-    try:
-        pg = zarr.open_group(root, mode="r", path=f"labels/{name}-probability")
-        prob = pg["0"] if "0" in pg else None
-    except Exception:
-        prob = None
-    return labels, prob, classes
+        labels, probability, attrs = prediction_arrays(store_uri, name)
+    except PredictionError as exc:
+        raise IngestError(f"{exc}; run `mis predict` (or `mis ingest --model`) first, or give --labels") from None
+    return labels, probability, list(attrs.get("classes") or []), attrs
 
 
 def resolve_classes(session: Any, terms: Sequence[str]) -> list[str]:
