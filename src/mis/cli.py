@@ -274,24 +274,35 @@ def image_add(
 
 # --------------------------------------------------------------------------- demo
 @app.command("demo")
-def demo_cmd() -> None:
-    """Run the main job end to end on the built-in default (idempotent).
+def demo_cmd(
+    small: Annotated[bool, typer.Option("--small", help="A one-minute version (small images).")] = False,
+    serve: Annotated[bool, typer.Option("--serve/--no-serve", help="Serve the API at the end (until Ctrl-C).")] = True,
+    port: Annotated[int, typer.Option(help="Port of the server.")] = 5000,
+) -> None:
+    """Run the whole mission end to end on the built-in default (idempotent).
 
-    Starts the embedded PostGIS, migrates, loads the vocabularies and registers the
-    sample porphyry Cu deposit (6 drill cores with curved surveys, 36 samples).
+    Starts the embedded PostGIS, migrates, loads the vocabularies, registers the sample
+    porphyry Cu deposit (6 drill cores with curved surveys, 36 samples), generates sample
+    images with known ground truth (thin sections, a core photo with a depth axis, a
+    multispectral stack), imports them as OME-Zarr with sparse labels, trains, predicts and
+    ingests grains, roxels and rocks, prints the accuracy, then serves the API and prints
+    the URLs to open.
 
-    Example: `mis demo`
+    Example: `mis demo` (then open http://127.0.0.1:5000/mis/map)
     """
-    from mis.demo.run import run_demo
+    from mis.demo.run import run_demo, urls
 
-    result = run_demo(console)
-    libpq = result.url.replace("+psycopg", "")
-    console.print(
-        f"\nThe sample files are in {result.sample_dir}.\nLook inside:\n"
-        f"  mis db status\n"
-        f"  psql \"{libpq}\" -c 'SELECT name, length_m, ST_AsText(collar) FROM drillcore'",
-        highlight=False,
-    )
+    result = run_demo(console, small=small)
+    base = f"http://127.0.0.1:{port}"
+    console.print(f"\nmean F1 against the ground truth: [bold]{result.mean_f1():.3f}[/]")
+    listing = "\n".join(f"  {label}: {link}" for label, link in urls(result, base))
+    if not serve:
+        print(f"Start the server with `mis serve --port {port}`, then open:\n{listing}")
+        return
+    from mis.api.app import serve as run_server
+
+    print(f"Serving on {base} (Ctrl-C to stop). Open:\n{listing}", flush=True)
+    run_server(port=port, log_level="warning")
 
 
 # --------------------------------------------------------------------------- delete
