@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DEBIAN_PACKAGES=(postgresql postgis python3-venv gdal-bin chromium)
+DEBIAN_PACKAGES=(postgresql postgis python3-venv gdal-bin chromium curl)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
