@@ -242,6 +242,8 @@ SELECT x.id,
        x.run_id,
        sr.image_id,
        i.plug_id,
+       p.drillcore_id,
+       d.name AS drillcore,
        x.row,
        x.col,
        x.depth_m,
@@ -265,6 +267,8 @@ FROM public.roxel x
 JOIN public.concept c ON c.id = x.dominant_class_id
 JOIN public.segmentation_run sr ON sr.id = x.run_id
 JOIN public.image i ON i.id = sr.image_id
+JOIN public.plug p ON p.id = i.plug_id
+JOIN public.drillcore d ON d.id = p.drillcore_id
 LEFT JOIN LATERAL (
     SELECT array_agg(pub.symbol(k.notation, k.pref_label) ORDER BY rc.class_index) AS names
     FROM public.run_class rc JOIN public.concept k ON k.uri = rc.concept_uri

@@ -152,6 +152,11 @@ def test_roxels_grains_and_rocks_name_their_fractions(http):
     assert r["chunkKey"] == "c/0/0/0" and r["pixelWindow"] == [0, 0, 16, 16]
     assert r["zarrStore"].endswith(".zarr") and r["depth_m"] > 0
     assert len(roxel["geometry"]["coordinates"]) == 3
+    hole = r["drillcore"]
+    of_hole = http.get("/collections/roxels/items", params={
+        "filter": f"drillcore = '{hole}' AND depth_m BETWEEN 0 AND 10000", "limit": 10}).json()
+    assert of_hole["features"] and all(f["properties"]["drillcore"] == hole for f in of_hole["features"])
+    assert http.get("/collections/roxels/items", params={"filter": "drillcore = 'no-such-hole'"}).json()["features"] == []
     last = http.get("/collections/roxels/items", params={"filter": f"row = {ROXEL_GRID - 1} AND col = 17"}).json()
     assert last["features"][0]["properties"]["chunkKey"] == "c/0/3/1"
 
@@ -248,6 +253,11 @@ def test_part1_and_part2_parameters(http):
     assert {f["properties"]["name"] for f in dated["features"]} == {"QA-001", "QA-002"}
     standard = http.get("/collections/plugs/items", params={"filter": "depth_m > 300", "filter-lang": "cql2-text"})
     assert standard.status_code == 200 and standard.json()["features"]
+    cql2_json = http.post("/collections/plugs/items", params={"filter-lang": "cql2-json"},
+                          json={"op": ">", "args": [{"property": "depth_m"}, 300]},
+                          headers={"Content-Type": "application/query-cql-json"})
+    assert cql2_json.status_code == 200, cql2_json.text
+    assert {f["id"] for f in cql2_json.json()["features"]} == {f["id"] for f in standard.json()["features"]}
     depth = http.get("/collections/plugs/items", params={"filter": "depth_m BETWEEN 100 AND 200", "limit": 100}).json()
     assert depth["features"] and all(100 <= f["properties"]["depth_m"] <= 200 for f in depth["features"])
 

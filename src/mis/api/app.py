@@ -192,7 +192,7 @@ class QueryGuard:
 
     A POST to ``/collections/{id}/items`` without a Content-Type gets a 415;
     ``filter-lang=cql2-text`` (the standard's name, which pygeoapi 0.21 refuses) is dropped,
-    as ``filter`` is read as CQL2 text anyway. ``sortby=`` with an empty term (``sortby=``, ``sortby=a,,b``, ``sortby=+``) makes
+    as ``filter`` is read as CQL2 text anyway, and ``cql2-json`` becomes its ``cql-json``. ``sortby=`` with an empty term (``sortby=``, ``sortby=a,,b``, ``sortby=+``) makes
     pygeoapi index an empty string; such a request gets a 400 here instead.
     """
 
@@ -215,12 +215,13 @@ class QueryGuard:
                 pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             except ValueError:
                 pairs = []
-            if any(k == "filter-lang" and v.lower() == "cql2-text" for k, v in pairs):
-                # CQL2 text is what `filter=` is read as anyway; pygeoapi 0.21 knows only the
-                # pre-standard names (cql-text, cql-json) and would refuse the standard one
+            if any(k == "filter-lang" and v.lower() in ("cql2-text", "cql2-json") for k, v in pairs):
+                # pygeoapi 0.21 knows only the pre-standard names: `filter=` is read as CQL2
+                # text anyway, and a POSTed CQL2 JSON body is its "cql-json"
                 from urllib.parse import urlencode
 
-                pairs = [(k, v) for k, v in pairs if k != "filter-lang"]
+                pairs = [(k, v) for k, v in pairs if not (k == "filter-lang" and v.lower() == "cql2-text")]
+                pairs = [(k, "cql-json" if k == "filter-lang" else v) for k, v in pairs]
                 scope = {**scope, "query_string": urlencode(pairs).encode("latin-1")}
             for key, value in pairs:
                 if key == "sortby" and any(not term.strip().lstrip("+-").strip() for term in value.split(",")):
