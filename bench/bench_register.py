@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "register.txt"
 DEPOSIT = "Bench Porphyry"
@@ -114,14 +115,7 @@ def baseline_copy(url: str, folder: Path) -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (f"{platform.system()} {platform.release()}, {cpu}, {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}")
 

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_model
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -192,14 +193,7 @@ def machine_info() -> list[str]:
     import uvicorn
     import zarr
 
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     load = tuple(round(x, 2) for x in os.getloadavg())
     return [
         f"machine: {platform.system()} {platform.release()} {platform.machine()}; cpu: {cpu}, "

@@ -125,22 +125,15 @@ def stored_prediction(store_uri: str, name: str) -> tuple[Any, Any, list[str], d
 
 
 def resolve_classes(session: Any, terms: Sequence[str]) -> list[str]:
-    """Class terms as people type them ("Ccp", "quartz", "background") -> concept URIs."""
-    from mis.vocab.lookup import TermIndex
+    """Class terms as people type them ("Ccp", "quartz", "background", a URI) -> concept
+    URIs, through the same resolution as the labels (:func:`mis.segment.labels.resolve_classes`)."""
+    from mis.segment.labels import LabelError, resolve_classes as resolve_label_classes
 
-    index = None
-    out = []
-    for t in terms:
-        if "://" in t:
-            out.append(t)
-            continue
-        if index is None:
-            index = TermIndex.from_session(session, ["mineral", "segmentation-class", "lithology"])
-        try:
-            out.append(index.resolve(t).uri)
-        except LookupError as exc:
-            raise IngestError(f"class {t!r}: {exc}") from None
-    return out
+    try:
+        resolved = resolve_label_classes(terms, session=session)
+    except LabelError as exc:
+        raise IngestError(str(exc)) from None
+    return [resolved[t].uri for t in terms]
 
 
 def sha256_model(path: str | Path) -> str:
