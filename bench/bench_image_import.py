@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -32,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model
+from machine import describe, versions
 
 TILE = 512
 HERE = Path(__file__).resolve().parent
@@ -201,21 +200,7 @@ def machine_info() -> list[str]:
     import tifffile
     import zarr
 
-    cpu = cpu_model()
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    except (ValueError, OSError):
-        mem = float("nan")
-    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
-    return [
-        f"machine: {platform.node()} {platform.system()} {platform.release()} "
-        f"{platform.machine()}",
-        f"cpu: {cpu}, {os.cpu_count()} logical cores; memory {mem:.1f} GiB; "
-        f"load average {tuple(round(x, 2) for x in load)}",
-        f"python {platform.python_version()}; numpy {np.__version__}, zarr {zarr.__version__}, "
-        f"numcodecs {numcodecs.__version__}, tifffile {tifffile.__version__}, "
-        f"imagecodecs {imagecodecs.__version__}",
-    ]
+    return [describe(), versions(np, zarr, numcodecs, tifffile, imagecodecs)]
 
 
 def main() -> None:

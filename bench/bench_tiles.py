@@ -35,7 +35,6 @@ import asyncio
 import io
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -46,7 +45,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from machine import cpu_model
+from machine import describe, versions
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -193,15 +192,7 @@ def machine_info() -> list[str]:
     import uvicorn
     import zarr
 
-    cpu = cpu_model()
-    load = tuple(round(x, 2) for x in os.getloadavg())
-    return [
-        f"machine: {platform.system()} {platform.release()} {platform.machine()}; cpu: {cpu}, "
-        f"{os.cpu_count()} logical cores; load average {load}",
-        f"python {platform.python_version()}; numpy {np.__version__}, zarr {zarr.__version__}, "
-        f"pillow {PIL.__version__}, starlette {starlette.__version__}, "
-        f"uvicorn {uvicorn.__version__}",
-    ]
+    return [describe(), versions(np, zarr, PIL, starlette, uvicorn)]
 
 
 def main() -> int:

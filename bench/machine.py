@@ -20,7 +20,14 @@ def cpu_model() -> str:
 
 
 def describe() -> str:
-    """One line: OS, CPU, cores, Python, load average."""
+    """One line: OS, CPU, cores, memory, load average."""
     load = tuple(round(x, 2) for x in os.getloadavg())
-    return (f"{platform.system()} {platform.release()} {platform.machine()}, {cpu_model()}, "
-            f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load average {load}")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"machine: {platform.system()} {platform.release()} {platform.machine()}; cpu: {cpu_model()}, "
+            f"{os.cpu_count()} logical cores; memory {memory:.1f} GiB; load average {load}")
+
+
+def versions(*modules) -> str:
+    """``python 3.11.7; numpy 2.4.6, zarr 3.1.6, ...`` for the libraries a bench exercises."""
+    return f"python {platform.python_version()}; " + ", ".join(
+        f"{m.__name__} {getattr(m, '__version__', '?')}" for m in modules)

@@ -452,36 +452,35 @@ def page_routes(url: str | None = None) -> list[BaseRoute]:
         title = f"Plug {info['plug']['drillcore']} / {info['plug']['name']}"
         return html_page(request, "plug.html", title=title, info=info, **extra)
 
-    async def drillcore_json(request: Request) -> Response:
-        try:
-            hole_id = _positive_id(request.path_params["id"], "drill core")
-            return JSONResponse(await call(data.drillcore, hole_id))
-        except PageError as exc:
-            return json_error(exc)
+    def json_route(handler):
+        """A JSON endpoint: the handler's dict as JSON, a PageError as its JSON error."""
+        async def endpoint(request: Request) -> Response:
+            try:
+                return JSONResponse(await handler(request))
+            except PageError as exc:
+                return json_error(exc)
+        return endpoint
 
-    async def drillcore_log(request: Request) -> Response:
-        try:
-            hole_id = _positive_id(request.path_params["id"], "drill core")
-            from_m, to_m = _float_param(request, "from_m"), _float_param(request, "to_m")
-            bins = _int_param(request, "bins", BINS_DEFAULT, 1, BINS_MAX)
-            return JSONResponse(await call(data.drillcore_log, hole_id, from_m, to_m, bins))
-        except PageError as exc:
-            return json_error(exc)
+    @json_route
+    async def drillcore_json(request: Request):
+        return await call(data.drillcore, _positive_id(request.path_params["id"], "drill core"))
 
-    async def plug_json(request: Request) -> Response:
-        try:
-            plug_id = _positive_id(request.path_params["id"], "plug")
-            return JSONResponse(await call(data.plug, plug_id))
-        except PageError as exc:
-            return json_error(exc)
+    @json_route
+    async def drillcore_log(request: Request):
+        hole_id = _positive_id(request.path_params["id"], "drill core")
+        from_m, to_m = _float_param(request, "from_m"), _float_param(request, "to_m")
+        bins = _int_param(request, "bins", BINS_DEFAULT, 1, BINS_MAX)
+        return await call(data.drillcore_log, hole_id, from_m, to_m, bins)
 
-    async def image_grains(request: Request) -> Response:
-        try:
-            image_id = _positive_id(request.path_params["id"], "image")
-            limit = _int_param(request, "limit", GRAINS_DEFAULT, 0, GRAINS_MAX)
-            return JSONResponse(await call(data.grains, image_id, limit))
-        except PageError as exc:
-            return json_error(exc)
+    @json_route
+    async def plug_json(request: Request):
+        return await call(data.plug, _positive_id(request.path_params["id"], "plug"))
+
+    @json_route
+    async def image_grains(request: Request):
+        image_id = _positive_id(request.path_params["id"], "image")
+        limit = _int_param(request, "limit", GRAINS_DEFAULT, 0, GRAINS_MAX)
+        return await call(data.grains, image_id, limit)
 
     get = ["GET", "HEAD"]
     return [
