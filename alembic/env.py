@@ -7,6 +7,7 @@ from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, pool
 
 from mis.catalogue.models import Base
+from mis.catalogue.partitions import is_partition
 from mis.config import database_url
 
 config = context.config
@@ -17,7 +18,7 @@ POSTGIS_TABLES = {"spatial_ref_sys", "topology", "layer"}
 
 
 def include_object(obj, name, obj_type, reflected, compare_to):  # noqa: ANN001
-    if obj_type == "table" and name in POSTGIS_TABLES:
+    if obj_type == "table" and (name in POSTGIS_TABLES or is_partition(name)):
         return False
     return alembic_helpers.include_object(obj, name, obj_type, reflected, compare_to)
 

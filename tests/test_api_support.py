@@ -46,6 +46,11 @@ cls AS (
   INSERT INTO run_class (run_id, class_index, concept_uri)
   SELECT run.id, k - 1, u FROM run, unnest(ARRAY['{CHALCOPYRITE}', '{QUARTZ}', '{PORE}']) WITH ORDINALITY AS c(u, k)
   RETURNING run_id)
+SELECT count(*) FROM cls;
+
+-- a new run's partitions exist once the statement that inserts it is over
+WITH p AS (SELECT id, position, (from_m + to_m) / 2 AS mid FROM plug ORDER BY id LIMIT 1),
+run AS (SELECT max(id) AS id FROM segmentation_run)
 INSERT INTO roxel (run_id, row, col, composition, dominant_class_id, dominant_fraction, depth_m, position)
 SELECT run.id, r, c,
        ARRAY[f, 0.9 - f, 0.1]::real[],

@@ -86,7 +86,8 @@ def visible_run(api_db: str, tmp_path_factory: pytest.TempPathFactory) -> dict: 
             "RETURNING i.id, i.plug_id, p.drillcore_id",
             [img.store_uri, list(img.array_paths), list(img.shape), list(img.chunks), img.dtype,
              img.checksum_sha256]).fetchone()
-        conn.execute(CORE_PHOTO_RUN, {"hole": hole_id})
+        for statement in CORE_PHOTO_RUN:
+            conn.execute(statement, {"hole": hole_id})
         n_plugs = conn.execute("SELECT count(*) FROM plug WHERE drillcore_id = %s", [hole_id]).fetchone()[0]
         n_holes = conn.execute("SELECT count(*) FROM drillcore").fetchone()[0]
     big = max(range(N_GRAINS), key=lambda k: layout[k][2])
@@ -94,7 +95,7 @@ def visible_run(api_db: str, tmp_path_factory: pytest.TempPathFactory) -> dict: 
             "largest": {"id": grains[big][0], "row": layout[big][0], "col": layout[big][1], "r": layout[big][2]}}
 
 
-CORE_PHOTO_RUN = """
+CORE_PHOTO_RUN = ("""
 WITH p AS (SELECT id, from_m, position FROM plug WHERE drillcore_id = %(hole)s ORDER BY from_m OFFSET 1 LIMIT 1),
 img AS (
   INSERT INTO image (plug_id, name, store_uri, array_paths, shape, chunks, dtype, pixel_size_um, modality_uri,
@@ -110,14 +111,19 @@ cls AS (
       'https://w3id.org/mis/vocab/mineral/quartz', 'https://w3id.org/mis/vocab/segmentation-class/pore-epoxy'])
       WITH ORDINALITY AS c(u, k)
   RETURNING run_id)
+SELECT count(*) FROM cls
+""", """
+-- a new run's partitions exist once the statement that inserts it is over
+WITH p AS (SELECT id, from_m, position FROM plug WHERE drillcore_id = %(hole)s ORDER BY from_m OFFSET 1 LIMIT 1),
+run AS (SELECT max(id) AS id FROM segmentation_run)
 INSERT INTO roxel (run_id, row, col, composition, dominant_class_id, dominant_fraction, depth_m, position)
 SELECT run.id, r, c, ARRAY[f, 0.85 - f, 0.15]::real[],
        (SELECT id FROM concept WHERE uri = CASE WHEN f > 0.425 THEN 'https://w3id.org/mis/vocab/mineral/chalcopyrite'
                                                 ELSE 'https://w3id.org/mis/vocab/mineral/quartz' END),
        greatest(f, 0.85 - f), p.from_m + c * 30.0 / 512, p.position
 FROM run, p, generate_series(0, 15) r, generate_series(0, 511) c,
-     LATERAL (SELECT 0.4 + 0.35 * sin(c / 40.0) AS f) x;
-"""
+     LATERAL (SELECT 0.4 + 0.35 * sin(c / 40.0) AS f) x
+""")
 
 
 @pytest.fixture(scope="module")

@@ -86,9 +86,12 @@ def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any
             box = None
             if table in ESTIMATED and ESTIMATED[table]:
                 base, column = ESTIMATED[table]
+                # per run partition (PostGIS has no statistics of the partitioned parent)
                 row = conn.execute(text(
-                    "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
-                    "FROM (SELECT ST_EstimatedExtent('public', :t, :c) AS e) s"), {"t": base, "c": column}).first()
+                    "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ("
+                    "  SELECT ST_Extent(ST_EstimatedExtent('public', c.relname, :c)::geometry) AS e"
+                    "  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+                    "  WHERE i.inhparent = to_regclass(:t)) s"), {"t": f"public.{base}", "c": column}).first()
                 if row is not None and row[0] is not None:
                     box = [round(v, 6) for v in row]
             if box is None and table not in ESTIMATED:

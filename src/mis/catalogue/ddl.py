@@ -4,16 +4,22 @@ CHECK constraints see one row; these rules need another table, so they are trigg
 raise ``check_violation`` (SQLSTATE 23514) with a constraint name and a message a data
 manager can act on. The migrations install them from here (``install``/``uninstall``), so
 the SQL lives once.
+
+Two groups, each installed by the migration that introduced it: :data:`RULES` (depth
+within the hole, constituents summing to at most 1) and :data:`RUN_PARTITIONS` (the
+lifecycle of the per-run partitions of ``grain`` and ``roxel``, see
+:mod:`mis.catalogue.partitions`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 #: Tolerance on "a rock's constituents sum to at most 1".
 PROPORTION_TOLERANCE = 1e-6
 
-FUNCTIONS = {
+_RULE_FUNCTIONS = {
     "mis_depth_within_hole": r"""
 CREATE OR REPLACE FUNCTION mis_depth_within_hole() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -73,7 +79,7 @@ END $$;
 """,
 }
 
-TRIGGERS = {
+_RULE_TRIGGERS = {
     "trg_plug_within_hole": """
 CREATE TRIGGER trg_plug_within_hole BEFORE INSERT OR UPDATE OF from_m, to_m, drillcore_id
 ON plug FOR EACH ROW EXECUTE FUNCTION mis_depth_within_hole()""",
@@ -97,16 +103,113 @@ _TRIGGER_TABLES = {
 }
 
 
-def install(execute: Callable[[str], object]) -> None:
-    """Create the functions and triggers (``execute`` is e.g. ``op.execute``)."""
-    for sql in FUNCTIONS.values():
+
+@dataclass(frozen=True)
+class Group:
+    """Functions and triggers installed and removed together."""
+
+    functions: dict[str, str]
+    triggers: dict[str, str]
+    tables: dict[str, str]  # trigger -> table
+    #: Signatures for DROP FUNCTION (name -> argument types).
+    arguments: dict[str, str]
+
+
+RULES = Group(_RULE_FUNCTIONS, _RULE_TRIGGERS, _TRIGGER_TABLES, {})
+
+_PARTITION_FUNCTIONS = {
+    # The partitions of run ``run``, made the way any INSERT needs them: with the parents'
+    # indexes and constraints, an id default (PostgreSQL 15 partitions do not inherit the
+    # parent's identity) and the grain foreign key of the pair.
+    "mis_run_partitions": r"""
+CREATE OR REPLACE FUNCTION mis_run_partitions(run bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+BEGIN
+    FOREACH t IN ARRAY ARRAY['grain', 'roxel'] LOOP
+        EXECUTE format('CREATE TABLE %I PARTITION OF %I FOR VALUES IN (%s)', t || '_run_' || run, t, run);
+        EXECUTE format('ALTER TABLE %I ALTER COLUMN id SET DEFAULT nextval(%L::regclass)',
+                       t || '_run_' || run, pg_get_serial_sequence(t, 'id'));
+    END LOOP;
+    PERFORM mis_run_grain_fk(run);
+END $$;
+""",
+    "mis_run_grain_fk": r"""
+CREATE OR REPLACE FUNCTION mis_run_grain_fk(run bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I FOREIGN KEY (dominant_grain_id, run_id) '
+                   'REFERENCES %I (id, run_id) ON DELETE RESTRICT',
+                   'roxel_run_' || run, 'fk_roxel_run_' || run || '_dominant_grain', 'grain_run_' || run);
+END $$;
+""",
+    # INSERT: the run's partitions, unless the transaction makes its own
+    # (SET LOCAL mis.run_partitions = 'manual': the run writer). DELETE (before): refuse
+    # while the run's grains or roxels are there, like ON DELETE RESTRICT would.
+    # DELETE (after): drop the run's (empty) partitions.
+    "mis_segmentation_run_partitions": r"""
+CREATE OR REPLACE FUNCTION mis_segmentation_run_partitions() RETURNS trigger
+LANGUAGE plpgsql AS $$
+DECLARE
+    t text;
+    found boolean;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        IF coalesce(current_setting('mis.run_partitions', true), '') <> 'manual' THEN
+            PERFORM mis_run_partitions(NEW.id);
+        END IF;
+        RETURN NULL;
+    ELSIF TG_WHEN = 'BEFORE' THEN
+        FOREACH t IN ARRAY ARRAY['roxel', 'grain'] LOOP
+            IF to_regclass(quote_ident(t || '_run_' || OLD.id)) IS NOT NULL THEN
+                EXECUTE format('SELECT EXISTS (SELECT FROM %I)', t || '_run_' || OLD.id) INTO found;
+                IF found THEN
+                    RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+                        CONSTRAINT = 'fk_' || t || '_run_id_segmentation_run',
+                        MESSAGE = format('segmentation run %s still has %ss; delete them with the run '
+                                         '(mis delete run %s --cascade)', OLD.id, t, OLD.id);
+                END IF;
+            END IF;
+        END LOOP;
+        RETURN OLD;
+    ELSE
+        EXECUTE format('DROP TABLE IF EXISTS %I, %I', 'roxel_run_' || OLD.id, 'grain_run_' || OLD.id);
+        RETURN NULL;
+    END IF;
+END $$;
+""",
+}
+
+RUN_PARTITIONS = Group(
+    _PARTITION_FUNCTIONS,
+    {
+        "trg_segmentation_run_partitions": """
+CREATE TRIGGER trg_segmentation_run_partitions AFTER INSERT
+ON segmentation_run FOR EACH ROW EXECUTE FUNCTION mis_segmentation_run_partitions()""",
+        "trg_segmentation_run_restrict": """
+CREATE TRIGGER trg_segmentation_run_restrict BEFORE DELETE
+ON segmentation_run FOR EACH ROW EXECUTE FUNCTION mis_segmentation_run_partitions()""",
+        "trg_segmentation_run_drop_partitions": """
+CREATE TRIGGER trg_segmentation_run_drop_partitions AFTER DELETE
+ON segmentation_run FOR EACH ROW EXECUTE FUNCTION mis_segmentation_run_partitions()""",
+    },
+    dict.fromkeys(("trg_segmentation_run_partitions", "trg_segmentation_run_restrict",
+                   "trg_segmentation_run_drop_partitions"), "segmentation_run"),
+    {"mis_run_partitions": "bigint", "mis_run_grain_fk": "bigint"},
+)
+
+
+def install(execute: Callable[[str], object], group: Group = RULES) -> None:
+    """Create a group's functions and triggers (``execute`` is e.g. ``op.execute``)."""
+    for sql in group.functions.values():
         execute(sql)
-    for sql in TRIGGERS.values():
+    for sql in group.triggers.values():
         execute(sql)
 
 
-def uninstall(execute: Callable[[str], object]) -> None:
-    for name, table in _TRIGGER_TABLES.items():
+def uninstall(execute: Callable[[str], object], group: Group = RULES) -> None:
+    for name, table in group.tables.items():
         execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
-    for name in FUNCTIONS:
-        execute(f"DROP FUNCTION IF EXISTS {name}()")
+    for name in group.functions:
+        execute(f"DROP FUNCTION IF EXISTS {name}({group.arguments.get(name, '')})")

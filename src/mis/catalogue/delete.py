@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Select, delete as sql_delete, func, select
 from sqlalchemy.orm import Session
 
+from mis.catalogue import partitions
 from mis.catalogue.errors import CatalogueError
 from mis.catalogue.models import (
     Base,
@@ -31,7 +32,7 @@ CHILDREN: dict[type[Base], list[tuple[type[Base], str]]] = {
     DrillCore: [(Plug, "drillcore_id")],
     Plug: [(Rock, "plug_id"), (Image, "plug_id")],
     Image: [(SegmentationRun, "image_id")],
-    SegmentationRun: [(Rock, "run_id"), (Roxel, "run_id"), (Grain, "run_id")],
+    SegmentationRun: [(Rock, "run_id"), (Roxel, "run_id"), (Grain, "run_id")],  # run partitions
 }
 
 
@@ -75,7 +76,15 @@ def delete(session: Session, model: type[Base], ident: int, *, cascade: bool = F
 
 
 def _delete_subtree(session: Session, model: type[Base], ids: Select, report: DeleteReport) -> None:
+    if model is SegmentationRun:  # grains and roxels: drop the runs' partitions, rows counted
+        runs = list(session.scalars(ids))
+        for child in (Roxel, Grain):
+            n = session.scalar(select(func.count()).select_from(child).where(child.run_id.in_(runs)))
+            report.add(child.__tablename__, n or 0)
+        partitions.drop(session.connection().exec_driver_sql, runs)
     for child, fk in CHILDREN.get(model, []):
+        if child in (Roxel, Grain):
+            continue
         child_ids = select(child.id).where(getattr(child, fk).in_(ids))
         _delete_subtree(session, child, child_ids, report)
     result = session.execute(sql_delete(model).where(model.id.in_(ids)))

@@ -27,8 +27,16 @@ def _type(column) -> str:
     return name.lower()
 
 
+def _references(table: Table) -> list[tuple[str, str]]:
+    """(referenced table, column) of each foreign key, and of each link a partitioned
+    table keeps by other means (``info["references"]`` on the column; see models.Roxel)."""
+    refs = [(fk.column.table.name, fk.parent.name) for fk in table.foreign_keys]
+    refs += [(c.info["references"].split(".")[0], c.name) for c in table.columns if "references" in c.info]
+    return refs
+
+
 def _entity(table: Table) -> list[str]:
-    fks = {fk.parent.name for fk in table.foreign_keys}
+    fks = {column for _, column in _references(table)}
     lines = [f"    {table.name} {{"]
     for column in table.columns:
         keys = ",".join(k for k, on in (("PK", column.primary_key), ("FK", column.name in fks)) if on)
@@ -43,10 +51,7 @@ def mermaid() -> str:
     tables = sorted(Base.metadata.tables.values(), key=lambda t: t.name)
     for table in tables:
         lines += _entity(table)
-    relations = sorted(
-        (fk.column.table.name, table.name, fk.parent.name)
-        for table in tables for fk in table.foreign_keys
-    )
+    relations = sorted((parent, table.name, column) for table in tables for parent, column in _references(table))
     for parent, child, column in relations:
         lines.append(f'    {parent} ||--o{{ {child} : "{column}"')
     return "\n".join(lines)
