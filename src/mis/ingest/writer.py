@@ -399,9 +399,6 @@ class RunWriter:
 
         self.verify()
         with self.conn.cursor() as cur:
-            # statistics now, not when autovacuum comes by: the first queries plan with them
-            cur.execute("ANALYZE " + ", ".join(partitions.partition_name(t, self.run_id)  # type: ignore[arg-type]
-                                               for t in partitions.TABLES))
             try:
                 partitions.attach(cur, self.run_id)  # type: ignore[arg-type]
             except psycopg.Error as exc:
