@@ -17,10 +17,10 @@ of ingesting a 4x larger image; time per stage end to end.
         table with shapely outlines, roxel records) to committed rows: id reservation,
         encoding, COPY, commit;
     (c) SQLAlchemy ORM bulk insert (``session.execute(insert(Model), [dicts])``, 2.0
-        style, geometries as WKB elements) of --orm-grains / --orm-roxels rows of the
-        same data (all of them would take minutes), and the writer on those same rows:
-        the ratio compares equal work on equally small tables (indexes grow with the
-        rows written, so rows/s fall with the run size for every method).
+        style, batches of 20,000 dicts, geometries as WKB elements, one transaction) of
+        the same rows, once (it takes minutes). --orm-grains / --orm-roxels limit it to
+        a subset for a quick look; the writer is then also timed on that subset, so the
+        ratio always compares equal work.
     Every measurement starts from empty grain/roxel tables (no run partitions left) and is
     one transaction; best of --reps, alternating. Targets: writer >= 0.7 x raw COPY and
     >= 20 x ORM (rows/s).
@@ -326,42 +326,46 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
         return time.perf_counter() - t
 
     def orm() -> tuple[float, int]:
+        """The same rows through the ORM, in batches of 20,000 dicts, one transaction."""
         truncate(url)
-        ng, nr = min(args.orm_grains, len(table)), min(args.orm_roxels, rec.shape[0])
+        ng, nr = min(args.orm_grains or len(table), len(table)), min(args.orm_roxels or rec.shape[0], rec.shape[0])
         engine = create_engine(url)
         with Session(engine) as s:
             run = s.execute(insert(m.SegmentationRun).values(image_id=image, name="bench", software_version="b",
                                                             status="complete").returning(m.SegmentationRun.id)).scalar()
             s.commit()
         t = time.perf_counter()
+        batch = 20_000
         with Session(engine) as s:
             ids = reserve(s.connection().connection.driver_connection, ng)
-            grains = []
-            for i in range(ng):
-                tiles = table.tiles[i].tolist()
-                grains.append(dict(
-                    id=int(ids[i]), run_id=run, label=int(table.label[i]), mineral_id=int(concept[table.class_index[i]]),
-                    outline=from_shape(table.outline[i], srid=0),
-                    centroid_x_um=float(table.centroid_x_um[i]), centroid_y_um=float(table.centroid_y_um[i]),
-                    area_um2=float(table.area_um2[i]), perimeter_um=float(table.perimeter_um[i]),
-                    ecd_um=float(table.ecd_um[i]), major_axis_um=float(table.major_axis_um[i]),
-                    minor_axis_um=float(table.minor_axis_um[i]), orientation_deg=float(table.orientation_deg[i]),
-                    aspect_ratio=float(table.aspect_ratio[i]), solidity=float(table.solidity[i]),
-                    form_factor=float(table.form_factor[i]), roundness=float(table.roundness[i]),
-                    feret_max_um=float(table.feret_max_um[i]), feret_min_um=float(table.feret_min_um[i]),
-                    mean_probability=float(table.mean_probability[i]), touches_border=bool(table.touches_border[i]),
-                    chunk_keys=[keys[x] for x in tiles]))
-            s.execute(insert(m.Grain), grains)
-            roxels = []
-            for i in range(nr):
-                r = rec[i]
-                g = int(grain_of[i]) if 0 <= grain_of[i] < ng else -1
-                roxels.append(dict(
-                    run_id=run, row=int(r["row"]), col=int(r["col"]), composition=[float(v) for v in r["composition"]],
-                    dominant_class_id=int(concept[r["dominant_class"]]), dominant_fraction=float(r["dominant_fraction"]),
-                    dominant_grain_id=int(ids[g]) if g >= 0 else None, depth_m=float(r["depth_m"]),
-                    position=from_shape(Point(float(r["lon"]), float(r["lat"]), float(r["z"])), srid=4326)))
-            s.execute(insert(m.Roxel), roxels)
+            for lo in range(0, ng, batch):
+                grains = []
+                for i in range(lo, min(lo + batch, ng)):
+                    tiles = table.tiles[i].tolist()
+                    grains.append(dict(
+                        id=int(ids[i]), run_id=run, label=int(table.label[i]), mineral_id=int(concept[table.class_index[i]]),
+                        outline=from_shape(table.outline[i], srid=0),
+                        centroid_x_um=float(table.centroid_x_um[i]), centroid_y_um=float(table.centroid_y_um[i]),
+                        area_um2=float(table.area_um2[i]), perimeter_um=float(table.perimeter_um[i]),
+                        ecd_um=float(table.ecd_um[i]), major_axis_um=float(table.major_axis_um[i]),
+                        minor_axis_um=float(table.minor_axis_um[i]), orientation_deg=float(table.orientation_deg[i]),
+                        aspect_ratio=float(table.aspect_ratio[i]), solidity=float(table.solidity[i]),
+                        form_factor=float(table.form_factor[i]), roundness=float(table.roundness[i]),
+                        feret_max_um=float(table.feret_max_um[i]), feret_min_um=float(table.feret_min_um[i]),
+                        mean_probability=float(table.mean_probability[i]), touches_border=bool(table.touches_border[i]),
+                        chunk_keys=[keys[x] for x in tiles]))
+                s.execute(insert(m.Grain), grains)
+            for lo in range(0, nr, batch):
+                roxels = []
+                for i in range(lo, min(lo + batch, nr)):
+                    r = rec[i]
+                    g = int(grain_of[i]) if 0 <= grain_of[i] < ng else -1
+                    roxels.append(dict(
+                        run_id=run, row=int(r["row"]), col=int(r["col"]), composition=[float(v) for v in r["composition"]],
+                        dominant_class_id=int(concept[r["dominant_class"]]), dominant_fraction=float(r["dominant_fraction"]),
+                        dominant_grain_id=int(ids[g]) if g >= 0 else None, depth_m=float(r["depth_m"]),
+                        position=from_shape(Point(float(r["lon"]), float(r["lat"]), float(r["z"])), srid=4326)))
+                s.execute(insert(m.Roxel), roxels)
             s.commit()
         engine.dispose()
         return time.perf_counter() - t, ng + nr
@@ -387,12 +391,14 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
             elif what == "writer":
                 runs[what].append(writer())
             print(f"  rep {rep + 1}: {what:<10} {runs[what][-1] if runs[what] else float('nan'):7.2f} s", flush=True)
-        secs, orm_rows = orm()
-        runs["orm"].append(secs)
-        print(f"  rep {rep + 1}: orm        {secs:7.2f} s for {orm_rows:,} rows", flush=True)
-        ng, nr = min(args.orm_grains, len(table)), min(args.orm_roxels, rec.shape[0])
-        runs["writer_small"].append(writer(ng, nr))
-        print(f"  rep {rep + 1}: writer     {runs['writer_small'][-1]:7.2f} s for the same {ng + nr:,} rows", flush=True)
+    secs, orm_rows = orm()  # once: minutes for the whole run
+    runs["orm"].append(secs)
+    print(f"  orm        {secs:7.2f} s for {orm_rows:,} rows", flush=True)
+    if orm_rows < n_rows:  # a subset: the writer on the same rows too
+        ng, nr = min(args.orm_grains or len(table), len(table)), min(args.orm_roxels or rec.shape[0], rec.shape[0])
+        for _ in range(args.reps):
+            runs["writer_small"].append(writer(ng, nr))
+        print(f"  writer     {min(runs['writer_small']):7.2f} s for the same {ng + nr:,} rows", flush=True)
     truncate(url)
     best = {k: min(v) for k, v in runs.items() if v}
     rate = {k: (orm_rows if k in ("orm", "writer_small") else n_rows) / v for k, v in best.items()}
@@ -402,7 +408,7 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
             "ratio_vs_raw": rate["writer"] / rate[limit], "ratio_vs_raw_stdin": rate["writer"] / rate["raw_stdin"],
             "ratio_vs_raw_bare": rate["writer"] / rate["raw_bare"] if "raw_bare" in rate else None,
             "ratio_vs_orm": rate["writer"] / rate["orm"],
-            "ratio_vs_orm_same_rows": rate["writer_small"] / rate["orm"]}
+            "ratio_vs_orm_same_rows": rate.get("writer_small", rate["writer"]) / rate["orm"]}
 
 
 def _slice_table(table, sl: slice):
@@ -448,8 +454,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/var/tmp/mis-bench-ingest"))
     ap.add_argument("--grains", type=int, default=100_000)
     ap.add_argument("--roxels", type=int, default=1_000_000)
-    ap.add_argument("--orm-grains", type=int, default=5_000)
-    ap.add_argument("--orm-roxels", type=int, default=50_000)
+    ap.add_argument("--orm-grains", type=int, default=0, help="grains through the ORM (0: all)")
+    ap.add_argument("--orm-roxels", type=int, default=0, help="roxels through the ORM (0: all)")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--rss", type=int, default=4096, help="side of the smaller image of [2] (0: skip)")
     ap.add_argument("--e2e", type=int, default=0, help="side of the end-to-end image of [3] (0: skip)")
@@ -490,8 +496,7 @@ def main() -> None:
             block.append(f"  writer / raw COPY into bare partitions + attach (the writer's own method, no Python) = "
                          f"{r['ratio_vs_raw_bare']:.2f}")
         block.append(f"  writer / ORM on the same {r['orm_rows']:,} rows = {r['ratio_vs_orm_same_rows']:.1f}   "
-                     f"(target >= 20: {'PASS' if r['ratio_vs_orm_same_rows'] >= 20 else 'FAIL'}); writer on "
-                     f"{r['rows']:,} rows / ORM on {r['orm_rows']:,} = {r['ratio_vs_orm']:.1f} (bigger indexes)")
+                     f"(target >= 20: {'PASS' if r['ratio_vs_orm_same_rows'] >= 20 else 'FAIL'})")
         block.append("  all runs (s): " + json.dumps({k: [round(x, 2) for x in v] for k, v in r["seconds"].items()}))
         print("\n".join(block), flush=True)
         lines += block
