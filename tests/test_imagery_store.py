@@ -258,6 +258,24 @@ def test_interrupt_leaves_nothing(tmp_path, monkeypatch):
     assert _leftovers(tmp_path, {src.name}) == []
 
 
+def test_a_hard_killed_import_is_swept_by_the_next(tmp_path):
+    """A SIGKILLed import leaves .name.partial-<pid>-*; the next import there removes it
+    once that process is gone, and leaves those of live imports alone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f".k.zarr.partial-{dead}-0123456789"
+    live = tmp_path / f".k.zarr.partial-{os.getpid()}-9876543210"
+    for d in (stale, live):
+        (d / "0").mkdir(parents=True)
+    src = tmp_path / "k.png"
+    Image.fromarray(_rgb(40, 50)).save(src)
+    _imp(src, tmp_path / "k.zarr")
+    assert not stale.exists() and live.exists()
+
+
 def test_existing_destination_refused_or_overwritten(tmp_path):
     src = tmp_path / "e.png"
     Image.fromarray(_rgb(40, 50)).save(src)

@@ -40,8 +40,8 @@ encoding/writing run in overlapping threads.
 Atomicity: everything is written into a temporary sibling (``.<name>.partial-<id>``) that
 is renamed into place only after the last byte and the metadata are written. Any failure,
 including Ctrl-C, removes the temporary directory; an import killed hard (SIGKILL, power
-loss) can leave a ``.partial-*`` sibling that is never mistaken for a store and can be
-deleted. On object storage (fsspec URLs such as ``s3://``) the final "rename" is a copy +
+loss) can leave a ``.partial-<pid>-*`` sibling that is never mistaken for a store, and the
+next import to the same local destination removes those whose process is gone. On object storage (fsspec URLs such as ``s3://``) the final "rename" is a copy +
 delete and is not atomic; only local directories (and fsspec ``memory://``) are tested.
 """
 
@@ -361,7 +361,7 @@ def _is_url(dest: str | Path) -> bool:
 class _Destination:
     def __init__(self, dest: str | Path, overwrite: bool):
         self.overwrite = overwrite
-        tag = uuid.uuid4().hex[:10]
+        tag = f"{os.getpid()}-{uuid.uuid4().hex[:10]}"  # the pid tells a stale sibling (_sweep)
         if _is_url(dest):
             import fsspec
 
@@ -415,12 +415,21 @@ class _Destination:
                 shutil.rmtree(trash, ignore_errors=True)
             else:
                 os.rename(self.tmp_local, self.local)
+            self._sweep()
             return
         if self.fs.exists(self.path):
             if not self.overwrite:
                 raise FileExistsError(f"image store appeared meanwhile: {self.url}")
             self.fs.rm(self.path, recursive=True)
         self.fs.mv(self.tmp_path, self.path, recursive=True)
+
+    def _sweep(self) -> None:
+        """Remove siblings left by imports of this destination that were killed hard."""
+        assert self.local is not None
+        for sibling in self.local.parent.glob(f".{self.local.name}.partial-*"):
+            pid = sibling.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(sibling, ignore_errors=True)
 
     def discard(self) -> None:
         if self.local is not None:
@@ -431,6 +440,16 @@ class _Destination:
                 self.fs.rm(self.tmp_path, recursive=True)
         except Exception:  # best effort: the partial store is marked by its name
             pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _store_for_reading(uri: str | Path) -> Any:
