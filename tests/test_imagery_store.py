@@ -261,9 +261,6 @@ def test_interrupt_leaves_nothing(tmp_path, monkeypatch):
 def test_a_hard_killed_import_is_swept_by_the_next(tmp_path):
     """A SIGKILLed import leaves .name.partial-<pid>-*; the next import there removes it
     once that process is gone, and leaves those of live imports alone."""
-    import subprocess
-    import sys
-
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                           text=True, check=True).stdout.strip()
     stale = tmp_path / f".k.zarr.partial-{dead}-0123456789"
