@@ -72,11 +72,24 @@ def test_post_put_delete_a_plug(http, live, api_db):
     r = http.put(location, content=json.dumps(changed), headers=_auth(live))
     assert r.status_code == 204, r.text
     assert http.get(location).json()["properties"]["lithology"] == "dacite"
-    # a URI wins over a label
-    by_uri = {**plug, "properties": {**plug["properties"], "lithology": "dacite",
-                                     "lithology_uri": "http://resource.geosciml.org/classifier/cgi/lithology/basalt"}}
+    # a label edited next to a stale URI is refused, not silently ignored
+    basalt = "http://resource.geosciml.org/classifier/cgi/lithology/basalt"
+    stale = {**plug, "properties": {**plug["properties"], "lithology": "dacite", "lithology_uri": basalt}}
+    r = http.put(location, content=json.dumps(stale), headers=_auth(live))
+    assert r.status_code == 400 and "name different concepts" in r.json()["description"]
+    assert http.get(location).json()["properties"]["lithology"] == "dacite"
+    by_uri = {**plug, "properties": {**plug["properties"], "lithology": None, "lithology_uri": basalt}}
     assert http.put(location, content=json.dumps(by_uri), headers=_auth(live)).status_code == 204
     assert http.get(location).json()["properties"]["lithology"] == "basalt"
+    # PUT replaces: what the body leaves out is cleared (optional) or refused (required)
+    full = http.get(location).json()
+    lean = {**full, "properties": {k: v for k, v in full["properties"].items()
+                                   if k not in ("lithology", "lithology_uri")}}
+    assert http.put(location, content=json.dumps(lean), headers=_auth(live)).status_code == 204
+    assert http.get(location).json()["properties"]["lithology"] is None
+    no_range = {**full, "properties": {k: v for k, v in full["properties"].items() if k != "to_m"}}
+    r = http.put(location, content=json.dumps(no_range), headers=_auth(live))
+    assert r.status_code == 400 and "to: interval depth missing" in r.json()["description"]
 
     renamed = {**plug, "properties": {**plug["properties"], "name": "API-P2"}}
     r = http.put(location, content=json.dumps(renamed), headers=_auth(live))

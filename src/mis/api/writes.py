@@ -15,8 +15,12 @@ collection         registration table    natural key (must not change through PU
 =================  ====================  ===============================================
 
 - For a classification the body may give the label (``lithology``), the URI
-  (``lithology_uri``) or both; the URI wins. Read-only properties (ids of parents,
-  counts, ``updated`` ...) are ignored.
+  (``lithology_uri``) or both; given both, they must name the same concept (a label
+  edited next to a stale URI is a 400, not a silent no-op). Read-only properties (ids of
+  parents, counts, ``updated`` ...) are ignored.
+- PUT replaces: a property the body leaves out is cleared (or, if required, refused with
+  the registration's message), as the whole representation is sent. The bulk route
+  (``POST /mis/register``) keeps the CSV semantics: a column not given keeps what is stored.
 - ``drillcores``: the geometry is the collar (lon, lat[, elevation]); ``collar_x``,
   ``collar_y`` and ``collar_srs`` give the collar in its own CRS instead (they win
   while they agree with the geometry). A ``surveys`` property (a list of
@@ -90,7 +94,7 @@ RENAME: dict[str, dict[str, str]] = {
                 "sampleType": "sample_type"},
     "surveys": {"drillcore": "hole_id", "depth_m": "depth"},
 }
-#: Label/URI pairs: the URI wins when both are given.
+#: Label/URI pairs: when both are given they must agree; the URI is what is registered.
 URI_PAIRS: dict[str, dict[str, str]] = {
     "deposits": {"occurrenceType_uri": "occurrenceType", "depositModel_uri": "depositModel",
                  "commodity_uris": "commodities"},
@@ -132,8 +136,42 @@ def _feature(item: Any) -> dict[str, Any]:
     return {"properties": props, "geometry": geometry}
 
 
+def _check_pairs(ctx: WriteContext, props: dict[str, Any]) -> None:
+    """A label and a URI given together must name the same concept(s)."""
+    for uri_name, label_name in URI_PAIRS[ctx.kind].items():
+        uri, label = props.get(uri_name), props.get(label_name)
+        if uri in (None, "", []) or label in (None, "", []):
+            continue
+        if uri_name == "commodity_uris":  # lists: URIs space-separated, labels comma-separated
+            uris = [str(u) for u in uri] if isinstance(uri, list) else str(uri).split()
+            labels = [str(x).strip() for x in label] if isinstance(label, list) else \
+                [x.strip() for x in str(label).split(",") if x.strip()]
+        else:
+            uris, labels = [str(uri)], [str(label).strip()]
+        with ctx.engine.connect() as conn:
+            names = {row[0]: {n.casefold() for n in (row[1], row[2], *(row[3] or [])) if n}
+                     for row in conn.execute(text("SELECT uri, pref_label, notation, alt_labels FROM concept "
+                                                  "WHERE uri = ANY(:u)"), {"u": uris})}
+        if len(uris) != len(labels):
+            raise WriteError(f"{label_name} names {len(labels)} concept(s) but {uri_name} {len(uris)}: "
+                             "send one of them, or both in agreement")
+        for u, lab in zip(uris, labels):
+            if u in names and lab.casefold() not in names[u]:
+                raise WriteError(f"{label_name} {lab!r} and {uri_name} {u} name different concepts: "
+                                 "send one of them, or both in agreement")
+
+
+def _writable(ctx: WriteContext) -> list[str]:
+    """The collection's published properties a body may set (PUT clears those it omits)."""
+    with ctx.engine.connect() as conn:
+        columns = conn.execute(text("SELECT column_name FROM information_schema.columns "
+                                    "WHERE table_schema = 'pub' AND table_name = :v"),
+                               {"v": ctx.collection}).scalars().all()
+    return [c for c in columns if c not in READ_ONLY[ctx.kind] and c not in ("id", "geom")]
+
+
 def _row(kind: str, props: dict[str, Any]) -> dict[str, Any]:
-    """Registration row from published properties (URIs win over labels, renames applied)."""
+    """Registration row from published properties (URIs over labels, renames applied)."""
     props = dict(props)
     for uri_name, label in URI_PAIRS[kind].items():
         uri = props.pop(uri_name, None)
@@ -354,6 +392,7 @@ def create(ctx: WriteContext, item: Any) -> Any:
                              + (f" in deposit {props['deposit']!r}" if props.get("deposit") else ""))
         _register(ctx, _survey_set(ctx, props, add=props), "POST")
     else:
+        _check_pairs(ctx, feature["properties"])
         inputs, props = _inputs(ctx, feature)
         if ctx.kind != "samples" or props.get("drillcore_id") is not None:
             existing = _find(ctx, props) if _has_key(ctx, props) else None
@@ -390,6 +429,10 @@ def replace(ctx: WriteContext, identifier: Any, item: Any) -> bool:
         props.setdefault(key, old[key])
     if "drillcore_id" in old:
         props["drillcore_id"] = old["drillcore_id"]
+    if ctx.kind != "surveys":
+        _check_pairs(ctx, props)
+        for name in _writable(ctx):
+            props.setdefault(name, None)
     feature["properties"] = props
     if ctx.kind == "surveys":
         props.update(drillcore=old["drillcore"], deposit=old["deposit"])
