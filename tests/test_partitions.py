@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from mis.catalogue import migrate
 from mis.catalogue import models as m
 from mis.catalogue.delete import delete
-from mis.catalogue.partitions import is_partition, partition_name
+from mis.catalogue.partitions import ESTIMATED_ROWS, is_partition, partition_name
 from mis.ingest.run import ingest
 from mis.ingest.writer import libpq_url
 
@@ -108,6 +108,9 @@ def test_the_writer_attaches_its_run_and_drops_the_one_it_replaces(db_url, sessi
         fks = conn.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f'",
                            (partition_name("roxel", second.run_id),)).fetchall()
     assert indexes == parents  # every index of the parents, built at attach time
+    # analyzed with the rows: the planner and the API's count estimates see the run at once
+    assert session.scalar(text(ESTIMATED_ROWS), {"t": "public.roxel"}) == second.roxels
+    assert session.scalar(text(ESTIMATED_ROWS), {"t": "public.grain"}) == second.grains
     assert {f"fk_roxel_run_{second.run_id}_dominant_grain"} <= {r[0] for r in fks}
 
 

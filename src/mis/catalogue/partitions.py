@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TABLES", "partition_name", "is_partition", "create_bare", "attach", "drop", "MANUAL"]
+__all__ = ["TABLES", "partition_name", "is_partition", "create_bare", "attach", "drop", "MANUAL", "ESTIMATED_ROWS"]
 
 #: The run-partitioned tables, in the order their partitions are attached (roxels
 #: reference grains); drop in reverse.
@@ -81,3 +81,15 @@ def drop(execute: Callable[[str], object], run_ids: list[int]) -> None:
     names = [partition_name(t, r) for r in run_ids for t in reversed(TABLES)]
     if names:
         execute(f"DROP TABLE IF EXISTS {', '.join(names)}")
+
+
+#: Estimated rows of a table (``:t``, schema-qualified) from the planner's statistics: a
+#: partitioned table's own ``reltuples`` is only set by a manual ANALYZE (autovacuum never
+#: analyzes it), so it is the sum over its partitions.
+ESTIMATED_ROWS = """
+SELECT CASE WHEN p.relkind = 'p'
+            THEN (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0) FROM pg_inherits i
+                  JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = p.oid)
+            ELSE greatest(p.reltuples, 0) END
+FROM pg_class p WHERE p.oid = to_regclass(:t)
+"""
