@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from mis.segment.device import pick_device
-from mis.segment.filters import FeatureConfig, compute_features, halo, iter_tiles, prepare_image
+from mis.segment.filters import FeatureConfig, compute_features, feature_align, halo, iter_tiles, prepare_image
 
 __all__ = [
     "FORMAT_VERSION",
@@ -812,12 +812,8 @@ def predict_image(
         workers = 1 if dev.type != "cpu" else torch.get_num_threads()
     out = torch.empty((clf.n_classes, h, w) if proba else (h, w), dtype=torch.float32 if proba else torch.int64,
                       device=x.device)
-    align = 1
-    if config.cnn is not None:
-        from mis.segment.cnn import cnn_stride
-
-        align = cnn_stride(config.cnn)
-        rows = int(math.ceil(rows / align) * align)
+    align = feature_align(config)
+    rows = int(math.ceil(rows / align) * align)
     tiles = iter_tiles((h, w), (rows, w), halo(config), align)
 
     def job(t: tuple) -> None:

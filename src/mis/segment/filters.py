@@ -65,6 +65,8 @@ __all__ = [
     "feature_names",
     "halo",
     "iter_tiles",
+    "padded_window",
+    "feature_align",
     "prepare_image",
 ]
 
@@ -478,23 +480,51 @@ def compute_features(
     return out, feature_names(config, c)
 
 
+def feature_align(config: FeatureConfig) -> int:
+    """The grid a tile's region must start on for seamless features: the CNN's total
+    stride (its pooling grids), 1 without a CNN."""
+    if config.cnn is None:
+        return 1
+    from mis.segment.cnn import cnn_stride
+
+    return cnn_stride(config.cnn)
+
+
+def padded_window(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int, halo_px: int,
+                  align: int = 1) -> tuple[int, int, int, int]:
+    """``(ry0, ry1, rx0, rx1)``: the region to read for the window ``[y0, y1) x [x0, x1)``
+    of an (H, W) image, with at least ``halo_px`` real neighbours on each side (clipped
+    at the image border).
+
+    With ``align`` > 1 (CNN features, ``align`` = the network's total stride) the region
+    starts on a multiple of ``align`` (so the pooling grids line up with the whole
+    image's) and its size is congruent to the image's modulo ``align`` (TensorFlow
+    "same" padding of the strided convolutions depends on the input size's parity at
+    every stride; equal parities give the whole image's padding, hence its numbers)."""
+    h, w = shape
+    hal = int(math.ceil(halo_px / align) * align)
+    ry0, rx0 = max(0, (y0 - hal) // align * align), max(0, (x0 - hal) // align * align)
+    ry1, rx1 = min(h, y1 + hal), min(w, x1 + hal)
+    if align > 1:
+        ry1 += (h - ry1) % align
+        rx1 += (w - rx1) % align
+    return ry0, ry1, rx0, rx1
+
+
 def iter_tiles(
     shape: tuple[int, int], tile: int | tuple[int, int], halo_px: int, align: int = 1
 ) -> list[tuple[tuple[slice, slice], tuple[slice, slice], tuple[slice, slice]]]:
     """Tiles of an (H, W) image: for each, (read, write, inner) slices -- ``read`` the
-    tile plus ``halo_px`` real neighbours (clipped at the border), ``write`` where its
-    result goes, ``inner`` where that result sits inside the features of ``read``.
-    Tile origins are multiples of the tile size; ``align`` rounds the halo up to a
-    multiple of it (CNN strides)."""
+    tile plus its :func:`padded_window`, ``write`` where its result goes, ``inner`` where
+    that result sits inside the features of ``read``. Tile origins are multiples of the
+    tile size."""
     h, w = shape
     th, tw = (tile, tile) if isinstance(tile, int) else tile
-    hal = int(math.ceil(halo_px / align) * align)
     out = []
     for y0 in range(0, h, th):
         for x0 in range(0, w, tw):
             y1, x1 = min(y0 + th, h), min(x0 + tw, w)
-            ya, xa = max(0, y0 - hal), max(0, x0 - hal)
-            yb, xb = min(h, y1 + hal), min(w, x1 + hal)
+            ya, yb, xa, xb = padded_window(shape, y0, y1, x0, x1, halo_px, align)
             out.append(((slice(ya, yb), slice(xa, xb)), (slice(y0, y1), slice(x0, x1)),
                         (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa))))
     return out
@@ -511,14 +541,14 @@ def compute_features_tiled(
     """The same features as :func:`compute_features`, computed tile by tile: each tile
     is read with :func:`halo` pixels of real neighbours (clipped at the image border),
     its features computed and the interior kept. This is the reference for chunked
-    prediction. With a CNN the tile size and halo should be multiples of the CNN's
-    total stride (``cnn.cnn_stride``) so the pooling grids line up."""
+    prediction. With a CNN, tile regions are aligned to its stride
+    (:func:`feature_align`), so any tile size gives the whole image's features."""
     config = config or FeatureConfig()
     x = prepare_image(image, device)
     _, h, w = x.shape
     out = None
     names: list[str] = []
-    for (ry, rx), (wy, wx), (iy, ix) in iter_tiles((h, w), tile, halo(config)):
+    for (ry, rx), (wy, wx), (iy, ix) in iter_tiles((h, w), tile, halo(config), feature_align(config)):
         f, names = compute_features(x[:, ry, rx], config, method=method)
         if out is None:
             out = torch.empty((f.shape[0], h, w), dtype=f.dtype, device=f.device)

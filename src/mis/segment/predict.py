@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from mis.segment.classifiers import PixelClassifier, argmax_labels, load_classifier
-from mis.segment.filters import FeatureConfig, compute_features, feature_names, halo
+from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo, padded_window
 from mis.segment.labels import ImageRef, _is_url, _local_or_url, image_ref, open_store_group
 
 __all__ = [
@@ -123,33 +123,13 @@ def plan_blocks(shape: Sequence[int], chunks: Sequence[int], block: int = 1) -> 
     return out
 
 
-def _align(config: FeatureConfig) -> int:
-    if config.cnn is None:
-        return 1
-    from mis.segment.cnn import cnn_stride
-
-    return cnn_stride(config.cnn)
-
-
 def read_padded(
     image: Any, y0: int, y1: int, x0: int, x1: int, halo_px: int, align: int = 1
 ) -> tuple[np.ndarray, tuple[slice, slice]]:
-    """Pixels (c, ., .) of the window ``[y0, y1) x [x0, x1)`` of a (c, y, x) array plus
-    at least ``halo_px`` real neighbours on each side (clipped at the image border), and
-    the slices of the window inside the result.
-
-    With ``align`` > 1 (CNN features, ``align`` = the network's total stride) the region
-    starts on a multiple of ``align`` (so the pooling grids line up with the whole
-    image's) and its size is congruent to the image's modulo ``align`` (TensorFlow
-    "same" padding of the strided convolutions depends on the input size's parity at
-    every stride; equal parities give the whole image's padding, hence its numbers)."""
-    _, h, w = image.shape
-    hal = int(math.ceil(halo_px / align) * align)
-    ry0, rx0 = max(0, (y0 - hal) // align * align), max(0, (x0 - hal) // align * align)
-    ry1, rx1 = min(h, y1 + hal), min(w, x1 + hal)
-    if align > 1:
-        ry1 += (h - ry1) % align
-        rx1 += (w - rx1) % align
+    """Pixels (c, ., .) of the window ``[y0, y1) x [x0, x1)`` of a (c, y, x) array read
+    with its :func:`~mis.segment.filters.padded_window`, and the slices of the window
+    inside the result."""
+    ry0, ry1, rx0, rx1 = padded_window(image.shape[1:], y0, y1, x0, x1, halo_px, align)
     region = np.asarray(image[:, ry0:ry1, rx0:rx1])
     return region, (slice(y0 - ry0, y1 - ry0), slice(x0 - rx0, x1 - rx0))
 
@@ -183,7 +163,7 @@ def block_probabilities(
     else:
         y0, y1, x0, x1 = block
     if region is None:
-        region = read_padded(image, y0, y1, x0, x1, halo(config), _align(config))
+        region = read_padded(image, y0, y1, x0, x1, halo(config), feature_align(config))
     pixels, (sy, sx) = region
     dev = clf.device or torch.device("cpu")
     lock = _device_lock(dev)

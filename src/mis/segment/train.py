@@ -47,9 +47,9 @@ from mis.segment.classifiers import (
     PixelClassifier,
     RandomForestPixelClassifier,
 )
-from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_names, halo
+from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_align, feature_names, halo
 from mis.segment.labels import ImageRef, LabelError, LabelSet, image_ref, read_labels
-from mis.segment.predict import _align, read_padded
+from mis.segment.predict import read_padded
 
 __all__ = [
     "CLASSIFIERS",
@@ -128,7 +128,7 @@ def _image_samples(
     arr = ls.array
     _, h, w = arr.shape
     cy, cx = arr.chunks[-2:]
-    hal, align = halo(config), _align(config)
+    hal, align = halo(config), feature_align(config)
     feats, labs, pos = [], [], []
     for y0 in range(0, h, cy):
         for x0 in range(0, w, cx):
