@@ -233,10 +233,75 @@ JOIN public.plug p ON p.id = i.plug_id;
 COMMENT ON VIEW pub.grains IS 'Segmented mineral grains: shape metrics in image micrometres; located at their plug';
 
 -- ------------------------------------------------------------------ roxels
--- The class names of a roxel's run come from a LATERAL subquery keyed on run_id, which
--- PostgreSQL memoizes (one lookup per run, not per roxel); the composition is then one
--- cheap unnest per row. dominantClass_id (the concept's integer id, what the table
--- stores) lets the API turn class filters into index conditions on roxel itself.
+-- A roxel's composition as named fractions, the JSON text {"Ccp":0.86,"Qz":0.1}: f is the
+-- roxel's real[] of fractions, k<n> the JSON key of class n of its run ('"Ccp":', written
+-- once per run by the view); classes with a zero fraction are left out. Built by
+-- concatenation, not by aggregation: the body is inlined into the view and costs about a
+-- microsecond per roxel (unnest + jsonb_object_agg: four; a branch per class of the run,
+-- in 4, 8 or 16: the unused ones cost too). Runs of more than 16 classes take
+-- pub.named_fractions_any, the general (slower) form. Text, not json: the JSON is valid by
+-- construction (keys by to_json, fractions are finite reals), and a cast to json would
+-- parse every roxel's again, which costs as much as building it; the API knows composition
+-- and pixelWindow as JSON (mis.api.provider.JSON_TEXT_COLUMNS). (STABLE, not IMMUTABLE:
+-- concat_ws is STABLE, and PostgreSQL inlines only a body no more volatile than itself.)
+CREATE FUNCTION pub.named_fractions_any(keys text[], f real[]) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN '{' || coalesce((SELECT string_agg(u.key || u.fraction, ',' ORDER BY u.k)
+                            FROM unnest(keys, f) WITH ORDINALITY AS u(key, fraction, k)
+                            WHERE u.fraction > 0 AND u.key IS NOT NULL), '') || '}';
+
+CREATE FUNCTION pub.named_fractions(keys text[], f real[],
+    k1 text, k2 text, k3 text, k4 text, k5 text, k6 text, k7 text, k8 text,
+    k9 text, k10 text, k11 text, k12 text, k13 text, k14 text, k15 text, k16 text) RETURNS text
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN CASE WHEN cardinality(f) <= 16 THEN '{' || CASE
+        WHEN cardinality(f) <= 4 THEN concat_ws(',',
+            CASE WHEN f[1] > 0::real THEN k1 || f[1]::text END,
+            CASE WHEN f[2] > 0::real THEN k2 || f[2]::text END,
+            CASE WHEN f[3] > 0::real THEN k3 || f[3]::text END,
+            CASE WHEN f[4] > 0::real THEN k4 || f[4]::text END)
+        WHEN cardinality(f) <= 8 THEN concat_ws(',',
+            CASE WHEN f[1] > 0::real THEN k1 || f[1]::text END,
+            CASE WHEN f[2] > 0::real THEN k2 || f[2]::text END,
+            CASE WHEN f[3] > 0::real THEN k3 || f[3]::text END,
+            CASE WHEN f[4] > 0::real THEN k4 || f[4]::text END,
+            CASE WHEN f[5] > 0::real THEN k5 || f[5]::text END,
+            CASE WHEN f[6] > 0::real THEN k6 || f[6]::text END,
+            CASE WHEN f[7] > 0::real THEN k7 || f[7]::text END,
+            CASE WHEN f[8] > 0::real THEN k8 || f[8]::text END)
+        WHEN cardinality(f) <= 16 THEN concat_ws(',',
+            CASE WHEN f[1] > 0::real THEN k1 || f[1]::text END,
+            CASE WHEN f[2] > 0::real THEN k2 || f[2]::text END,
+            CASE WHEN f[3] > 0::real THEN k3 || f[3]::text END,
+            CASE WHEN f[4] > 0::real THEN k4 || f[4]::text END,
+            CASE WHEN f[5] > 0::real THEN k5 || f[5]::text END,
+            CASE WHEN f[6] > 0::real THEN k6 || f[6]::text END,
+            CASE WHEN f[7] > 0::real THEN k7 || f[7]::text END,
+            CASE WHEN f[8] > 0::real THEN k8 || f[8]::text END,
+            CASE WHEN f[9] > 0::real THEN k9 || f[9]::text END,
+            CASE WHEN f[10] > 0::real THEN k10 || f[10]::text END,
+            CASE WHEN f[11] > 0::real THEN k11 || f[11]::text END,
+            CASE WHEN f[12] > 0::real THEN k12 || f[12]::text END,
+            CASE WHEN f[13] > 0::real THEN k13 || f[13]::text END,
+            CASE WHEN f[14] > 0::real THEN k14 || f[14]::text END,
+            CASE WHEN f[15] > 0::real THEN k15 || f[15]::text END,
+            CASE WHEN f[16] > 0::real THEN k16 || f[16]::text END)
+        END || '}'
+    ELSE pub.named_fractions_any(keys, f) END;
+
+-- The JSON keys of a run's classes ('"Ccp":', in class order; as an array and one by one,
+-- which is cheaper to read per roxel than the array's n-th text) come from a LATERAL
+-- subquery keyed on run_id, which PostgreSQL memoizes (one lookup per run, not per roxel).
+-- dominantClass_id (the concept's integer id, what the table stores) lets the API turn
+-- class filters into index conditions on roxel itself. The joins are LEFT joins although
+-- every roxel has its class, run, image, plug and drill core (NOT NULL keys; a run's
+-- roxels live in its partition): the rows are the same, and PostgreSQL drops a LEFT join
+-- whose columns a query does not use, so that a count (numberMatched, resulttype=hits) or
+-- the ids of an offset page under a filter on roxel's own columns (bbox, class, depth) is a
+-- query on roxel alone, and a page joins only what its properties read (no plug or drill
+-- core for the default ones). The API serves a lean default feature (pygeoapi-config.yml,
+-- default_properties); every column here stays a queryable and can be asked for with
+-- properties=.
 CREATE VIEW pub.roxels AS
 SELECT x.id,
        x.run_id,
@@ -253,26 +318,27 @@ SELECT x.id,
        x.dominant_class_id AS "dominantClass_id",
        x.dominant_fraction AS "dominantFraction",
        x.dominant_grain_id AS "dominantGrain_id",
-       (SELECT jsonb_object_agg(u.name, u.fraction)
-          FROM unnest(n.names, x.composition) AS u(name, fraction)
-         WHERE u.name IS NOT NULL) AS composition,
+       pub.named_fractions(n.keys, x.composition, n.k1, n.k2, n.k3, n.k4, n.k5, n.k6, n.k7, n.k8,
+                           n.k9, n.k10, n.k11, n.k12, n.k13, n.k14, n.k15, n.k16) AS composition,
        i.store_uri AS "zarrStore",
        i.array_paths[1] AS "zarrArray",
        'c/0/' || (x.row * sr.roxel_size / i.chunks[2]) || '/' || (x.col * sr.roxel_size / i.chunks[3]) AS "chunkKey",
-       jsonb_build_array(x.row * sr.roxel_size, x.col * sr.roxel_size,
-                         least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size),
-                         least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size)) AS "pixelWindow",
+       '[' || x.row * sr.roxel_size || ',' || x.col * sr.roxel_size || ','
+           || least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size) || ','
+           || least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size) || ']' AS "pixelWindow",
        x.position AS geom
 FROM public.roxel x
-JOIN public.concept c ON c.id = x.dominant_class_id
-JOIN public.segmentation_run sr ON sr.id = x.run_id
-JOIN public.image i ON i.id = sr.image_id
-JOIN public.plug p ON p.id = i.plug_id
-JOIN public.drillcore d ON d.id = p.drillcore_id
+LEFT JOIN public.concept c ON c.id = x.dominant_class_id
+LEFT JOIN public.segmentation_run sr ON sr.id = x.run_id
+LEFT JOIN public.image i ON i.id = sr.image_id
+LEFT JOIN public.plug p ON p.id = i.plug_id
+LEFT JOIN public.drillcore d ON d.id = p.drillcore_id
 LEFT JOIN LATERAL (
-    SELECT array_agg(pub.symbol(k.notation, k.pref_label) ORDER BY rc.class_index) AS names
-    FROM public.run_class rc JOIN public.concept k ON k.uri = rc.concept_uri
-    WHERE rc.run_id = x.run_id
+    SELECT keys, keys[1] AS k1, keys[2] AS k2, keys[3] AS k3, keys[4] AS k4, keys[5] AS k5, keys[6] AS k6, keys[7] AS k7, keys[8] AS k8,
+           keys[9] AS k9, keys[10] AS k10, keys[11] AS k11, keys[12] AS k12, keys[13] AS k13, keys[14] AS k14, keys[15] AS k15, keys[16] AS k16
+    FROM (SELECT array_agg(to_json(pub.symbol(k.notation, k.pref_label))::text || ':' ORDER BY rc.class_index) AS keys
+          FROM public.run_class rc JOIN public.concept k ON k.uri = rc.concept_uri
+          WHERE rc.run_id = x.run_id) a
 ) n ON true;
 COMMENT ON VIEW pub.roxels IS 'Roxels (elementary rock cells): world PointZ, depth along hole, dominant class, composition as named fractions, raw zarr link';
 

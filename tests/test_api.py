@@ -74,6 +74,8 @@ def test_config_template_is_in_step_with_the_views(api_db):
         if parent:
             assert parent["collection"] in template["resources"], cid
             assert parent["field"] in columns[prov["table"]], cid
+        defaults = (prov.get("mis") or {}).get("default_properties") or []
+        assert set(defaults) <= columns[prov["table"]], (cid, set(defaults) - columns[prov["table"]])
         for key in ("title", "description", "keywords"):
             assert res.get(key), (cid, key)
 
@@ -144,18 +146,30 @@ def test_plugs_deposits_and_vocabularies(http):
 
 
 def test_roxels_grains_and_rocks_name_their_fractions(http):
-    roxel = http.get("/collections/roxels/items", params={"limit": 1}).json()["features"][0]
+    page = http.get("/collections/roxels/items", params={"filter": "row = 0 AND col <= 1"}).json()["features"]
+    first, roxel = sorted(page, key=lambda f: f["properties"]["pixelWindow"][1])  # cols 0 and 1
     r = roxel["properties"]
-    assert set(r["composition"]) == {"Ccp", "Qz", "pore-epoxy"}
-    assert abs(sum(r["composition"].values()) - 1.0) < 1e-5
-    assert r["dominantClass"] in ("Ccp", "Qz") and r["dominantClass_uri"].startswith("https://w3id.org/mis/")
-    assert r["chunkKey"] == "c/0/0/0" and r["pixelWindow"] == [0, 0, 16, 16]
-    assert r["zarrStore"].endswith(".zarr") and r["depth_m"] > 0
-    assert len(roxel["geometry"]["coordinates"]) == 3
-    hole = r["drillcore"]
+    assert set(r) == {"run_id", "plug_id", "depth_m", "dominantClass", "dominantGrain_id", "composition",
+                      "chunkKey", "pixelWindow"}  # a page's lean default
+    assert r["composition"] == {"Ccp": 0.13, "Qz": 0.77, "pore-epoxy": 0.1}
+    assert first["properties"]["composition"] == {"Qz": 0.9, "pore-epoxy": 0.1}  # zero fractions left out
+    assert r["dominantClass"] == "Qz"
+    assert r["chunkKey"] == "c/0/0/0" and r["pixelWindow"] == [0, 16, 16, 16]
+    assert r["depth_m"] > 0 and len(roxel["geometry"]["coordinates"]) == 3
+    # everything else on request, and the whole record as an item
+    full = http.get(f"/collections/roxels/items/{roxel['id']}").json()["properties"]
+    assert {k: full[k] for k in r} == r
+    assert full["dominantClass_uri"] == "https://w3id.org/mis/vocab/mineral/quartz"
+    assert full["dominantClassName"] == "quartz" and full["zarrStore"].endswith(".zarr") and full["zarrArray"] == "0"
+    assert {"image_id", "drillcore_id", "drillcore", "row", "col", "dominantFraction"} <= set(full)
+    asked = http.get("/collections/roxels/items", params={
+        "filter": "row = 0 AND col = 1", "properties": "dominantClass_uri,zarrStore,drillcore"}).json()["features"][0]
+    assert asked["id"] == roxel["id"] and asked["properties"] == {
+        "dominantClass_uri": full["dominantClass_uri"], "zarrStore": full["zarrStore"], "drillcore": full["drillcore"]}
+    hole = full["drillcore"]
     of_hole = http.get("/collections/roxels/items", params={
         "filter": f"drillcore = '{hole}' AND depth_m BETWEEN 0 AND 10000", "limit": 10}).json()
-    assert of_hole["features"] and all(f["properties"]["drillcore"] == hole for f in of_hole["features"])
+    assert of_hole["features"] and all(f["properties"]["plug_id"] == full["plug_id"] for f in of_hole["features"])
     assert http.get("/collections/roxels/items", params={"filter": "drillcore = 'no-such-hole'"}).json()["features"] == []
     last = http.get("/collections/roxels/items", params={"filter": f"row = {ROXEL_GRID - 1} AND col = 17"}).json()
     assert last["features"][0]["properties"]["chunkKey"] == "c/0/3/1"
@@ -188,6 +202,40 @@ def test_keyset_paging_gives_every_feature_exactly_once(http, api_db):
                                           "WHERE c.notation = 'Ccp'")
     # a big table gets no count(*); a small one does
     assert "numberMatched" not in first or first["numberMatched"] == ROXEL_GRID ** 2
+
+
+def test_bbox_on_points_is_exact_and_pages_like_st_intersects(http, api_db):
+    """Roxels are points: their bbox is the index (&&) plus exact x/y ranges, which must give
+    what ST_Intersects gives, edges included, through filters, offsets and cursors."""
+    import psycopg
+
+    from tests.test_api_support import libpq
+
+    with psycopg.connect(libpq(api_db)) as conn:
+        x0, y0, x1, y1 = conn.execute("SELECT ST_X(position), ST_Y(position), ST_X(position) + 20e-7, "
+                                      "ST_Y(position) + 10e-7 FROM roxel WHERE row = 3 AND col = 5").fetchone()
+
+        def truth(box, where="true"):
+            return [r[0] for r in conn.execute(
+                f"SELECT x.id FROM roxel x JOIN concept c ON c.id = x.dominant_class_id WHERE {where} AND "
+                "ST_Intersects(x.position, ST_MakeEnvelope(%s, %s, %s, %s, 4326)) ORDER BY x.id", box)]
+
+        edges = (x0, y0, x1, y1)  # points on all four edges: a closed box
+        expected = truth(edges)
+        assert len(expected) >= 20 * 10  # cols 5..25 x rows 3..13 (the far edges up to rounding)
+        got, _ = follow(http, "/collections/roxels/items", {"bbox": ",".join(map(repr, edges)), "limit": 50})
+        assert [f["id"] for f in got] == expected
+        inside = (x0 + 1e-9, y0 + 1e-9, x1 - 1e-9, y1 - 1e-9)  # just inside: the edge rows and columns go
+        got, _ = follow(http, "/collections/roxels/items", {"bbox": ",".join(map(repr, inside)), "limit": 1000})
+        assert [f["id"] for f in got] == truth(inside) and 0 < len(got) < len(expected)
+        ccp = truth(edges, "c.notation = 'Ccp'")
+        page = http.get("/collections/roxels/items", params={
+            "bbox": ",".join(map(repr, edges)), "dominantClass": "Ccp", "offset": 3, "limit": 5}).json()
+        assert [f["id"] for f in page["features"]] == ccp[3:8]
+        by_depth = http.get("/collections/roxels/items", params={
+            "bbox": ",".join(map(repr, edges)), "sortby": "-depth_m", "offset": 2, "limit": 4}).json()["features"]
+        depths = [f["properties"]["depth_m"] for f in by_depth]
+        assert len(by_depth) == 4 and depths == sorted(depths, reverse=True)
 
 
 def test_hierarchy_filter_by_query_parameter_and_cql(http, api_db):

@@ -5,18 +5,26 @@ its interface (``query``, ``get``, ``get_fields``, ``create``, ``update``, ``del
 but answers differently where the stock provider is slow on tables of millions of rows:
 
 - **no full count(*) per page**: ``numberMatched`` is counted only where the table is
-  small (fewer than :data:`EXACT_COUNT_BELOW` rows, from ``pg_class.reltuples`` of the
-  ``mis.count_table`` named in the configuration) or when the client asks
+  small (fewer than :data:`EXACT_COUNT_BELOW` rows, estimated from the planner's
+  statistics of the ``mis.count_table`` named in the configuration, summed over its run
+  partitions) or when the client asks
   (``resulttype=hits``); otherwise it is omitted, as OGC API - Features allows;
 - **keyset pagination**: pages are read ``WHERE id > :cursor ORDER BY id LIMIT n + 1``
   and the provider writes its own ``next`` link carrying ``cursor=<last id>`` (the
   request's other parameters kept), so page 5,000 costs what page 1 costs. ``offset``
   still works (it is what the first link a client builds may carry), and so does
   ``sortby`` (with offset paging);
-- **GeoJSON built in PostgreSQL**: each feature is one ``json_build_object`` with
-  ``ST_AsGeoJSON`` (and ``ST_Transform`` for ``crs=``), no ORM objects and no shapely
+- **GeoJSON built in PostgreSQL**: each feature is one concatenation of JSON fragments
+  with ``ST_AsGeoJSON`` (and ``ST_Transform`` for ``crs=``), no ORM objects and no shapely
   round trip; for a JSON page the features' text goes into the response as PostgreSQL
   wrote it (:data:`RAW_FEATURES`), never parsed and re-serialised in Python;
+- **lean pages**: a collection may name ``default_properties`` (roxels do): a page's
+  features carry those unless ``properties=`` asks for others; every property stays a
+  queryable, and one item (``/items/{id}``) carries them all;
+- **plans**: reads run on their own pools in autocommit; unfiltered pages and items are
+  prepared and planned once per connection, filtered pages for their values (see
+  :func:`get_read_engine`); a bbox on a point collection is ``&&`` (the index) plus exact
+  x/y ranges, a third of ``ST_Intersects``' cost per candidate;
 - **filters**: CQL2 (text or JSON; pygeofilter to SQLAlchemy, every value a bound
   parameter), property equality (values converted to the column's type first, a bad
   value is a 400), ``bbox`` (2D or 3D), ``datetime`` on the configured ``time_field``,
@@ -67,7 +75,9 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     create_engine,
+    false,
     func,
     literal_column,
     select,
@@ -76,6 +86,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
+
+from mis.catalogue import partitions
 
 LOGGER = logging.getLogger(__name__)
 
@@ -97,8 +109,10 @@ STATEMENT_TIMEOUT_MS = 30_000
 GEOJSON_DIGITS = 9
 #: Query parameters the provider reads itself (never property filters).
 CURSOR_PARAM = "cursor"
-#: JSON columns that hold arrays, not objects (for queryables and schemas).
-JSON_ARRAY_COLUMNS = {"pixelWindow"}
+#: Columns holding JSON, with the JSON type of their values: a ``text`` column of these
+#: names is JSON the view wrote itself (``pub.roxels``: cheaper than a cast to json, which
+#: parses every value again) and goes into a feature as it is.
+JSON_TEXT_COLUMNS = {"composition": "object", "pixelWindow": "array"}
 #: Vocabulary scheme(s) of each classified property (to resolve terms of hierarchy filters).
 FIELD_SCHEMES: dict[str, list[str]] = {
     "lithology": ["lithology"],
@@ -140,6 +154,8 @@ class _Meta:
     #: classification label column -> the view's integer concept id column (big tables:
     #: filters on the label or URI become index conditions on the id)
     concept_ids: dict[str, str] = field(default_factory=dict)
+    #: the view's aliases in statements ("t", "f"), made once
+    aliases: dict[str, Any] = field(default_factory=dict)
 
 
 _META: dict[tuple, _Meta] = {}
@@ -160,7 +176,7 @@ def _connection_url(data: Any) -> str:
 
 
 def get_engine(url: str) -> Engine:
-    """One pooled engine per database for every collection (reads and writes)."""
+    """One pooled engine per database for every collection (writes, pages, metadata)."""
     with _LOCK:
         engine = _ENGINES.get(url)
         if engine is None:
@@ -170,6 +186,51 @@ def get_engine(url: str) -> Engine:
                               "application_name": "mis-api"})
             _ENGINES[url] = engine
         return engine
+
+
+def get_read_engine(url: str, *, filtered: bool = False) -> Engine:
+    """The engines of the provider's reads (pages and items): their own pools, in
+    autocommit (no BEGIN and ROLLBACK round trips around a page's one SELECT), no ping
+    before each checkout (:func:`_read` retries once on a connection the server dropped),
+    and no parallel workers (starting them costs more than a page query gains: the planner
+    would otherwise gather a bbox page from two workers on a two-core machine).
+
+    Plans: an unfiltered page (``id > cursor ORDER BY id``), an item by id or an offset
+    page has one best plan whatever its values, and planning it over the views' joins and a
+    table's partitions costs as much as running it (5 ms of a 10 ms page over 50 run
+    partitions); so these statements are prepared on first use and planned once per
+    connection (``plan_cache_mode=force_generic_plan``). A filtered page's best plan
+    depends on its values (a small bbox or a whole deposit, a rare class or a common one):
+    ``filtered=True`` gives the pool whose sessions plan every execution for its values
+    (``force_custom_plan``; PostgreSQL's own choice may settle on a generic plan that reads
+    the whole table in id order for a small bbox)."""
+    key = f"read{'-filtered' if filtered else ''}:{url}"
+    with _LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            options = (f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c jit=off "
+                       "-c max_parallel_workers_per_gather=0 "
+                       f"-c plan_cache_mode={'force_custom_plan' if filtered else 'force_generic_plan'}")
+            engine = create_engine(
+                url, pool_size=8, max_overflow=8, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
+                connect_args={"options": options, "application_name": "mis-api",
+                              **({} if filtered else {"prepare_threshold": 0})})
+            _ENGINES[key] = engine
+        return engine
+
+
+def _read(engine: Engine, run):
+    """``run(connection)`` on a pooled read connection; once more on a fresh connection
+    if the server had dropped the pooled one (restart, idle timeout)."""
+    for attempt in (1, 2):
+        try:
+            with engine.connect() as conn:
+                return run(conn)
+        except DBAPIError as exc:
+            if attempt == 1 and exc.connection_invalidated:
+                engine.pool.dispose()  # every pooled connection predates the drop
+                continue
+            raise
 
 
 def dispose_engines() -> None:
@@ -187,8 +248,8 @@ def _json_type(column) -> dict[str, Any]:
     from sqlalchemy.dialects.postgresql import JSON, JSONB
 
     t = column.type
-    if column.name in JSON_ARRAY_COLUMNS:
-        return {"type": "array"}
+    if column.name in JSON_TEXT_COLUMNS and isinstance(t, (T.String, JSON, JSONB)):
+        return {"type": JSON_TEXT_COLUMNS[column.name]}
     if isinstance(t, (JSON, JSONB)):
         return {"type": "object"}
     if isinstance(t, T.Boolean):
@@ -241,8 +302,7 @@ def _load_meta(provider_def: dict) -> _Meta:
     count_table = (provider_def.get("mis") or {}).get("count_table")
     if count_table:
         with engine.connect() as conn:
-            n = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
-                             {"t": f"public.{count_table}"}).scalar()
+            n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{count_table}"}).scalar()
         exact = n is None or n < EXACT_COUNT_BELOW
     meta = _Meta(engine, table, fields, hierarchy, exact, url, concept_ids)
     _META[key] = meta
@@ -409,6 +469,17 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _concat(pieces: list[str]) -> str:
+    """``concat(...)`` of SQL text expressions (nested: a function takes at most 100)."""
+    while len(pieces) > 90:
+        pieces = [f"concat({', '.join(pieces[i:i + 90])})" for i in range(0, len(pieces), 90)]
+    return f"concat({', '.join(pieces)})"
+
+
 def _convert(name: str, value: str, spec: dict[str, Any]) -> Any:
     """A query-string value converted to the property's type (400 if it is not one)."""
     kind = spec.get("type")
@@ -472,6 +543,8 @@ class MISProvider(PostgreSQLProvider):
         self.mis = dict(provider_def.get("mis") or {})
         self._meta = _load_meta(provider_def)
         self._engine = self._meta.engine
+        self._read_engine = get_read_engine(self._meta.url)
+        self._filtered_engine = get_read_engine(self._meta.url, filtered=True)
         self._fields = dict(self._meta.fields)
         self.include_extra_query_parameters = False
 
@@ -493,47 +566,83 @@ class MISProvider(PostgreSQLProvider):
         pass
 
     # ------------------------------------------------------------------ SQL pieces
-    def _t(self):
-        return self._meta.table.alias("t")
+    def _t(self, name: str = "t"):
+        """The view under an alias, made once per view: building an alias's column
+        collection costs more than compiling a cached statement."""
+        alias = self._meta.aliases.get(name)
+        if alias is None:
+            alias = self._meta.aliases[name] = self._meta.table.alias(name)
+            alias.c  # noqa: B018 - populate the columns now, not in a request's thread
+        return alias
 
     def _geometry_sql(self, crs_transform_spec, alias: str = "t") -> str:
+        """The GeoJSON text of the feature's geometry ('null' for none)."""
         if not self.geom:
-            return "NULL::json"
+            return "'null'"
         geom = f"{alias}.{_quote(self.geom)}"
         if crs_transform_spec is not None:
             epsg, flip = _target_crs(crs_transform_spec)
             geom = f"ST_Transform({geom}, {epsg})"
             if flip:
                 geom = f"ST_FlipCoordinates({geom})"
-        return f"ST_AsGeoJSON({geom}, {GEOJSON_DIGITS})::json"
+        return f"coalesce(ST_AsGeoJSON({geom}, {GEOJSON_DIGITS}), 'null')"
+
+    def _value_sql(self, name: str, alias: str) -> str:
+        """The JSON text of one column's value: output functions where they already write
+        JSON (integers, booleans, json), the text of :data:`JSON_TEXT_COLUMNS`, ``to_json``
+        (quoting, escaping) for the rest."""
+        from sqlalchemy import types as T
+        from sqlalchemy.dialects.postgresql import JSON, JSONB
+
+        column = f"{alias}.{_quote(name)}"
+        kind = self._meta.table.c[name].type
+        if isinstance(kind, (T.Integer, T.Boolean, JSON, JSONB)):
+            return f"coalesce({column}::text, 'null')"
+        if name in JSON_TEXT_COLUMNS and isinstance(kind, T.String):
+            return f"coalesce({column}, 'null')"
+        return f"coalesce(to_json({column})::text, 'null')"
 
     def _feature_sql(self, names: list[str], skip_geometry: bool, crs_transform_spec,
                      alias: str = "t") -> tuple[str, dict]:
-        pairs = [f"'{n.replace(chr(39), chr(39) * 2)}', {alias}.{_quote(n)}" for n in names]
-        chunks = [pairs[i:i + 50] for i in range(0, len(pairs), 50)] or [[]]
-        props = " || ".join(f"jsonb_build_object({', '.join(c)})" for c in chunks)
-        if len(chunks) == 1:
-            props = props.replace("jsonb_build_object", "json_build_object", 1)
-        geometry = "NULL::json" if skip_geometry else self._geometry_sql(crs_transform_spec, alias)
-        params: dict[str, Any] = {}
-        links = ""
+        """One SQL expression writing a feature's GeoJSON text.
+
+        Concatenation of JSON fragments (keys quoted here once, values by their output
+        functions) rather than ``json_build_object``: PostgreSQL writes no spaces, builds no
+        intermediate JSON value, and a JSON column's text (``composition``) goes in as it
+        is. Every value is JSON (``to_json`` quotes strings and non-finite numbers)."""
+        pieces = [_sql_literal('{"type":"Feature","id":'), self._value_sql(self.id_field, alias),
+                  _sql_literal(',"geometry":'),
+                  "'null'" if skip_geometry else self._geometry_sql(crs_transform_spec, alias)]
+        for k, name in enumerate(names):
+            key = ("," if k else "") + json.dumps(name) + ":"
+            pieces += [_sql_literal(key if k else ',"properties":{' + key), self._value_sql(name, alias)]
+        if not names:
+            pieces.append(_sql_literal(',"properties":{'))
+        pieces.append(_sql_literal("}"))
         parent = self.mis.get("parent")
         base = self.mis.get("base_url")
         if parent and base and parent.get("field") in self._meta.table.c and self.mis.get("feature_links", True):
-            href = f"{base}/collections/{parent['collection']}/items/".replace("'", "''")
-            links = (", 'links', json_build_array(json_build_object('rel', 'up', 'type', 'application/geo+json', "
-                     f"'href', '{href}' || {alias}.{_quote(parent['field'])}))")
-        sql = (f"json_build_object('type', 'Feature', 'id', {alias}.{_quote(self.id_field)}, "
-               f"'geometry', {geometry}, 'properties', {props}{links})::text")
-        return sql, params
+            href = f"{base}/collections/{parent['collection']}/items/"
+            pieces += [_sql_literal(',"links":[{"rel":"up","type":"application/geo+json","href":'
+                                    + json.dumps(href)[:-1]),
+                       f"{alias}.{_quote(parent['field'])}", _sql_literal('"}]')]
+        pieces.append(_sql_literal("}"))
+        return _concat(pieces), {}
 
-    def _names(self, select_properties: list[str] | None) -> list[str]:
+    def _names(self, select_properties: list[str] | None, *, page: bool = True) -> list[str]:
+        """The properties a feature carries: those asked for (``properties=``), else on a page
+        the collection's ``default_properties`` (where configured: big collections keep
+        their features lean; every property stays a queryable and can be asked for),
+        else all."""
         names = list(self._meta.fields)
         if select_properties:
             wanted = set(select_properties)
             unknown = wanted - set(names) - set(self._meta.hierarchy)
             if unknown:
                 raise MISInvalidQuery(f"unknown properties: {', '.join(sorted(unknown))}")
+            names = [n for n in names if n in wanted]
+        elif page and self.mis.get("default_properties"):
+            wanted = set(self.mis["default_properties"])
             names = [n for n in names if n in wanted]
         if self.properties:
             names = [n for n in names if n in self.properties]
@@ -571,7 +680,17 @@ class MISProvider(PostgreSQLProvider):
                 (minx, miny, maxx, maxy), minz, maxz = bbox, None, None
             geom = t.c[self.geom]
             envelope = func.ST_MakeEnvelope(minx, miny, maxx, maxy, 4326)
-            conditions.append(func.ST_Intersects(geom, envelope))
+            if self._points():
+                # A point intersects the box exactly when its x and y lie in the box's
+                # ranges: the index finds the candidates (&&, float boxes), the two ranges
+                # decide exactly, at a third of ST_Intersects' cost per candidate row. (In a
+                # CASE, which PostgreSQL estimates as a coin toss: as plain ranges on
+                # functions it would estimate one row and plan the joins for one.)
+                inside = and_(func.ST_X(geom).between(min(minx, maxx), max(minx, maxx)),
+                              func.ST_Y(geom).between(min(miny, maxy), max(miny, maxy)))
+                conditions += [geom.op("&&")(envelope), case((inside, true()), else_=false())]
+            else:
+                conditions.append(func.ST_Intersects(geom, envelope))
             if minz is not None:
                 conditions.append(and_(func.ST_ZMax(geom) >= minz, func.ST_ZMin(geom) <= maxz))
         if datetime_ not in (None, "", "../.."):
@@ -579,6 +698,11 @@ class MISProvider(PostgreSQLProvider):
         if filterq is not None:
             conditions.append(cql_to_sql(filterq, self._meta, t.c))
         return conditions
+
+    def _points(self) -> bool:
+        """Whether the geometry column is declared to hold points only (Point, PointZ ...)."""
+        kind = getattr(self._meta.table.c[self.geom].type, "geometry_type", None) or ""
+        return kind.upper().rstrip("ZM") == "POINT"
 
     def _datetime_condition(self, t, datetime_: str):
         if not self.time_field or self.time_field not in t.c:
@@ -637,39 +761,49 @@ class MISProvider(PostgreSQLProvider):
             raise MISInvalidQuery("q (free text search) is not supported; use filter (CQL2)")
 
         response: dict[str, Any] = {"type": "FeatureCollection", "features": [], "numberReturned": 0}
+        # numberMatched: asked for, or cheap; never on cursor pages (pygeoapi would read
+        # numberMatched > offset + limit as "more pages" and add an offset link of its own)
+        count = None
+        if resulttype == "hits" or (self._meta.exact_count and cursor is None):
+            count = select(func.count()).select_from(t).where(*conditions)
+        stmt = None
+        if resulttype != "hits":
+            where = list(conditions)
+            if cursor is not None:
+                where.append(t.c[self.id_field] > cursor)
+            names = self._names(select_properties)
+            if not offset:
+                feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec)
+                stmt = (select(t.c[self.id_field], literal_column(feature_sql)).select_from(t)
+                        .where(*where).order_by(*self._order(t, sortby)).limit(limit + 1))
+            else:
+                # The page's ids first, then features for them alone: PostgreSQL would
+                # otherwise compute every skipped feature. The ids go back as an array
+                # (``id = ANY(...)``), not as a join: on a table partitioned by run, a join
+                # on id alone would be planned as a hash join over every partition. (With a
+                # cursor, offset is what pygeoapi's own next links add: rows to skip after it.)
+                page = (select(t.c[self.id_field]).select_from(t).where(*where)
+                        .order_by(*self._order(t, sortby)).offset(offset).limit(limit + 1))
+                f = self._t("f")
+                feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec, "f")
+                stmt = (select(f.c[self.id_field], literal_column(feature_sql))
+                        .where(f.c[self.id_field] == func.any(func.array(page.scalar_subquery())))
+                        .order_by(*self._order(f, sortby)))
+            if feature_params:
+                stmt = stmt.params(**feature_params)
+
+        def run(conn):
+            matched = conn.execute(count).scalar_one() if count is not None else None
+            return matched, (conn.execute(stmt).all() if stmt is not None else [])
+
         try:
-            with self._engine.connect() as conn:
-                # numberMatched: asked for, or cheap; never on cursor pages (pygeoapi would read
-                # numberMatched > offset + limit as "more pages" and add an offset link of its own)
-                if resulttype == "hits" or (self._meta.exact_count and cursor is None):
-                    count = select(func.count()).select_from(t).where(*conditions)
-                    response["numberMatched"] = conn.execute(count).scalar_one()
-                if resulttype == "hits":
-                    return response
-                where = list(conditions)
-                if cursor is not None:
-                    where.append(t.c[self.id_field] > cursor)
-                names = self._names(select_properties)
-                if not offset:
-                    feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec)
-                    stmt = (select(t.c[self.id_field], literal_column(feature_sql)).select_from(t)
-                            .where(*where).order_by(*self._order(t, sortby)).limit(limit + 1))
-                else:
-                    # Skip rows by id only, then build features for the page alone: PostgreSQL
-                    # would otherwise compute every skipped feature. (With a cursor, offset is
-                    # what pygeoapi's own next links add: rows to skip after it.)
-                    page = (select(t.c[self.id_field].label("page_id")).select_from(t).where(*where)
-                            .order_by(*self._order(t, sortby)).offset(offset).limit(limit + 1).subquery("page"))
-                    f = self._meta.table.alias("f")
-                    feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec, "f")
-                    stmt = (select(f.c[self.id_field], literal_column(feature_sql))
-                            .select_from(f.join(page, page.c.page_id == f.c[self.id_field]))
-                            .order_by(*self._order(f, sortby)))
-                if feature_params:
-                    stmt = stmt.params(**feature_params)
-                rows = conn.execute(stmt).all()
+            matched, rows = _read(self._filtered_engine if conditions or sortby else self._read_engine, run)
         except DBAPIError as exc:
             raise _db_error(exc)
+        if matched is not None:
+            response["numberMatched"] = matched
+        if resulttype == "hits":
+            return response
         more = len(rows) > limit
         rows = rows[:limit]
         raw = RAW_FEATURES.get()
@@ -704,7 +838,7 @@ class MISProvider(PostgreSQLProvider):
         except ValueError:
             raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.")
         t = self._t()
-        feature_sql, feature_params = self._feature_sql(self._names(None), False, crs_transform_spec)
+        feature_sql, feature_params = self._feature_sql(self._names(None, page=False), False, crs_transform_spec)
         conditions = [t.c[self.id_field] == ident]
         if self.mis.get("scheme"):
             conditions.append(t.c.scheme == self.mis["scheme"])
@@ -712,8 +846,7 @@ class MISProvider(PostgreSQLProvider):
         if feature_params:
             stmt = stmt.params(**feature_params)
         try:
-            with self._engine.connect() as conn:
-                row = conn.execute(stmt).first()
+            row = _read(self._read_engine, lambda conn: conn.execute(stmt).first())
         except DBAPIError as exc:
             raise _db_error(exc)
         if row is None:
