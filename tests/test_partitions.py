@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import psycopg
 import pytest
 from sqlalchemy import select, text
@@ -120,8 +121,6 @@ def test_concurrent_writers_do_not_deadlock(db_url, session, plug):  # noqa: F81
     from mis.grains.rock import load_classes
     from mis.grains.roxels import roxel_dtype
     from mis.ingest.writer import RunWriter
-
-    import numpy as np
 
     uris = [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
             for c in CLASSES]

@@ -138,6 +138,7 @@ def _feature(item: Any) -> dict[str, Any]:
 
 def _check_pairs(ctx: WriteContext, props: dict[str, Any]) -> None:
     """A label and a URI given together must name the same concept(s)."""
+    pairs = []
     for uri_name, label_name in URI_PAIRS[ctx.kind].items():
         uri, label = props.get(uri_name), props.get(label_name)
         if uri in (None, "", []) or label in (None, "", []):
@@ -148,17 +149,20 @@ def _check_pairs(ctx: WriteContext, props: dict[str, Any]) -> None:
                 [x.strip() for x in str(label).split(",") if x.strip()]
         else:
             uris, labels = [str(uri)], [str(label).strip()]
-        with ctx.engine.connect() as conn:
-            names = {row[0]: {n.casefold() for n in (row[1], row[2], *(row[3] or [])) if n}
-                     for row in conn.execute(text("SELECT uri, pref_label, notation, alt_labels FROM concept "
-                                                  "WHERE uri = ANY(:u)"), {"u": uris})}
         if len(uris) != len(labels):
             raise WriteError(f"{label_name} names {len(labels)} concept(s) but {uri_name} {len(uris)}: "
                              "send one of them, or both in agreement")
-        for u, lab in zip(uris, labels):
-            if u in names and lab.casefold() not in names[u]:
-                raise WriteError(f"{label_name} {lab!r} and {uri_name} {u} name different concepts: "
-                                 "send one of them, or both in agreement")
+        pairs += [(label_name, uri_name, u, lab) for u, lab in zip(uris, labels)]
+    if not pairs:
+        return
+    with ctx.engine.connect() as conn:  # one look-up for every pair of the body
+        names = {row[0]: {n.casefold() for n in (row[1], row[2], *(row[3] or [])) if n}
+                 for row in conn.execute(text("SELECT uri, pref_label, notation, alt_labels FROM concept "
+                                              "WHERE uri = ANY(:u)"), {"u": [p[2] for p in pairs]})}
+    for label_name, uri_name, u, lab in pairs:
+        if u in names and lab.casefold() not in names[u]:
+            raise WriteError(f"{label_name} {lab!r} and {uri_name} {u} name different concepts: "
+                             "send one of them, or both in agreement")
 
 
 def _writable(ctx: WriteContext) -> list[str]:

@@ -296,6 +296,7 @@ class RunWriter:
         self.conn: Any = None
         self.run_id: int | None = None
         self.replaced: int | None = None  # id of the run this one replaces
+        self.tables: dict[str, str] = {}  # grain/roxel -> this run's bare partition
         self.rows = {"grain": 0, "roxel": 0}
         self.bytes = 0
         self._buffers: dict[str, list[bytes]] = {"grain": [], "roxel": []}
@@ -347,8 +348,7 @@ class RunWriter:
             with cur.copy("COPY run_class (run_id, class_index, concept_uri) FROM STDIN") as copy:
                 for i, c in enumerate(self.classes):
                     copy.write_row((self.run_id, i, c.uri))
-            for table in partitions.TABLES:
-                partitions.create_bare(cur, table, self.run_id)
+            self.tables = {t: partitions.create_bare(cur, t, self.run_id) for t in partitions.TABLES}
         except psycopg.Error as exc:
             self.abort()
             raise RunWriterError(f"run refused (nothing written): {exc}") from exc
@@ -377,7 +377,7 @@ class RunWriter:
             for table, column in (("grain", "mineral_id"), ("roxel", "dominant_class_id")):
                 rows, foreign = cur.execute(
                     f"SELECT count(*), count(*) FILTER (WHERE {column} <> ALL(%s)) "
-                    f"FROM {partitions.partition_name(table, self.run_id)}", (ids,)).fetchone()  # type: ignore[arg-type]
+                    f"FROM {self.tables[table]}", (ids,)).fetchone()
                 if rows != self.rows[table]:
                     problems.append(f"{self.rows[table]} {table}s were written but {rows} arrived")
                 if foreign:
@@ -402,8 +402,7 @@ class RunWriter:
             # Statistics come with the rows (~0.3 s, a 30,000-row sample whatever the run's
             # size): the first queries plan with them and count estimates and extents see
             # the run. Autovacuum would analyze the new tables too, but only after a delay.
-            cur.execute("ANALYZE " + ", ".join(partitions.partition_name(t, self.run_id)  # type: ignore[arg-type]
-                                               for t in partitions.TABLES))
+            cur.execute("ANALYZE " + ", ".join(self.tables.values()))
             try:
                 partitions.attach(cur, self.run_id)  # type: ignore[arg-type]
             except psycopg.Error as exc:
@@ -463,8 +462,7 @@ class RunWriter:
                 continue
             cols = GRAIN_COLUMNS if t == "grain" else ROXEL_COLUMNS
             with self.conn.cursor() as cur:
-                target = partitions.partition_name(t, self.run_id)  # type: ignore[arg-type]
-                with cur.copy(f"COPY {target} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)",
+                with cur.copy(f"COPY {self.tables[t]} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)",
                               writer=_queued_writer(cur)) as copy:
                     copy.write(COPY_SIGNATURE)
                     for block in self._buffers[t]:

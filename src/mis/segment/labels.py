@@ -222,15 +222,19 @@ def read_label_image(path: str | Path) -> np.ndarray:
     return arr
 
 
-def read_legend(path: str | Path) -> dict[int, str]:
-    """A legend JSON file -> {value (>= 1): term}. See the module docs for the forms."""
-    path = Path(path)
+def _read_json(path: Path) -> Any:
+    """A JSON document from a file, or a :class:`LabelError` naming the file and why."""
     if not path.is_file():
         raise LabelError(f"{path}: no such file")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise LabelError(f"{path}: not valid JSON ({exc})") from None
+
+
+def read_legend(path: str | Path) -> dict[int, str]:
+    """A legend JSON file -> {value (>= 1): term}. See the module docs for the forms."""
+    doc = _read_json(Path(path))
     if isinstance(doc, dict):
         for key in ("classes", "legend", "labels"):
             if key in doc and isinstance(doc[key], (dict, list)):
@@ -301,13 +305,7 @@ def read_geojson_labels(path: str | Path, class_property: str = "class") -> tupl
     class term; returns (shapes, legend {value: term})."""
     import shapely.geometry
 
-    path = Path(path)
-    if not path.is_file():
-        raise LabelError(f"{path}: no such file")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LabelError(f"{path}: not valid JSON ({exc})") from None
+    doc = _read_json(Path(path))
     if isinstance(doc, dict) and doc.get("type") == "FeatureCollection":
         feats = doc.get("features")
     elif isinstance(doc, dict) and doc.get("type") == "Feature":
