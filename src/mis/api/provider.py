@@ -14,6 +14,12 @@ but answers differently where the stock provider is slow on tables of millions o
   request's other parameters kept), so page 5,000 costs what page 1 costs. ``offset``
   still works (it is what the first link a client builds may carry), and so does
   ``sortby`` (with offset paging);
+- **run by run**: a collection whose table is partitioned by run (grains, roxels; the
+  configuration says ``partitioned_by: run_id``) is ordered by ``(run_id, id)`` and its
+  pages are read one run's partition after the other (a ``LATERAL`` subquery per row of
+  ``segmentation_run``, in key order), so that a page stops reading as soon as it is
+  full: a bbox page over 50 runs reads the ten or so runs that fill it instead of every
+  run's matches followed by a sort. Its cursor is ``<run_id>_<id>``;
 - **GeoJSON built in PostgreSQL**: each feature is one concatenation of JSON fragments
   with ``ST_AsGeoJSON`` (and ``ST_Transform`` for ``crs=``), no ORM objects and no shapely
   round trip; for a JSON page the features' text goes into the response as PostgreSQL
@@ -83,9 +89,12 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
 )
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import DBAPIError, NoSuchTableError
+from sqlalchemy.sql import column as sql_column
+from sqlalchemy.sql import table as sql_table
 
 from mis.catalogue import partitions
 
@@ -156,6 +165,8 @@ class _Meta:
     concept_ids: dict[str, str] = field(default_factory=dict)
     #: the view's aliases in statements ("t", "f"), made once
     aliases: dict[str, Any] = field(default_factory=dict)
+    #: the run column of a view over a table partitioned by run (pages are read run by run)
+    by_run: str | None = None
 
 
 _META: dict[tuple, _Meta] = {}
@@ -195,8 +206,8 @@ def get_read_engine(url: str, *, filtered: bool = False) -> Engine:
     and no parallel workers (starting them costs more than a page query gains: the planner
     would otherwise gather a bbox page from two workers on a two-core machine).
 
-    Plans: an unfiltered page (``id > cursor ORDER BY id``), an item by id or an offset
-    page has one best plan whatever its values, and planning it over the views' joins and a
+    Plans: an unfiltered page (``id > cursor ORDER BY id``, or run by run), an item by id
+    or an offset page has one best plan whatever its values, and planning it over the views' joins and a
     table's partitions costs as much as running it (5 ms of a 10 ms page over 50 run
     partitions); so these statements are prepared on first use and planned once per
     connection (``plan_cache_mode=force_generic_plan``). A filtered page's best plan
@@ -304,7 +315,10 @@ def _load_meta(provider_def: dict) -> _Meta:
         with engine.connect() as conn:
             n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{count_table}"}).scalar()
         exact = n is None or n < EXACT_COUNT_BELOW
-    meta = _Meta(engine, table, fields, hierarchy, exact, url, concept_ids)
+    by_run = (provider_def.get("mis") or {}).get("partitioned_by")
+    if by_run is not None and by_run not in table.c:
+        raise ProviderConnectionError(user_msg=f"{schema}.{table.name} has no partition column {by_run!r}")
+    meta = _Meta(engine, table, fields, hierarchy, exact, url, concept_ids, by_run=by_run)
     _META[key] = meta
     return meta
 
@@ -603,7 +617,7 @@ class MISProvider(PostgreSQLProvider):
         return f"coalesce(to_json({column})::text, 'null')"
 
     def _feature_sql(self, names: list[str], skip_geometry: bool, crs_transform_spec,
-                     alias: str = "t") -> tuple[str, dict]:
+                     alias: str = "t") -> str:
         """One SQL expression writing a feature's GeoJSON text.
 
         Concatenation of JSON fragments (keys quoted here once, values by their output
@@ -627,7 +641,7 @@ class MISProvider(PostgreSQLProvider):
                                     + json.dumps(href)[:-1]),
                        f"{alias}.{_quote(parent['field'])}", _sql_literal('"}]')]
         pieces.append(_sql_literal("}"))
-        return _concat(pieces), {}
+        return _concat(pieces)
 
     def _names(self, select_properties: list[str] | None, *, page: bool = True) -> list[str]:
         """The properties a feature carries: those asked for (``properties=``), else on a page
@@ -728,16 +742,61 @@ class MISProvider(PostgreSQLProvider):
             return and_(*parts) if parts else true()
         return column == moment(datetime_).date()
 
+    def _keys(self) -> list[str]:
+        """The columns a page is ordered by and its cursor names: ``(run_id, id)`` where
+        the table is partitioned by run, else ``id``."""
+        return [self._meta.by_run, self.id_field] if self._meta.by_run else [self.id_field]
+
     def _order(self, t, sortby: list[dict]) -> list:
         clauses = []
         for s in sortby or []:
             name = s["property"]
             if name not in t.c or name in (self.geom,):
                 raise MISInvalidQuery(f"sortby: unknown property {name!r}")
-            column = t.c[name]
-            clauses.append(column.asc() if s.get("order", "+") == "+" else column.desc())
-        clauses.append(t.c[self.id_field].asc())
-        return clauses
+            col = t.c[name]
+            clauses.append(col.asc() if s.get("order", "+") == "+" else col.desc())
+        keys = self._keys() if not clauses else [self.id_field]
+        return clauses + [t.c[k].asc() for k in keys]
+
+    def _cursor(self, value: str) -> list[int]:
+        """The key values a ``cursor`` names (as written by :meth:`_next_links`)."""
+        keys = self._keys()
+        parts = value.split("_")
+        try:
+            values = [int(v) for v in parts]
+            if len(values) != len(keys) or not all(-2 ** 63 <= v < 2 ** 63 for v in values):
+                raise ValueError
+            return values
+        except ValueError:
+            shape = "_".join(f"<{k}>" for k in keys)
+            raise MISInvalidQuery(f"cursor must be {shape} (integers), as written in a next link; got {value!r}")
+
+    def _after(self, t, cursor: list[int]):
+        """Rows after the cursor in key order."""
+        if len(cursor) == 1:
+            return t.c[self.id_field] > cursor[0]
+        return tuple_(*(t.c[k] for k in self._keys())) > tuple_(*cursor)
+
+    def _page_by_run(self, t, where: list, cursor: list[int] | None, limit: int, names: list[str],
+                     skip_geometry: bool, crs_transform_spec):
+        """A keyset page of a collection partitioned by run, read run after run.
+
+        For each run in key order, a ``LATERAL`` subquery reads that run's matching rows
+        (PostgreSQL prunes the scan to the run's partition when it runs) in id order, at
+        most a page of them; the page stops pulling runs once it is full. Without this,
+        PostgreSQL reads every partition's matches and sorts them all by id to keep the
+        first thousand (23 ms instead of 7 for a bbox page over 50 runs)."""
+        runs = sql_table(partitions.RUNS, sql_column("id"), schema="public")
+        run, ident = self._meta.by_run, self.id_field
+        inner = select(t).where(t.c[run] == runs.c.id, *where)
+        if cursor is not None:  # the cursor's run after its id (an index condition), later runs whole
+            inner = inner.where(t.c[ident] > case((runs.c.id == cursor[0], cursor[1]), else_=-2 ** 63))
+        page = inner.order_by(t.c[ident]).limit(limit + 1).lateral("p")
+        feature_sql = self._feature_sql(names, skip_geometry, crs_transform_spec, "p")
+        stmt = select(literal_column(feature_sql), page.c[run], page.c[ident]).select_from(runs.join(page, true()))
+        if cursor is not None:
+            stmt = stmt.where(runs.c.id >= cursor[0])
+        return stmt.order_by(runs.c.id, page.c[ident]).limit(limit + 1)
 
     # ------------------------------------------------------------------ reads
     def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None, properties=[],
@@ -753,10 +812,7 @@ class MISProvider(PostgreSQLProvider):
         if params.get(CURSOR_PARAM) not in (None, ""):
             if not keyset:
                 raise MISInvalidQuery("cursor cannot be combined with sortby; use offset")
-            try:
-                cursor = int(params[CURSOR_PARAM])
-            except ValueError:
-                raise MISInvalidQuery(f"cursor must be an integer feature id; got {params[CURSOR_PARAM]!r}")
+            cursor = self._cursor(str(params[CURSOR_PARAM]))
         if q:
             raise MISInvalidQuery("q (free text search) is not supported; use filter (CQL2)")
 
@@ -768,29 +824,30 @@ class MISProvider(PostgreSQLProvider):
             count = select(func.count()).select_from(t).where(*conditions)
         stmt = None
         if resulttype != "hits":
-            where = list(conditions)
-            if cursor is not None:
-                where.append(t.c[self.id_field] > cursor)
             names = self._names(select_properties)
-            if not offset:
-                feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec)
-                stmt = (select(t.c[self.id_field], literal_column(feature_sql)).select_from(t)
-                        .where(*where).order_by(*self._order(t, sortby)).limit(limit + 1))
+            # every statement selects the feature's text, then the page's key values
+            if not offset and keyset and self._meta.by_run:
+                stmt = self._page_by_run(t, conditions, cursor, limit, names, skip_geometry, crs_transform_spec)
             else:
-                # The page's ids first, then features for them alone: PostgreSQL would
-                # otherwise compute every skipped feature. The ids go back as an array
-                # (``id = ANY(...)``), not as a join: on a table partitioned by run, a join
-                # on id alone would be planned as a hash join over every partition. (With a
-                # cursor, offset is what pygeoapi's own next links add: rows to skip after it.)
-                page = (select(t.c[self.id_field]).select_from(t).where(*where)
-                        .order_by(*self._order(t, sortby)).offset(offset).limit(limit + 1))
-                f = self._t("f")
-                feature_sql, feature_params = self._feature_sql(names, skip_geometry, crs_transform_spec, "f")
-                stmt = (select(f.c[self.id_field], literal_column(feature_sql))
-                        .where(f.c[self.id_field] == func.any(func.array(page.scalar_subquery())))
-                        .order_by(*self._order(f, sortby)))
-            if feature_params:
-                stmt = stmt.params(**feature_params)
+                where = list(conditions) + ([self._after(t, cursor)] if cursor is not None else [])
+                keys = self._keys()
+                if not offset:
+                    feature_sql = self._feature_sql(names, skip_geometry, crs_transform_spec)
+                    stmt = (select(literal_column(feature_sql), *(t.c[k] for k in keys)).select_from(t)
+                            .where(*where).order_by(*self._order(t, sortby)).limit(limit + 1))
+                else:
+                    # The page's ids first, then features for them alone: PostgreSQL would
+                    # otherwise compute every skipped feature. The ids go back as an array
+                    # (``id = ANY(...)``), not as a join: on a table partitioned by run, a join
+                    # on id alone would be planned as a hash join over every partition. (With a
+                    # cursor, offset is what pygeoapi's own next links add: rows to skip after it.)
+                    page = (select(t.c[self.id_field]).select_from(t).where(*where)
+                            .order_by(*self._order(t, sortby)).offset(offset).limit(limit + 1))
+                    f = self._t("f")
+                    feature_sql = self._feature_sql(names, skip_geometry, crs_transform_spec, "f")
+                    stmt = (select(literal_column(feature_sql), *(f.c[k] for k in keys))
+                            .where(f.c[self.id_field] == func.any(func.array(page.scalar_subquery())))
+                            .order_by(*self._order(f, sortby)))
 
         def run(conn):
             matched = conn.execute(count).scalar_one() if count is not None else None
@@ -808,10 +865,10 @@ class MISProvider(PostgreSQLProvider):
         rows = rows[:limit]
         raw = RAW_FEATURES.get()
         if raw is not None and request is not None and getattr(request, "format", None) in (None, "json"):
-            raw["features"] = "[" + ",".join(r[1] for r in rows) + "]"
+            raw["features"] = "[" + ",".join(r[0] for r in rows) + "]"
             response["features"] = []
         else:
-            response["features"] = [json.loads(r[1]) for r in rows]
+            response["features"] = [json.loads(r[0]) for r in rows]
         response["numberReturned"] = len(rows)
         if request is not None:
             response["links"] = self._next_links(params, rows, keyset, offset, limit) if more else []
@@ -822,7 +879,7 @@ class MISProvider(PostgreSQLProvider):
         href = f"{base}/collections/{self.mis.get('collection', '')}/items"
         keep = {k: v for k, v in params.items() if k not in ("offset", CURSOR_PARAM)}
         if keyset:
-            keep[CURSOR_PARAM] = str(rows[-1][0])
+            keep[CURSOR_PARAM] = "_".join(str(v) for v in rows[-1][1:])
         else:
             keep["offset"] = str((offset or 0) + limit)
         keep.setdefault("limit", str(limit))
@@ -838,13 +895,11 @@ class MISProvider(PostgreSQLProvider):
         except ValueError:
             raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.")
         t = self._t()
-        feature_sql, feature_params = self._feature_sql(self._names(None, page=False), False, crs_transform_spec)
+        feature_sql = self._feature_sql(self._names(None, page=False), False, crs_transform_spec)
         conditions = [t.c[self.id_field] == ident]
         if self.mis.get("scheme"):
             conditions.append(t.c.scheme == self.mis["scheme"])
         stmt = select(literal_column(feature_sql)).select_from(t).where(*conditions)
-        if feature_params:
-            stmt = stmt.params(**feature_params)
         try:
             row = _read(self._read_engine, lambda conn: conn.execute(stmt).first())
         except DBAPIError as exc:

@@ -23,11 +23,16 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TABLES", "partition_name", "is_partition", "create_bare", "attach", "drop", "MANUAL", "ESTIMATED_ROWS"]
+__all__ = ["TABLES", "KEY", "RUNS", "partition_name", "is_partition", "create_bare", "attach", "drop", "MANUAL", "ESTIMATED_ROWS"]
 
 #: The run-partitioned tables, in the order their partitions are attached (roxels
 #: reference grains); drop in reverse.
 TABLES = ("grain", "roxel")
+
+#: The partition key of :data:`TABLES`, and the table whose rows it names (one partition
+#: of each per row).
+KEY = "run_id"
+RUNS = "segmentation_run"
 
 #: What a transaction sets to make its run's partitions itself.
 MANUAL = "SET LOCAL mis.run_partitions = 'manual'"
