@@ -1,9 +1,10 @@
 """Pages of the run-partitioned collections (roxels, grains), read run by run over HTTP.
 
-The catalogue of ``test_api_support`` gets two more runs whose ids interleave with the
-first's the hard way: the later run (higher ``run_id``) gets the lower feature ids, as
-when two ingestions run at once. Pages must come in ``(run_id, id)`` order, every feature
-exactly once, whatever the filter, and the cursor of a next link names both keys.
+The catalogue of ``test_api_support`` gets ten more runs whose ids interleave with the
+first's the hard way: a later run (higher ``run_id``) gets lower feature ids, as when
+ingestions run at once. Pages must come in ``(run_id, id)`` order, every feature exactly
+once, whatever the filter (a page reads a few runs per statement: sparse matches span
+several statements), and the cursor of a next link names both keys.
 """
 
 from __future__ import annotations
@@ -14,13 +15,16 @@ import pytest
 from tests.test_api_support import ROXEL_GRID, api_db, count, follow, http, live, libpq  # noqa: F401 - fixtures
 
 EXTRA = 12  # 12 x 12 roxels and 5 grains per extra run
+VERSIONS = [f"extra-{k:02d}" for k in range(10)]
 
 EXTRA_RUNS = """
 INSERT INTO segmentation_run (image_id, name, software_version, roxel_size, status)
-SELECT id, v, 'test', 16, 'complete' FROM image, unnest(ARRAY['extra-a', 'extra-b']) v ORDER BY v;
+SELECT id, v, 'test', 16, 'complete' FROM image, unnest(%(versions)s::text[]) v ORDER BY v
+"""
+EXTRA_CLASSES = """
 INSERT INTO run_class (run_id, class_index, concept_uri)
 SELECT r.id, c.class_index, c.concept_uri FROM segmentation_run r, run_class c
-WHERE r.name LIKE 'extra-%' AND c.run_id = (SELECT min(id) FROM segmentation_run);
+WHERE r.name = ANY(%(versions)s) AND c.run_id = (SELECT min(id) FROM segmentation_run)
 """
 
 # the later run's features first: its ids are lower than those of the run before it
@@ -43,10 +47,11 @@ FROM segmentation_run r, generate_series(1, 5) g WHERE r.name = %(version)s
 
 @pytest.fixture(scope="module")
 def runs(api_db: str) -> list[int]:
-    """The ids of the catalogue's three runs, the two extra ones written later run first."""
+    """The ids of the catalogue's runs, the extra ones written last run first."""
     with psycopg.connect(libpq(api_db)) as conn:
-        conn.execute(EXTRA_RUNS)
-        for version in ("extra-b", "extra-a"):
+        for statement in (EXTRA_RUNS, EXTRA_CLASSES):
+            conn.execute(statement, {"versions": VERSIONS})
+        for version in reversed(VERSIONS):
             conn.execute(EXTRA_ROXELS.format(n=EXTRA), {"version": version})
             conn.execute(EXTRA_GRAINS, {"version": version})
         conn.execute("ANALYZE roxel, grain")
@@ -61,7 +66,7 @@ def keys(api_db: str, sql: str) -> list[tuple[int, int]]:
 def test_ids_interleave_across_runs(api_db, runs):
     """The premise: a run with a higher id holds lower feature ids than the run before it."""
     first_of = dict(keys(api_db, "SELECT run_id, min(id) FROM roxel GROUP BY run_id"))
-    assert len(runs) == 3 and first_of[runs[2]] < first_of[runs[1]]
+    assert len(runs) == 11 and first_of[runs[2]] < first_of[runs[1]]
 
 
 @pytest.mark.parametrize("collection, table, limit", [("roxels", "roxel", 97), ("grains", "grain", 13)])
@@ -92,6 +97,16 @@ def test_filtered_pages_across_runs(http, api_db, runs):
         ORDER BY x.run_id, x.id""")
     assert {r for r, _ in expected} == set(runs)  # the filter matches rows of every run
     assert [(f["properties"]["run_id"], f["id"]) for f in features] == expected
+
+
+@pytest.mark.parametrize("limit", [1, 3, 4, 5, 1000])
+def test_sparse_matches_page_through_batches_of_runs(http, api_db, runs, limit):
+    """One match per run: a page needs several batches of runs, and pages split batches."""
+    features, pages = follow(http, "/collections/roxels/items", {"limit": limit, "filter": "row = 0 AND col = 0"})
+    expected = keys(api_db, "SELECT run_id, id FROM roxel WHERE row = 0 AND col = 0 ORDER BY run_id, id")
+    assert len(expected) == len(runs)
+    assert [(f["properties"]["run_id"], f["id"]) for f in features] == expected
+    assert pages == -(-len(expected) // limit)
 
 
 def test_a_cursor_starts_after_its_feature(http, api_db, runs):

@@ -16,10 +16,11 @@ but answers differently where the stock provider is slow on tables of millions o
   ``sortby`` (with offset paging);
 - **run by run**: a collection whose table is partitioned by run (grains, roxels; the
   configuration says ``partitioned_by: run_id``) is ordered by ``(run_id, id)`` and its
-  pages are read one run's partition after the other (a ``LATERAL`` subquery per row of
-  ``segmentation_run``, in key order), so that a page stops reading as soon as it is
-  full: a bbox page over 50 runs reads the ten or so runs that fill it instead of every
-  run's matches followed by a sort. Its cursor is ``<run_id>_<id>``;
+  pages are read one run's partition after the other (a ``LATERAL`` subquery per run, a
+  few runs per statement), so that a page stops reading as soon as it is full and
+  PostgreSQL plans only the partitions it reads: a bbox page over 50 runs reads the ten
+  or so runs that fill it instead of every run's matches followed by a sort. Its cursor
+  is ``<run_id>_<id>``;
 - **GeoJSON built in PostgreSQL**: each feature is one concatenation of JSON fragments
   with ``ST_AsGeoJSON`` (and ``ST_Transform`` for ``crs=``), no ORM objects and no shapely
   round trip; for a JSON page the features' text goes into the response as PostgreSQL
