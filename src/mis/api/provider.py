@@ -218,10 +218,10 @@ def get_read_engine(url: str, *, filtered: bool = False) -> Engine:
     would otherwise gather a bbox page from two workers on a two-core machine).
 
     Plans: an unfiltered page (``id > cursor ORDER BY id``, or run by run), an item by id
-    or an offset page has one best plan whatever its values, and planning it over the views' joins and a
-    table's partitions costs as much as running it (5 ms of a 10 ms page over 50 run
-    partitions); so these statements are prepared on first use and planned once per
-    connection (``plan_cache_mode=force_generic_plan``). A filtered page's best plan
+    or an offset page has one best plan whatever its values, and planning it over the
+    views' joins and a table's partitions costs as much as running it (5 ms of a 10 ms
+    page over 50 run partitions); so these statements are prepared on first use and
+    planned once per connection (``plan_cache_mode=force_generic_plan``). A filtered page's best plan
     depends on its values (a small bbox or a whole deposit, a rare class or a common one):
     ``filtered=True`` gives the pool whose sessions plan every execution for its values
     (``force_custom_plan``; PostgreSQL's own choice may settle on a generic plan that reads
