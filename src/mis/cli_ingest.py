@@ -12,15 +12,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-
-
-def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
+from mis.cli_segment import _fail, console, err
 
 
 def ingest_cmd(
@@ -61,13 +54,14 @@ def ingest_cmd(
     """
     from mis.catalogue.errors import CatalogueError
     from mis.catalogue.postgres import PostgresError
-    from mis.ingest.run import IngestError, ingest, sha256_model, stored_prediction
+    from mis.imagery.omezarr import sha256_file
+    from mis.ingest.run import IngestError, ingest, stored_prediction
     from mis.ingest.writer import Provenance, RunWriterError
 
     try:
         prob = probability
         fc: dict = {}
-        prov_model = model
+        prov_model, prov_sha = model, None
         if labels is None:
             from mis.catalogue import models as m
             from mis.catalogue.session import transaction
@@ -86,6 +80,7 @@ def ingest_cmd(
             classes = classes or stored_classes
             fc = attrs.get("feature_config") or {}
             prov_model = Path(attrs["model_path"]) if attrs.get("model_path") and model is None else model
+            prov_sha = attrs.get("model_sha256")  # the prediction's model, hashed when it was predicted
         else:
             labels_in = labels
         if not classes:
@@ -94,7 +89,8 @@ def ingest_cmd(
             text = Path(feature_config).read_text() if feature_config.endswith(".json") else feature_config
             fc = json.loads(text)
         prov = Provenance(model_path=str(prov_model) if prov_model else None,
-                          model_sha256=sha256_model(prov_model) if prov_model and Path(prov_model).exists() else None,
+                          model_sha256=prov_sha or (sha256_file(prov_model) if prov_model and Path(prov_model).exists()
+                                                    else None),
                           feature_config=fc)
         summary = ingest(image, labels_in, prob, classes, name=name, provenance=prov, roxel_size=roxel_size,
                          scheduler=scheduler, progress=not quiet, lithology=lithology, liberation=liberation,

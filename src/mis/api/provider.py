@@ -176,7 +176,7 @@ class _Meta:
     aliases: dict[str, Any] = field(default_factory=dict)
     #: the run column of a view over a table partitioned by run (pages are read run by run)
     by_run: str | None = None
-    #: statements of unfiltered keyset pages, by collection and shape (properties, CRS ...)
+    #: statements of items and unfiltered keyset pages, by collection and shape (CRS ...)
     pages: dict[tuple, Any] = field(default_factory=dict)
 
 
@@ -327,8 +327,9 @@ def _load_meta(provider_def: dict) -> _Meta:
             n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{count_table}"}).scalar()
         exact = n is None or n < EXACT_COUNT_BELOW
     by_run = (provider_def.get("mis") or {}).get("partitioned_by")
-    if by_run is not None and by_run not in table.c:
-        raise ProviderConnectionError(user_msg=f"{schema}.{table.name} has no partition column {by_run!r}")
+    if by_run is not None and (by_run != partitions.KEY or by_run not in table.c):
+        raise ProviderConnectionError(user_msg=f"{schema}.{table.name}: partitioned_by must name its run "
+                                               f"column {partitions.KEY!r} (one partition per run)")
     meta = _Meta(engine, table, fields, hierarchy, exact, url, concept_ids, by_run=by_run)
     _META[key] = meta
     return meta
@@ -490,6 +491,14 @@ def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
 
 
 # --------------------------------------------------------------------------- the provider
+def bigint(value: Any) -> int:
+    """``value`` as a PostgreSQL bigint (ValueError if it is not an integer in range)."""
+    number = int(str(value))
+    if not -2 ** 63 <= number < 2 ** 63:
+        raise ValueError(f"{value!r} is out of the bigint range")
+    return number
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -774,10 +783,9 @@ class MISProvider(PostgreSQLProvider):
         keys = self._keys()
         parts = value.split("_")
         try:
-            values = [int(v) for v in parts]
-            if len(values) != len(keys) or not all(-2 ** 63 <= v < 2 ** 63 for v in values):
+            if len(parts) != len(keys):
                 raise ValueError
-            return values
+            return [bigint(v) for v in parts]
         except ValueError:
             shape = "_".join(f"<{k}>" for k in keys)
             raise MISInvalidQuery(f"cursor must be {shape} (integers), as written in a next link; got {value!r}")
@@ -876,7 +884,7 @@ class MISProvider(PostgreSQLProvider):
         count = None
         if resulttype == "hits" or (self._meta.exact_count and cursor is None):
             count = select(func.count()).select_from(t).where(*conditions)
-        stmt, values = None, {}
+        stmt, values, by_run = None, {}, False
         if resulttype != "hits":
             names = self._names(select_properties)
             # every statement selects the feature's text, then the page's key values
@@ -890,6 +898,7 @@ class MISProvider(PostgreSQLProvider):
                     if not conditions:
                         self._meta.pages[shape] = stmt
                 values = {"page_limit": limit + 1, **{f"after_{k}": v for k, v in zip(self._keys(), cursor or [])}}
+                by_run = bool(self._meta.by_run)
             else:
                 # The page's ids first, then features for them alone: PostgreSQL would
                 # otherwise compute every skipped feature. The ids go back as an array
@@ -904,8 +913,6 @@ class MISProvider(PostgreSQLProvider):
                 stmt = (select(literal_column(feature_sql), *(f.c[k] for k in self._keys()))
                         .where(f.c[self.id_field] == func.any(func.array(page.scalar_subquery())))
                         .order_by(*self._order(f, sortby)))
-
-        by_run = self._meta.by_run and keyset and not offset
 
         def run(conn):
             matched = conn.execute(count).scalar_one() if count is not None else None
@@ -951,19 +958,21 @@ class MISProvider(PostgreSQLProvider):
     def get(self, identifier, crs_transform_spec=None, **kwargs):
         """One feature by id (404 for an id that is not there or not an integer)."""
         try:
-            ident = int(str(identifier))
-            if not -2 ** 63 <= ident < 2 ** 63:
-                raise ValueError
+            ident = bigint(identifier)
         except ValueError:
             raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.")
-        t = self._t()
-        feature_sql = self._feature_sql(self._names(None, page=False), False, crs_transform_spec)
-        conditions = [t.c[self.id_field] == ident]
-        if self.mis.get("scheme"):
-            conditions.append(t.c.scheme == self.mis["scheme"])
-        stmt = select(literal_column(feature_sql)).select_from(t).where(*conditions)
+        shape = ("item", self.mis.get("collection"), self.mis.get("base_url"),
+                 getattr(crs_transform_spec, "target_crs_wkt", None))
+        stmt = self._meta.pages.get(shape)
+        if stmt is None:
+            t = self._t()
+            feature_sql = self._feature_sql(self._names(None, page=False), False, crs_transform_spec)
+            conditions = [t.c[self.id_field] == bindparam("ident", type_=BigInteger)]
+            if self.mis.get("scheme"):
+                conditions.append(t.c.scheme == self.mis["scheme"])
+            stmt = self._meta.pages[shape] = select(literal_column(feature_sql)).select_from(t).where(*conditions)
         try:
-            row = _read(self._read_engine, lambda conn: conn.execute(stmt).first())
+            row = _read(self._read_engine, lambda conn: conn.execute(stmt, {"ident": ident}).first())
         except DBAPIError as exc:
             raise _db_error(exc)
         if row is None:
@@ -997,7 +1006,8 @@ class MISProvider(PostgreSQLProvider):
             raise MISInvalidQuery("this collection is read-only")
         request = CURRENT_REQUEST.get()
         params = dict(request.params) if request is not None else {}
-        return WriteContext(kind=kind, url=self._meta.url, engine=self._engine, params=params)
+        return WriteContext(kind=kind, url=self._meta.url, engine=self._engine, params=params,
+                            columns=list(self._meta.fields))
 
     def __repr__(self) -> str:
         return f"<MISProvider> {self.table}"

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
@@ -67,6 +67,8 @@ class WriteContext:
     url: str
     engine: Engine
     params: dict[str, str]
+    #: the published view's properties (no id, no geometry)
+    columns: list[str] = field(default_factory=list)
 
     @property
     def dry_run(self) -> bool:
@@ -167,11 +169,7 @@ def _check_pairs(ctx: WriteContext, props: dict[str, Any]) -> None:
 
 def _writable(ctx: WriteContext) -> list[str]:
     """The collection's published properties a body may set (PUT clears those it omits)."""
-    with ctx.engine.connect() as conn:
-        columns = conn.execute(text("SELECT column_name FROM information_schema.columns "
-                                    "WHERE table_schema = 'pub' AND table_name = :v"),
-                               {"v": ctx.collection}).scalars().all()
-    return [c for c in columns if c not in READ_ONLY[ctx.kind] and c not in ("id", "geom")]
+    return [c for c in ctx.columns if c not in READ_ONLY[ctx.kind]]
 
 
 def _row(kind: str, props: dict[str, Any]) -> dict[str, Any]:
@@ -265,11 +263,10 @@ def _stations(ctx: WriteContext, drillcore_id: int) -> list[dict[str, Any]]:
 
 
 def _identity(ctx: WriteContext, ident: Any) -> int:
+    from mis.api.provider import bigint
+
     try:
-        value = int(str(ident))
-        if not -2 ** 63 <= value < 2 ** 63:
-            raise ValueError
-        return value
+        return bigint(ident)
     except ValueError:
         raise ProviderItemNotFoundError(user_msg=f"No such item: id={ident}.")
 

@@ -181,9 +181,7 @@ END $$;
 """,
 }
 
-RUN_PARTITIONS = Group(
-    _PARTITION_FUNCTIONS,
-    {
+_PARTITION_TRIGGERS = {
         "trg_segmentation_run_partitions": """
 CREATE TRIGGER trg_segmentation_run_partitions AFTER INSERT
 ON segmentation_run FOR EACH ROW EXECUTE FUNCTION mis_segmentation_run_partitions()""",
@@ -193,9 +191,12 @@ ON segmentation_run FOR EACH ROW EXECUTE FUNCTION mis_segmentation_run_partition
         "trg_segmentation_run_drop_partitions": """
 CREATE TRIGGER trg_segmentation_run_drop_partitions AFTER DELETE
 ON segmentation_run FOR EACH ROW EXECUTE FUNCTION mis_segmentation_run_partitions()""",
-    },
-    dict.fromkeys(("trg_segmentation_run_partitions", "trg_segmentation_run_restrict",
-                   "trg_segmentation_run_drop_partitions"), "segmentation_run"),
+}
+
+RUN_PARTITIONS = Group(
+    _PARTITION_FUNCTIONS,
+    _PARTITION_TRIGGERS,
+    dict.fromkeys(_PARTITION_TRIGGERS, "segmentation_run"),
     {"mis_run_partitions": "bigint", "mis_run_grain_fk": "bigint"},
 )
 

@@ -76,16 +76,18 @@ def delete(session: Session, model: type[Base], ident: int, *, cascade: bool = F
 
 
 def _delete_subtree(session: Session, model: type[Base], ids: Select, report: DeleteReport) -> None:
-    if model is SegmentationRun:  # grains and roxels: drop the runs' partitions, rows counted
+    runs = None
+    if model is SegmentationRun:  # grains and roxels: their runs' partitions go, rows counted
         runs = list(session.scalars(ids))
         for child in (Roxel, Grain):
             n = session.scalar(select(func.count()).select_from(child).where(child.run_id.in_(runs)))
             report.add(child.__tablename__, n or 0)
-        partitions.drop(session.connection().exec_driver_sql, runs)
     for child, fk in CHILDREN.get(model, []):
         if child in (Roxel, Grain):
             continue
         child_ids = select(child.id).where(getattr(child, fk).in_(ids))
         _delete_subtree(session, child, child_ids, report)
+    if runs is not None:  # ACCESS EXCLUSIVE on the partitions: last, just before the runs go
+        partitions.drop(session.connection().exec_driver_sql, runs)
     result = session.execute(sql_delete(model).where(model.id.in_(ids)))
     report.add(model.__tablename__, result.rowcount or 0)

@@ -286,7 +286,7 @@ class EmbeddedPostgres:
                                  state.os_user if state else None)
         import psycopg
 
-        with psycopg.connect(_libpq(state.url()), connect_timeout=5) as conn:
+        with psycopg.connect(libpq_url(state.url()), connect_timeout=5) as conn:
             server = conn.execute("SHOW server_version").fetchone()[0]
             postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
         return ClusterStatus(True, data_dir, state.port, state.url(), state.os_user, server, postgis)
@@ -347,17 +347,20 @@ class EmbeddedPostgres:
     def _ensure_database(self, state: ClusterState) -> None:
         import psycopg
 
-        with psycopg.connect(_libpq(state.url("postgres")), autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(libpq_url(state.url("postgres")), autocommit=True, connect_timeout=10) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
             if not exists:
                 conn.execute(f'CREATE DATABASE "{DATABASE}"')
-        with psycopg.connect(_libpq(state.url()), autocommit=True, connect_timeout=10) as conn:
+        with psycopg.connect(libpq_url(state.url()), autocommit=True, connect_timeout=10) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
 
 
-def _libpq(url: str) -> str:
-    """SQLAlchemy URL -> libpq URL for direct psycopg connections."""
-    return url.replace("postgresql+psycopg://", "postgresql://")
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy URL (``postgresql+psycopg://``) as a libpq connection string, for
+    direct psycopg connections."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -374,7 +377,7 @@ def wait_until_accepting(url: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with psycopg.connect(_libpq(url), connect_timeout=2):
+            with psycopg.connect(libpq_url(url), connect_timeout=2):
                 return
         except psycopg.OperationalError:
             if time.monotonic() > deadline:

@@ -117,7 +117,8 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     from mis.catalogue.session import transaction
     from mis.demo.images import write_sample_images
     from mis.imagery.catalogue import add_image
-    from mis.ingest.run import ingest, sha256_model, stored_prediction
+    from mis.imagery.omezarr import sha256_file
+    from mis.ingest.run import ingest, stored_prediction
     from mis.ingest.writer import Provenance
     from mis.segment.evaluate import evaluate
     from mis.segment.labels import import_labels
@@ -182,7 +183,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
         grains = roxels = kept = 0
         for s, a in zip(samples, added):
             model = models_dir / f"{s.model}.pt"
-            sha = sha256_model(model)
+            sha = sha256_file(model)
             with transaction(url) as session:
                 done = session.scalar(select(m.SegmentationRun).where(
                     m.SegmentationRun.image_id == a.image_id, m.SegmentationRun.name == s.model,

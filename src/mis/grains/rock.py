@@ -538,7 +538,7 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     from mis.catalogue.session import transaction
     from mis.config import database_url
     from mis.imagery.catalogue import find_plug
-    from mis.ingest.writer import libpq_url
+    from mis.catalogue.postgres import libpq_url
 
     url = url or database_url()
     with transaction(url) as session:
@@ -710,7 +710,7 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
 
     from mis.catalogue.errors import CatalogueError
     from mis.config import database_url
-    from mis.ingest.writer import libpq_url
+    from mis.catalogue.postgres import libpq_url
 
     url = url or database_url()
     out = Path(out)

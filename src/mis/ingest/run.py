@@ -77,7 +77,6 @@ __all__ = [
     "open_array",
     "stored_prediction",
     "resolve_classes",
-    "sha256_model",
 ]
 
 #: Mineral classes whose liberation is reported when none are chosen.
@@ -134,12 +133,6 @@ def resolve_classes(session: Any, terms: Sequence[str]) -> list[str]:
     except LabelError as exc:
         raise IngestError(str(exc)) from None
     return [resolved[t].uri for t in terms]
-
-
-def sha256_model(path: str | Path) -> str:
-    from mis.imagery.omezarr import sha256_file
-
-    return sha256_file(path)
 
 
 @dataclass(frozen=True)

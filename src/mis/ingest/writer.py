@@ -16,9 +16,8 @@ Speed. Rows arrive as numpy arrays and are encoded column-wise into the COPY bin
 format (big-endian fields with length words, ``real[]`` with its array header, PointZ as
 33-byte EWKB) with structured numpy dtypes: no Python loop per roxel. Grains have two
 variable-length fields (outline WKB, ``chunk_keys text[]``) and are joined per row,
-which is fine at one grain per hundreds of pixels. Encoding runs in the caller's
-thread while a sender thread (psycopg's queued writer, with a bounded queue) pushes the
-previous block to the server, so encoding overlaps the server's insertion work.
+which is fine at one grain per hundreds of pixels. Encoded rows are buffered per table
+and sent in one ``COPY`` per ~4 MiB block.
 
 On the server, COPY into a table without indexes or foreign keys only appends to the
 heap. The twelve indexes of ``grain`` and ``roxel`` are built when the partitions are
@@ -44,13 +43,13 @@ import struct
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from queue import Queue
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from mis.catalogue import partitions
+from mis.catalogue.postgres import libpq_url
 
 __all__ = [
     "Provenance",
@@ -70,7 +69,6 @@ COPY_TRAILER = struct.pack(">h", -1)
 _FLOAT4_OID = 700
 _TEXT_OID = 25
 _BLOCK_BYTES = 4 << 20  # flush a table's buffer to the server every ~4 MiB
-_QUEUE_ITEMS = 48  # x 128 KiB: what the sender thread may hold
 
 ROXEL_COLUMNS = ("run_id", "row", "col", "composition", "dominant_class_id", "dominant_fraction",
                  "dominant_grain_id", "depth_m", "position")
@@ -83,13 +81,6 @@ GRAIN_COLUMNS = ("id", "run_id", "label", "mineral_id", *_GRAIN_REAL, "mean_prob
 
 class RunWriterError(RuntimeError):
     """A run cannot be written (unknown image, bad class list, ...); nothing was written."""
-
-
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy URL (``postgresql+psycopg://``) as a libpq connection string."""
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -219,9 +210,9 @@ def encode_grains(table: Any, ids: NDArray[np.int64], run_id: int, mineral_ids: 
     # chunk keys: a grain in one chunk (most) is looked up by its tile id
     tiles = table.tiles
     lens = tiles.lengths()
-    single_key = [_text_array([k]) for k in chunk_keys]
     keys: list[bytes] = [b""] * n
     first = tiles.values[tiles.offsets[:-1][lens == 1]] if np.any(lens == 1) else np.empty(0, np.int64)
+    single_key = {t: _text_array([chunk_keys[t]]) for t in np.unique(first).tolist()}
     for i, t in zip(np.flatnonzero(lens == 1).tolist(), first.tolist()):
         keys[i] = single_key[t]
     for i in np.flatnonzero(lens != 1).tolist():
@@ -254,15 +245,6 @@ def encode_grains(table: Any, ids: NDArray[np.int64], run_id: int, mineral_ids: 
 
 
 # --------------------------------------------------------------------------- the writer
-def _queued_writer(cursor: Any) -> Any:
-    from psycopg.copy import QueuedLibpqWriter
-
-    w = QueuedLibpqWriter(cursor)
-    if hasattr(w, "_queue"):  # psycopg's default holds up to 1024 x 128 KiB: bound it
-        w._queue = Queue(maxsize=_QUEUE_ITEMS)
-    return w
-
-
 class RunWriter:
     """One segmentation run, written in one transaction (see the module docstring).
 
@@ -440,10 +422,6 @@ class RunWriter:
             part = records[i : i + step]
             self._add("roxel", encode_roxels(part, self.run_id, self.concept_ids), part.shape[0])  # type: ignore[arg-type]
 
-    def write_encoded(self, table: str, data: bytes, rows: int) -> None:
-        """Queue rows already in COPY binary form (no signature/trailer)."""
-        self._add(table, data, rows)
-
     def _add(self, table: str, data: bytes, rows: int) -> None:
         if not data:
             return
@@ -462,8 +440,7 @@ class RunWriter:
                 continue
             cols = GRAIN_COLUMNS if t == "grain" else ROXEL_COLUMNS
             with self.conn.cursor() as cur:
-                with cur.copy(f"COPY {self.tables[t]} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)",
-                              writer=_queued_writer(cur)) as copy:
+                with cur.copy(f"COPY {self.tables[t]} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as copy:
                     copy.write(COPY_SIGNATURE)
                     for block in self._buffers[t]:
                         copy.write(block)
