@@ -133,7 +133,7 @@ def prepare(home: Path, rows: int) -> str:
         cases, cum = [], 0
         for k, (_uri, share) in enumerate(CLASSES):
             cum += share
-            cases.append(f"WHEN h < {cum} THEN {k}")
+            cases.append(f"WHEN ch.h < {cum} THEN {k}")
         class_id = " ".join(f"WHEN {k} THEN {ids[uri]}" for k, (uri, _) in enumerate(CLASSES))
         n = len(CLASSES)
         # d: the dominant class (index), f its fraction; s and t: the second and third
@@ -151,7 +151,7 @@ def prepare(home: Path, rows: int) -> str:
                                            3000 + (i % 1000) * 0.5), 4326)
             FROM generate_series(0::bigint, {rows - 1}) AS i,
                  LATERAL (SELECT (i * 2654435761) % 1000 AS h, (i * 31) % 100 AS u) ch,
-                 LATERAL (SELECT CASE {' '.join(cases).replace("h <", "ch.h <")} END AS d, ch.u AS u) c0,
+                 LATERAL (SELECT CASE {' '.join(cases)} END AS d, ch.u AS u) c0,
                  LATERAL (SELECT CASE WHEN c0.u < 60 THEN 1.0 ELSE 0.5 + ((i * 13) % 50) / 100.0 END AS f,
                                  CASE WHEN c0.u < 60 THEN -1 ELSE (c0.d + 1 + i % 2) % {n} END AS s,
                                  CASE WHEN c0.u < 90 THEN -1 ELSE (c0.d + 3 + i % 2) % {n} END AS t) c1,

@@ -38,9 +38,9 @@ The machine is shared and noisy: compare the ratios, not absolute times.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -49,6 +49,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe, versions
 
 HERE = Path(__file__).resolve().parent
 CLASSES = ["background", "quartz", "k-feldspar", "plagioclase", "chalcopyrite", "pyrite"]
@@ -148,8 +149,7 @@ def grain_table(n_grains: int, seed: int = 0):
     offsets to reach n_grains."""
     import shapely
 
-    from mis.grains.labelling import Ragged
-    from mis.grains.metrics import GrainTable, measure_grains
+    from mis.grains.metrics import measure_grains
 
     base = measure_grains(label_chunk(seed, (2048, 2048), 0, 0, 2048, 2048), (CHUNK, CHUNK), 1.0, ignore=[0])
     reps = -(-n_grains // len(base))
@@ -158,13 +158,8 @@ def grain_table(n_grains: int, seed: int = 0):
     label = base.label[idx] + rep * 2048 * 2048
     outline = np.concatenate([shapely.transform(base.outline, lambda xy, o=r * 2048.0: xy + (o, 0))
                               for r in range(reps)])[:n_grains]
-    fields = {f: getattr(base, f)[idx] for f in (
-        "class_index", "count", "centroid_x_um", "centroid_y_um", "area_um2", "perimeter_um", "ecd_um",
-        "major_axis_um", "minor_axis_um", "orientation_deg", "aspect_ratio", "solidity", "form_factor",
-        "roundness", "feret_max_um", "feret_min_um", "mean_probability", "touches_border")}
-    fields["mean_probability"] = np.random.default_rng(seed).uniform(0.5, 1.0, n_grains)
-    tiles = base.tiles.take(idx)
-    return GrainTable(label=label, outline=outline, tiles=Ragged(tiles.values, tiles.offsets), **fields)
+    return dataclasses.replace(base.take(idx), label=label, outline=outline,
+                               mean_probability=np.random.default_rng(seed).uniform(0.5, 1.0, n_grains))
 
 
 def roxel_records(n_roxels: int, n_grains: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -303,16 +298,16 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
 
     def writer(ng: int | None = None, nr: int | None = None) -> float:
         """RunWriter on all rows, or on the first ``ng`` grains and ``nr`` roxels."""
-        tab = table if ng is None else _slice_table(table, slice(0, ng))
+        tab = table if ng is None else table.take(np.arange(ng))
         rx_all = rec if nr is None else rec[:nr]
         g_all = grain_of if nr is None else np.where(grain_of[:nr] < len(tab), grain_of[:nr], -1)
+        # grains arrive in small batches, as chunks complete them (sliced before the clock)
+        batches = [tab.take(np.arange(i, min(i + 2000, len(tab)))) for i in range(0, len(tab), 2000)]
         truncate(url)
         t = time.perf_counter()
         with RunWriter(url, image_id=image, name="bench", classes=classes, chunk_keys=keys) as w:
-            step = 2000  # grains arrive in small batches, as chunks complete them
             ids_all = []
-            for i in range(0, len(tab), step):
-                part = _slice_table(tab, slice(i, i + step))
+            for part in batches:
                 ids = w.reserve_grain_ids(len(part))
                 w.write_grains(part, ids)
                 ids_all.append(ids)
@@ -325,10 +320,11 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
             w.commit()
         return time.perf_counter() - t
 
+    ng, nr = min(args.orm_grains or len(table), len(table)), min(args.orm_roxels or rec.shape[0], rec.shape[0])
+
     def orm() -> tuple[float, int]:
         """The same rows through the ORM, in batches of 20,000 dicts, one transaction."""
         truncate(url)
-        ng, nr = min(args.orm_grains or len(table), len(table)), min(args.orm_roxels or rec.shape[0], rec.shape[0])
         engine = create_engine(url)
         with Session(engine) as s:
             run = s.execute(insert(m.SegmentationRun).values(image_id=image, name="bench", software_version="b",
@@ -395,7 +391,6 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
     runs["orm"].append(secs)
     print(f"  orm        {secs:7.2f} s for {orm_rows:,} rows", flush=True)
     if orm_rows < n_rows:  # a subset: the writer on the same rows too
-        ng, nr = min(args.orm_grains or len(table), len(table)), min(args.orm_roxels or rec.shape[0], rec.shape[0])
         for _ in range(args.reps):
             runs["writer_small"].append(writer(ng, nr))
         print(f"  writer     {min(runs['writer_small']):7.2f} s for the same {ng + nr:,} rows", flush=True)
@@ -409,19 +404,6 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
             "ratio_vs_raw_bare": rate["writer"] / rate["raw_bare"] if "raw_bare" in rate else None,
             "ratio_vs_orm": rate["writer"] / rate["orm"],
             "ratio_vs_orm_same_rows": rate.get("writer_small", rate["writer"]) / rate["orm"]}
-
-
-def _slice_table(table, sl: slice):
-    from dataclasses import fields
-
-    from mis.grains.metrics import GrainTable
-
-    idx = np.arange(len(table))[sl]
-    out = {}
-    for f in fields(GrainTable):
-        v = getattr(table, f.name)
-        out[f.name] = v.take(idx) if f.name == "tiles" else v[idx]
-    return GrainTable(**out)
 
 
 # ------------------------------------------------------------------ [2] + [3] ingestion in a subprocess
@@ -464,10 +446,7 @@ def main() -> None:
     args = ap.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
 
-    lines = [f"bench_ingest  {time.strftime('%Y-%m-%d %H:%M:%S')}",
-             f"machine: {platform.node()} {platform.system()} {platform.release()} {platform.machine()}",
-             f"cpu: {os.cpu_count()} logical cores; load average {tuple(round(v, 2) for v in os.getloadavg())}",
-             f"python {platform.python_version()}; numpy {np.__version__}"]
+    lines = [f"bench_ingest  {time.strftime('%Y-%m-%d %H:%M:%S')}", describe(), versions(np)]
     print("\n".join(lines), flush=True)
     url = start_db(args.workdir)
     results: list[dict] = []

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from mis.catalogue.postgres import free_port
+from tests.test_api_support import libpq
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -43,10 +43,6 @@ def _load_checker():
 
 
 check_guides = _load_checker()
-
-
-def _libpq(url: str, database: str) -> str:
-    return make_url(url).set(database=database, drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -73,7 +69,7 @@ def demo(server_url: str, template_url: str, tmp_path_factory: pytest.TempPathFa
     for tool, package in (("curl", "curl"), ("ogrinfo", "gdal-bin"), ("ogr2ogr", "gdal-bin")):
         assert shutil.which(tool), f"the guides use {tool}: install the Debian package {package} (scripts/setup.sh)"
     name = f"mis_guides_{os.getpid()}_{next(_counter)}"
-    admin = _libpq(server_url, "postgres")
+    admin = libpq(server_url, "postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "mis_test_template"')
     db = make_url(server_url).set(database=name).render_as_string(hide_password=False)
@@ -91,18 +87,10 @@ def demo(server_url: str, template_url: str, tmp_path_factory: pytest.TempPathFa
                                 start_new_session=True)
     server = DemoServer(port, env, log)
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"{command} exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{server.url}/collections?f=json", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{command}: no server after 300 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
+        try:
+            check_guides._wait(f"{server.url}/collections?f=json", proc, 300)
+        except RuntimeError as exc:
+            raise AssertionError(f"{command}: {exc}:\n{log.read_text()[-3000:]}") from None
         yield server
     finally:
         try:
@@ -122,8 +110,10 @@ def demo(server_url: str, template_url: str, tmp_path_factory: pytest.TempPathFa
 
 def test_guides_mark_every_block_they_do_not_run():
     """Every bash/python block runs unless it says why not; the server block is there."""
+    skipped = []
     for guide in GUIDES:
         blocks = check_guides.parse(DOCS / guide)
+        skipped += [b for b in blocks if b.directive == "skip"]
         runnable = [b for b in blocks if b.runnable]
         assert runnable, guide
         for b in blocks:
@@ -133,7 +123,6 @@ def test_guides_mark_every_block_they_do_not_run():
                 assert b.lang == "text", f"{b.where}: {b.directive} needs a text block"
             if b.directive == "exit":
                 assert b.lang in check_guides.RUNNABLE and b.argument.isdigit(), b.where
-    skipped = [b for g in GUIDES for b in check_guides.parse(DOCS / g) if b.directive == "skip"]
     assert len(skipped) <= 2, [b.where for b in skipped]
 
 

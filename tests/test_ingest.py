@@ -29,6 +29,7 @@ from tests import factories as f
 from tests.test_labelling import blobs
 
 CLASSES = ["background", "quartz", "chalcopyrite", "pyrite"]
+URIS = [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}" for c in CLASSES]
 H, W = 200, 330  # 4 x 6 chunks of 64 px
 P = 0.5
 
@@ -119,8 +120,7 @@ def test_a_run_matches_the_whole_image_labelling(db_url, session, image, plug):
 
     # roxels: composition, dominant class and the dominant grain counted over whole grains
     concept_id = dict(session.execute(select(m.Concept.uri, m.Concept.id)).all())
-    uris = [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
-            for c in CLASSES]
+    uris = URIS
     id_of_label = {g[1]: g[0] for g in grains}
     sorted_first = np.sort(firsts)
     pos = load_positioner(session, plug.drillcore_id).positions(np.array([100.1]))
@@ -207,8 +207,7 @@ sys.stdin.read()
 def test_killing_the_writer_mid_write_leaves_the_previous_run_intact(db_url, session, image, tmp_path):
     ingest(image, make_labels(3), None, CLASSES, url=db_url, progress=False)
     before = snapshot(db_url)
-    uris = [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
-            for c in CLASSES]
+    uris = URIS
     script = tmp_path / "kill.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT.format(uris=uris)))
     proc = subprocess.Popen([sys.executable, str(script), db_url, str(image)], stdin=subprocess.PIPE,
@@ -339,8 +338,7 @@ def test_the_writer_refuses_dangling_references(db_url, session, image):
 
     ingest(image, make_labels(3), None, CLASSES, url=db_url, progress=False)
     before = snapshot(db_url)
-    uris = [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
-            for c in CLASSES]
+    uris = URIS
     classes = load_classes(session, uris)
     rec = np.zeros(3, dtype=roxel_dtype(4))
     rec["col"] = [0, 1, 2]

@@ -17,7 +17,7 @@ from mis.catalogue.partitions import ESTIMATED_ROWS, is_partition, partition_nam
 from mis.ingest.run import ingest
 from mis.ingest.writer import libpq_url
 
-from tests.test_ingest import CLASSES, add_image, make_labels, plug  # noqa: F401  (fixture)
+from tests.test_ingest import CLASSES, URIS, add_image, make_labels, plug  # noqa: F401  (fixture)
 
 
 POINT = "'SRID=4326;POINT Z (-70 -22 2400)'"
@@ -122,8 +122,7 @@ def test_concurrent_writers_do_not_deadlock(db_url, session, plug):  # noqa: F81
     from mis.grains.roxels import roxel_dtype
     from mis.ingest.writer import RunWriter
 
-    uris = [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
-            for c in CLASSES]
+    uris = URIS
     classes = load_classes(session, uris)
     rec = np.zeros(1000, dtype=roxel_dtype(4))
     rec["row"], rec["col"] = np.arange(1000) // 40, np.arange(1000) % 40

@@ -463,13 +463,14 @@ class ComponentStream:
 
 # --------------------------------------------------------------------------- whole images
 def iter_tiles(shape: Sequence[int], tile: Sequence[int]) -> Iterator[tuple[int, list[tuple[int, int, int, int, int, int]]]]:
-    """Rows of tiles: ``(iy, [(iy, ix, y0, x0, h, w), ...])`` over an image of ``shape``."""
-    H, W = (int(v) for v in shape[-2:])
-    th, tw = (int(v) for v in tile[-2:])
-    for iy in range(-(-H // th)):
-        y0 = iy * th
-        h = min(th, H - y0)
-        yield iy, [(iy, ix, y0, ix * tw, h, min(tw, W - ix * tw)) for ix in range(-(-W // tw))]
+    """Rows of tiles: ``(iy, [(iy, ix, y0, x0, h, w), ...])`` over an image of ``shape``
+    (the chunk grid of :func:`mis.imagery.chunks.iter_chunk_windows`, row by row)."""
+    from itertools import groupby
+
+    from mis.imagery.chunks import iter_chunk_windows
+
+    for iy, row in groupby(iter_chunk_windows(tile[-2:], shape[-2:]), key=lambda cell: cell[0][0]):
+        yield iy, [(iy, ix, *window) for (_, ix), window in row]
 
 
 def label_image(values: np.ndarray, ignore: Iterable[int] = ()) -> NDArray[np.int64]:

@@ -47,13 +47,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from mis.grains.labelling import Components, LocalLabels, Ragged
+from mis.grains.labelling import Components, LocalLabels, Ragged, TileComponents, tile_components
 
 __all__ = [
     "GRAIN_REDUCERS",
     "GrainTable",
     "tile_grain_stats",
     "tile_pieces",
+    "grain_tile",
     "grain_metrics",
     "feret_max",
     "to_micrometres",
@@ -145,6 +146,17 @@ def tile_pieces(local: LocalLabels, y0: int, x0: int) -> Ragged:
         # (GDAL's rings of a 4-connected set are valid: holes touching the shell at a
         # vertex come as separate rings; grain_metrics checks the final outlines)
     return Ragged.singletons(pieces)
+
+
+def grain_tile(local: LocalLabels, iy: int, ix: int, y0: int, x0: int, image_shape: tuple[int, int],
+               probability: np.ndarray | None = None) -> TileComponents:
+    """A labelled tile's grains as the component stream takes them: their statistics
+    (:func:`tile_grain_stats`) and outline pieces (:func:`tile_pieces`). The ingestion and
+    :func:`measure_grains` both go through here, so they measure alike."""
+    tc = tile_components(local, iy, ix, y0, x0, image_shape[1])
+    tc.stats = tile_grain_stats(local, y0, x0, image_shape, probability)
+    tc.ragged["pieces"] = tile_pieces(local, y0, x0)
+    return tc
 
 
 def _polygon(geom):
@@ -271,6 +283,13 @@ class GrainTable:
     def __len__(self) -> int:
         return int(self.label.size)
 
+    def take(self, idx: NDArray[np.integer]) -> GrainTable:
+        """The grains at positions ``idx``, in that order."""
+        from dataclasses import fields
+
+        return GrainTable(**{f.name: getattr(self, f.name).take(idx) if f.name == "tiles"
+                             else getattr(self, f.name)[idx] for f in fields(GrainTable)})
+
 
 def _good_polygons(geoms: np.ndarray) -> NDArray[np.bool_]:
     import shapely
@@ -364,7 +383,7 @@ def measure_grains(values: np.ndarray, tile: tuple[int, int], pixel_size_um: flo
                    ) -> GrainTable:
     """Grain metrics of a whole (in-memory) class map, computed tile by tile exactly as the
     ingestion does; grains are returned in raster order of their first pixel."""
-    from mis.grains.labelling import ComponentStream, ignore_lut, iter_tiles, label_tile, tile_components
+    from mis.grains.labelling import ComponentStream, ignore_lut, iter_tiles, label_tile
 
     v = np.asarray(values)
     H, W = v.shape
@@ -374,10 +393,8 @@ def measure_grains(values: np.ndarray, tile: tuple[int, int], pixel_size_um: flo
     for _, row in iter_tiles((H, W), tile):
         for iy, ix, y0, x0, h, w in row:
             local = label_tile(v[y0 : y0 + h, x0 : x0 + w], lut)
-            tc = tile_components(local, iy, ix, y0, x0, W)
             prob = None if probability is None else probability[y0 : y0 + h, x0 : x0 + w]
-            tc.stats = tile_grain_stats(local, y0, x0, (H, W), prob)
-            tc.ragged["pieces"] = tile_pieces(local, y0, x0)
+            tc = grain_tile(local, iy, ix, y0, x0, (H, W), prob)
             tables.append(grain_metrics(stream.push_tile(tc).final, pixel_size_um))
     return concat_tables(tables, order=True)
 
@@ -391,9 +408,4 @@ def concat_tables(tables: list[GrainTable], order: bool = False) -> GrainTable:
         parts = [getattr(t, f.name) for t in tables]
         out[f.name] = Ragged.concat(parts) if f.name == "tiles" else np.concatenate(parts)
     table = GrainTable(**out)
-    if order:
-        idx = np.argsort(table.label, kind="stable")
-        for f in fields(GrainTable):
-            val = getattr(table, f.name)
-            setattr(table, f.name, val.take(idx) if f.name == "tiles" else val[idx])
-    return table
+    return table.take(np.argsort(table.label, kind="stable")) if order else table

@@ -352,13 +352,15 @@ def load_positioner(session: Any, drillcore_id: int, plug_id: int | None = None)
     return HolePositioner.from_rows(values, [tuple(s) for s in surveys], trace, point)
 
 
+#: One EWKB (little endian) PointZ with SRID: the 33 bytes PostGIS reads.
+POINTZ_EWKB = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4"),
+                        ("x", "<f8"), ("y", "<f8"), ("z", "<f8")])
+
+
 def pointz_ewkb(lon: NDArray[np.float64], lat: NDArray[np.float64], z: NDArray[np.float64],
                 srid: int = 4326) -> np.ndarray:
-    """EWKB (little endian) PointZ with SRID for each point: a (n,) structured array whose
-    rows are the 33 bytes PostGIS reads."""
-    dt = np.dtype([("order", "u1"), ("type", "<u4"), ("srid", "<u4"),
-                   ("x", "<f8"), ("y", "<f8"), ("z", "<f8")])
-    out = np.empty(np.size(lon), dtype=dt)
+    """EWKB PointZ with SRID for each point: a (n,) :data:`POINTZ_EWKB` array."""
+    out = np.empty(np.size(lon), dtype=POINTZ_EWKB)
     out["order"] = 1
     out["type"] = 1 | 0x80000000 | 0x20000000
     out["srid"] = srid

@@ -45,7 +45,7 @@ from mis.grains.labelling import (
     label_tile,
     tile_components,
 )
-from mis.grains.metrics import GRAIN_REDUCERS, GrainTable, grain_metrics, tile_grain_stats, tile_pieces
+from mis.grains.metrics import GRAIN_REDUCERS, GrainTable, grain_metrics, grain_tile
 from mis.grains.rock import (
     ClassInfo,
     LiberationClasses,
@@ -194,9 +194,7 @@ def _process_tile(labels: Any, probability: Any, box: tuple[int, int, int, int, 
     except ValueError as exc:
         raise IngestError(f"label array, chunk ({iy}, {ix}) (pixels {y0}..{y0 + h - 1} x {x0}..{x0 + w - 1}): "
                           f"{exc}") from None
-    grains = tile_components(local, iy, ix, y0, x0, image_shape[1])
-    grains.stats = tile_grain_stats(local, y0, x0, image_shape, prob)
-    grains.ragged["pieces"] = tile_pieces(local, y0, x0)
+    grains = grain_tile(local, iy, ix, y0, x0, image_shape, prob)
     particles = None
     if particle_lut is not None:
         plocal = label_tile(values, particle_lut)

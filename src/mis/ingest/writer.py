@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 
 from mis.catalogue import partitions
 from mis.catalogue.postgres import libpq_url
+from mis.grains.roxels import POINTZ_EWKB, pointz_ewkb
 
 __all__ = [
     "Provenance",
@@ -119,8 +120,7 @@ def _roxel_dtype(k: int, grain: bool, depth: bool, position: bool) -> np.dtype:
         fields.append(("depth", ">f8"))
     fields.append(("pos_len", ">i4"))
     if position:
-        fields += [("g_order", "u1"), ("g_type", "<u4"), ("g_srid", "<u4"),
-                   ("g_x", "<f8"), ("g_y", "<f8"), ("g_z", "<f8")]
+        fields.append(("pos", POINTZ_EWKB))
     return np.dtype(fields)
 
 
@@ -162,8 +162,7 @@ def encode_roxels(records: np.ndarray, run_id: int, class_concept_ids: NDArray[n
             o["depth_len"] = -1
         if p:
             o["pos_len"] = 33
-            o["g_order"], o["g_type"], o["g_srid"] = 1, 1 | 0x80000000 | 0x20000000, 4326
-            o["g_x"], o["g_y"], o["g_z"] = rec["lon"], rec["lat"], rec["z"]
+            o["pos"] = pointz_ewkb(rec["lon"], rec["lat"], rec["z"])
         else:
             o["pos_len"] = -1
         out.append(o.tobytes())

@@ -49,7 +49,6 @@ name made with another model is refused unless ``overwrite`` is given.
 from __future__ import annotations
 
 import datetime as _dt
-import math
 import re
 import shutil
 import threading
