@@ -161,7 +161,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
 
     def train_all():
         made = {}
-        for kind, classifier in (("rf", "rf"), ("mgc", "mgc")):
+        for kind in ("rf", "mgc"):
             members = [(a.image_id, st) for s, a, st in zip(samples, added, stored) if s.model == kind]
             if not members:
                 continue
@@ -169,7 +169,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
             stamp = path.with_suffix(".labels")
             key = _digest([(i, st.store_uri, st.version) for i, st in members])
             if not (path.exists() and stamp.exists() and stamp.read_text() == key):
-                train([i for i, _ in members], path, labels="scribbles", classifier=classifier,
+                train([i for i, _ in members], path, labels="scribbles", classifier=kind,
                       features="raw" if kind == "mgc" else "fast", url=url)
                 stamp.write_text(key)
                 made[kind] = "trained"
@@ -181,9 +181,10 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
 
     def ingest_all():
         grains = roxels = kept = 0
+        shas = {kind: sha256_file(models_dir / f"{kind}.pt") for kind in {s.model for s in samples}}
         for s, a in zip(samples, added):
             model = models_dir / f"{s.model}.pt"
-            sha = sha256_file(model)
+            sha = shas[s.model]
             with transaction(url) as session:
                 done = session.scalar(select(m.SegmentationRun).where(
                     m.SegmentationRun.image_id == a.image_id, m.SegmentationRun.name == s.model,

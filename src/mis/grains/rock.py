@@ -110,6 +110,16 @@ class ClassInfo:
     def symbol(self) -> str:
         return self.notation or self.label
 
+    @classmethod
+    def from_concept(cls, index: int, uri: str, concept_id: int, scheme: str, label: str,
+                     notation: str | None, properties: dict | None) -> ClassInfo:
+        """A class from its concept's columns (density, colour and mineral class come from
+        the concept's properties)."""
+        props = properties or {}
+        dens = props.get("density_g_cm3")
+        return cls(int(index), uri, int(concept_id), scheme, label, notation,
+                   None if dens is None else float(dens), props.get("colour"), props.get("mineralClass"))
+
 
 def load_classes(session: Any, uris: Sequence[str]) -> list[ClassInfo]:
     """The concepts of a run's ordered class list (SQLAlchemy session); unknown URIs raise."""
@@ -123,17 +133,8 @@ def load_classes(session: Any, uris: Sequence[str]) -> list[ClassInfo]:
         raise LookupError(f"class concept(s) not in the vocabulary: {', '.join(missing)}")
     if len(set(uris)) != len(uris):
         raise ValueError("the class list names a concept twice")
-    out = []
-    for i, uri in enumerate(uris):
-        c = rows[uri]
-        props = c.properties or {}
-        dens = props.get("density_g_cm3")
-        out.append(ClassInfo(
-            index=i, uri=uri, concept_id=int(c.id), scheme=c.scheme, label=c.pref_label,
-            notation=c.notation, density_g_cm3=None if dens is None else float(dens),
-            colour=props.get("colour"), mineral_class=props.get("mineralClass"),
-        ))
-    return out
+    return [ClassInfo.from_concept(i, uri, c.id, c.scheme, c.pref_label, c.notation, c.properties)
+            for i, uri in enumerate(uris) for c in [rows[uri]]]
 
 
 # --------------------------------------------------------------------------- pixels & edges
@@ -484,13 +485,7 @@ def _run_classes(conn: Any, run_id: int) -> list[ClassInfo]:
         "SELECT rc.class_index, c.uri, c.id, c.scheme, c.pref_label, c.notation, c.properties "
         "FROM run_class rc JOIN concept c ON c.uri = rc.concept_uri WHERE rc.run_id = %s ORDER BY rc.class_index",
         (run_id,)).fetchall()
-    out = []
-    for idx, uri, cid, scheme, label, notation, props in rows:
-        props = props or {}
-        dens = props.get("density_g_cm3")
-        out.append(ClassInfo(int(idx), uri, int(cid), scheme, label, notation,
-                             None if dens is None else float(dens), props.get("colour"), props.get("mineralClass")))
-    return out
+    return [ClassInfo.from_concept(*row) for row in rows]
 
 
 def _thumbnail(store_uri: str, max_px: int = 900) -> np.ndarray | None:
