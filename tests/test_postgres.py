@@ -50,7 +50,8 @@ def test_server_runs_unprivileged(cluster: EmbeddedPostgres):
     state = cluster.start()
     with psycopg.connect(state.url().replace("+psycopg", "")) as conn:
         pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    status = Path(f"/proc/{pid}/status").read_text()  # (/proc/PID itself may show root)
+        # read while connected: the backend exits with the connection (/proc/PID may show root)
+        status = Path(f"/proc/{pid}/status").read_text()
     real_uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
     assert real_uid != 0
 
