@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DEBIAN_PACKAGES=(postgresql postgis python3-venv gdal-bin chromium curl)
+# The one list (scripts/debian-packages.txt) that the tests and check-fresh-machine.sh read too.
+mapfile -t DEBIAN_PACKAGES < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]//g' scripts/debian-packages.txt)
 
 missing=()
 for pkg in "${DEBIAN_PACKAGES[@]}"; do
@@ -13,7 +14,7 @@ for pkg in "${DEBIAN_PACKAGES[@]}"; do
 done
 if ((${#missing[@]})); then
   if ! command -v apt-get >/dev/null 2>&1; then
-    echo "error: MIS needs the Debian packages: ${missing[*]} (PostgreSQL with PostGIS)," >&2
+    echo "error: MIS needs the Debian packages: ${missing[*]} (scripts/debian-packages.txt)," >&2
     echo "       and this system has no apt-get. Install PostgreSQL >= 13 with PostGIS >= 3" >&2
     echo "       by other means, or point MIS at an existing PostGIS with MIS_DATABASE_URL." >&2
     exit 1
