@@ -35,13 +35,6 @@ from mis.config import mis_home
 DATABASE = "mis"
 SUPERUSER = "mis"
 FALLBACK_OS_USER = "mispg"
-MISSING_PACKAGES = (
-    "PostgreSQL server binaries with PostGIS were not found. Install the Debian packages "
-    "'postgresql' and 'postgis' (sudo apt-get install postgresql postgis), or point MIS at "
-    "an existing PostGIS with MIS_DATABASE_URL."
-)
-
-
 class PostgresError(RuntimeError):
     """The embedded cluster could not be set up, started or stopped."""
 
@@ -71,8 +64,12 @@ class ClusterStatus:
     postgis_version: str | None = None
 
 
-def find_bindir() -> Path:
-    """The newest PostgreSQL bin directory whose installation also has PostGIS."""
+def server_bindirs() -> list[Path]:
+    """PostgreSQL bin directories that hold a server, newest major version first.
+
+    Debian installs each major version under ``/usr/lib/postgresql/<major>/bin`` (not on
+    PATH); other systems put ``pg_ctl`` on PATH.
+    """
     candidates: list[Path] = []
     debian = Path("/usr/lib/postgresql")
     if debian.is_dir():
@@ -85,22 +82,59 @@ def find_bindir() -> Path:
     on_path = shutil.which("pg_ctl")
     if on_path:
         candidates.append(Path(on_path).resolve().parent)
-    for bindir in candidates:
-        if (bindir / "postgres").exists() and _has_postgis(bindir):
+    return [b for b in dict.fromkeys(candidates) if (b / "postgres").exists()]
+
+
+def postgis_files(bindir: Path) -> tuple[Path, Path]:
+    """Where the server of ``bindir`` looks for PostGIS: its control file and its library.
+
+    Both must exist for ``CREATE EXTENSION postgis``: on Debian the package ``postgis`` holds
+    only client tools, the extension is ``postgresql-<major>-postgis-3``.
+    """
+    sharedir, pkglibdir = _pg_config(bindir, "--sharedir"), _pg_config(bindir, "--pkglibdir")
+    major = bindir.parent.name
+    share = Path(sharedir) if sharedir else Path(f"/usr/share/postgresql/{major}")
+    lib = Path(pkglibdir) if pkglibdir else bindir.parent / "lib"
+    return share / "extension" / "postgis.control", lib / "postgis-3.so"
+
+
+def find_bindir() -> Path:
+    """The newest PostgreSQL bin directory whose installation also has PostGIS.
+
+    When none has, the error names the file that is missing and the Debian package that
+    provides it for the major version found, so the fix is one copy-paste away.
+    """
+    bindirs = server_bindirs()
+    if not bindirs:
+        raise PostgresError(
+            "PostgreSQL server binaries (postgres, initdb, pg_ctl) not found in "
+            "/usr/lib/postgresql/*/bin or on PATH: install the Debian package postgresql "
+            "(scripts/setup.sh does), or point MIS at an existing PostGIS with MIS_DATABASE_URL."
+        )
+    missing: list[str] = []
+    for bindir in bindirs:
+        absent = [f for f in postgis_files(bindir) if not f.exists()]
+        if not absent:
             return bindir
-    raise PostgresError(MISSING_PACKAGES)
+        major = bindir.parent.name
+        missing += [
+            f"{f.name} not found in {f.parent}: install postgresql-{major}-postgis-3 "
+            "(or postgresql-postgis)"
+            for f in absent
+        ]
+    raise PostgresError(
+        "PostGIS is missing for the PostgreSQL server found: "
+        + "; ".join(missing)
+        + ". scripts/setup.sh installs it; or point MIS at an existing PostGIS with MIS_DATABASE_URL."
+    )
 
 
-def _has_postgis(bindir: Path) -> bool:
+def _pg_config(bindir: Path, option: str) -> str:
     pg_config = bindir / "pg_config"
-    if pg_config.exists():
-        sharedir = subprocess.run(
-            [str(pg_config), "--sharedir"], capture_output=True, text=True, check=False
-        ).stdout.strip()
-        if sharedir:
-            return (Path(sharedir) / "extension" / "postgis.control").exists()
-    version = bindir.parent.name
-    return Path(f"/usr/share/postgresql/{version}/extension/postgis.control").exists()
+    if not pg_config.exists():
+        return ""
+    out = subprocess.run([str(pg_config), option], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
 
 
 def free_port() -> int:

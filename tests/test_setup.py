@@ -1,0 +1,124 @@
+"""Set-up is complete: every system program and file MIS or its tests use comes from the list.
+
+CI runs on a machine that keeps whatever was ever installed on it, so a package installed
+by hand once hides a missing install step forever (the PostGIS extension did: the list had
+``postgis``, which holds only client tools). This test makes the suite itself notice: for
+each system path used, it asks dpkg which package owns it and asserts that package is in the
+dependency closure of ``scripts/debian-packages.txt`` *without* Recommends, exactly what
+``scripts/setup.sh`` installs with ``--no-install-recommends``.
+
+A test or module that starts using another system program or file adds it to
+:data:`REQUIREMENTS`.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mis.catalogue.postgres import find_bindir, postgis_files
+
+LIST = Path(__file__).resolve().parents[1] / "scripts" / "debian-packages.txt"
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg") is None, reason="not a Debian system (no dpkg)")
+
+
+def debian_packages(path: Path = LIST) -> list[str]:
+    """The package names in the list, as ``scripts/setup.sh`` reads them (``#`` starts a comment)."""
+    names = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return [n for n in names if n]
+
+
+def _program(name: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        found = shutil.which(name)
+        assert found, f"{name} is not on PATH"
+        return Path(found)
+
+    return locate
+
+
+def _server(name: str) -> Callable[[], Path]:
+    return lambda: find_bindir() / name
+
+
+def _postgis(index: int) -> Callable[[], Path]:
+    return lambda: postgis_files(find_bindir())[index]
+
+
+#: What the package and its tests use from the system, with how to find each.
+REQUIREMENTS: dict[str, Callable[[], Path]] = {
+    "PostgreSQL server (postgres)": _server("postgres"),
+    "initdb": _server("initdb"),
+    "pg_ctl": _server("pg_ctl"),
+    "postgis.control": _postgis(0),
+    "PostGIS library": _postgis(1),
+    "ogrinfo (GDAL's OGC API client)": _program("ogrinfo"),
+    "ogr2ogr (the guides' GeoPackage recipe)": _program("ogr2ogr"),
+    "chromium (web page tests)": _program("chromium"),
+    "curl (the guides' HTTP recipes)": _program("curl"),
+}
+
+
+def owner(path: Path) -> str | None:
+    """The Debian package that installed ``path`` (or the file a symlink points to)."""
+    for candidate in dict.fromkeys([path, path.resolve()]):
+        out = subprocess.run(["dpkg", "-S", str(candidate)], capture_output=True, text=True, check=False)
+        for line in out.stdout.splitlines():
+            if line.startswith("diversion by"):
+                continue
+            package = line.split(": ", 1)[0].split(",")[0].split(":")[0].strip()
+            if package:
+                return package
+    return None
+
+
+@functools.cache
+def closure(packages: tuple[str, ...]) -> frozenset[str]:
+    """Every package that installing ``packages`` with ``--no-install-recommends`` pulls in."""
+    out = subprocess.run(
+        ["apt-cache", "depends", "--recurse", "--no-recommends", "--no-suggests", "--no-conflicts",
+         "--no-breaks", "--no-replaces", "--no-enhances", *packages],
+        capture_output=True, text=True, check=True,
+    )
+    return frozenset(line.strip() for line in out.stdout.splitlines() if line and not line[0].isspace())
+
+
+def test_the_list_parses_like_setup_sh_reads_it() -> None:
+    script = (
+        "mapfile -t P < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]//g' "
+        f"'{LIST}'); printf '%s\\n' \"${{P[@]}}\""
+    )
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == debian_packages()
+    assert "postgresql-postgis" in debian_packages(), "the PostGIS extension, not only its client tools"
+
+
+@pytest.mark.parametrize("what", list(REQUIREMENTS))
+def test_every_system_requirement_comes_from_the_list(what: str) -> None:
+    path = REQUIREMENTS[what]()
+    assert path.exists(), f"{what}: {path} does not exist; run scripts/setup.sh"
+    package = owner(path)
+    assert package, f"{what}: {path} belongs to no Debian package; it must come from scripts/debian-packages.txt"
+    listed = debian_packages()
+    assert package in closure(tuple(listed)), (
+        f"{what}: {path} comes from the Debian package {package}, which installing "
+        f"scripts/debian-packages.txt ({' '.join(listed)}) with --no-install-recommends does not bring: "
+        "add it (or a package that depends on it) to the list"
+    )
+
+
+def test_the_interpreter_is_python_3_11() -> None:
+    # The interpreter itself may come from Debian (python3 + python3-venv in the list) or
+    # from elsewhere (pyenv); what MIS needs of it is the version setup.sh checks.
+    assert sys.version_info[:2] == (3, 11)
+    if sys.base_prefix == "/usr":  # Debian's: the venv module needs python3-venv
+        ensurepip = Path(f"/usr/lib/python3.{sys.version_info[1]}/ensurepip/__init__.py")
+        package = owner(ensurepip)
+        assert package and package in closure(tuple(debian_packages())), f"{ensurepip} ({package}) is not from the list"
