@@ -1,6 +1,7 @@
 """Benchmark: MIS's OGC API - Features server vs stock pygeoapi (and tipg) on a big roxel table.
 
-Run:  python bench/bench_api.py [--rows 5000000] [--home /tmp/mis-bench] [--tipg-python PATH]
+Run:  pip install -e .[bench]   (once: psycopg2 for stock pygeoapi's PostgreSQL provider)
+      python bench/bench_api.py [--rows 5000000] [--home /tmp/mis-bench] [--quick] [--no-tipg]
 
 1. A bench catalogue in its own embedded PostGIS (``--home``; kept between runs, the
    table is generated once): migrated schema, vocabularies, one deposit/hole, 50
@@ -16,9 +17,9 @@ Run:  python bench/bench_api.py [--rows 5000000] [--home /tmp/mis-bench] [--tipg
    ``pub.roxels`` (same features, same properties):
    - **ours**: ``mis.api.app.create_app`` (pygeoapi + MIS's provider);
    - **stock**: pygeoapi 0.21's own starlette app with its ``PostgreSQL`` provider;
-   - **tipg** (if ``--tipg-python`` names an interpreter with tipg installed; it pins other
-     versions of fastapi/starlette than pygeoapi, so it lives in its own venv:
-     ``python -m venv /tmp/tipg-venv && /tmp/tipg-venv/bin/pip install tipg uvicorn``).
+   - **tipg** (:data:`TIPG`): it pins other versions of fastapi/starlette than pygeoapi, so
+     it lives in its own venv, which the bench makes on first use (``.venv-tipg`` beside
+     ``.venv``; ``--tipg-python`` names another interpreter, ``--no-tipg`` leaves it out).
 3. For each: p50/p95 latency of ``limit=1000`` pages (plain; bbox + class filter; the page
    at position 2,000,000: by ``offset`` for stock and tipg, by the ``cursor`` of our next
    links for ours, and by ``offset`` for ours too), paging throughput (following ``next``
@@ -33,7 +34,6 @@ import gc
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import sys
@@ -57,6 +57,7 @@ CLASSES = [  # (uri, share of roxels in per mille, cumulative)
     ("https://w3id.org/mis/vocab/mineral/orthoclase", 200),
     ("https://w3id.org/mis/vocab/segmentation-class/pore-epoxy", 100),
 ]
+TIPG = "tipg==1.6.1"
 DATA_VERSION = "mis-bench roxels v2: compositions agree with the dominant class"
 BBOX = "-68.93,-22.97,-68.91,-22.95"  # 1 % of the area; with chalcopyrite: ~0.1 % of the rows
 FAST = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
@@ -226,6 +227,18 @@ def start_stock(url: str, port: int, state: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def ensure_tipg(venv: Path) -> str:
+    """The interpreter of a venv with :data:`TIPG` and uvicorn, made (once) when missing."""
+    python = venv / "bin" / "python"
+    stamp = venv / ".mis-bench-tipg"
+    if not (python.exists() and stamp.exists() and stamp.read_text() == TIPG):
+        print(f"making {venv} with {TIPG} (once) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", TIPG, "uvicorn"], check=True)
+        stamp.write_text(TIPG)
+    return str(python)
+
+
 def start_tipg(url: str, port: int, python: str) -> subprocess.Popen:
     env = {**os.environ, "DATABASE_URL": libpq(url), "TIPG_DB_SCHEMAS": '["public"]',
            "TIPG_MAX_FEATURES_PER_QUERY": "10000",
@@ -306,15 +319,22 @@ def measure(name: str, base: str, collection: str, repeat: int, deep: int, total
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=5_000_000)
-    parser.add_argument("--home", type=Path, default=Path("/tmp/mis-bench"))
+    parser.add_argument("--home", type=Path, default=None, help="bench cluster (default /tmp/mis-bench[-quick])")
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--deep", type=int, default=2_000_000, help="position of the deep page")
     parser.add_argument("--page-through", type=int, default=100_000)
-    parser.add_argument("--tipg-python", default=os.environ.get("MIS_BENCH_TIPG_PYTHON", "/tmp/tipg-venv/bin/python"))
+    parser.add_argument("--quick", action="store_true",
+                        help="20,000 roxels, 3 requests per query: the whole path in about a minute")
+    parser.add_argument("--tipg-python", default=os.environ.get("MIS_BENCH_TIPG_PYTHON"),
+                        help="an interpreter with tipg (default: make .venv-tipg with " + TIPG + ")")
+    parser.add_argument("--no-tipg", action="store_true", help="leave tipg out")
     parser.add_argument("--only-data", action="store_true")
     parser.add_argument("--reuse-results", action="store_true",
                         help="take a server's measurements from the last run when saved (debugging the report)")
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.repeat, args.deep, args.page_through = 20_000, 3, 10_000, 5_000
+    args.home = args.home or Path("/tmp/mis-bench-quick" if args.quick else "/tmp/mis-bench")
 
     url = prepare(args.home, args.rows)
     if args.only_data:
@@ -331,10 +351,10 @@ def main() -> None:
     servers = [("ours (MIS provider)", "roxels", lambda p: start_ours(url, p, state), True,
                 {"dominantClass": "Ccp"}),
                ("stock pygeoapi 0.21", "roxels", lambda p: start_stock(url, p, state), False, by_id)]
-    tipg_ok = args.tipg_python and shutil.which(args.tipg_python) and subprocess.run(
-        [args.tipg_python, "-c", "import tipg"], capture_output=True).returncode == 0
+    tipg_ok = not args.no_tipg
     if tipg_ok:
-        servers.append(("tipg", "public.roxel", lambda p: start_tipg(url, p, args.tipg_python), False, by_id))
+        tipg_python = args.tipg_python or ensure_tipg(REPO / ".venv-tipg")
+        servers.append(("tipg", "public.roxel", lambda p: start_tipg(url, p, tipg_python), False, by_id))
     for name, collection, start, cursor, class_filter in servers:
         saved = state / f"result-{name.split()[0]}.json"
         if args.reuse_results and saved.exists():
@@ -402,7 +422,7 @@ def main() -> None:
     lines.append(f"{'bytes of a limit=1000 page':<44}" + "".join(f"{r['bytes']:>26,}" for r in results))
     tipg = results[2] if tipg_ok else None
     if tipg is None:
-        lines.append("tipg: not measured (no interpreter with tipg; see --tipg-python)")
+        lines.append("tipg: not measured (--no-tipg)")
     else:
         lines.append("ours vs tipg (p50): plain {:.1f}x, bbox+class {:.1f}x, deep page {:.1f}x, paging {:.1f}x".format(
             pct(tipg["plain"], 50) / pct(ours["plain"], 50), pct(tipg["bbox_class"], 50) / pct(ours["bbox_class"], 50),
