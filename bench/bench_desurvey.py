@@ -58,7 +58,10 @@ def main() -> None:
         help="time wellpathpy on this many holes and scale linearly (default: all)",
     )  # fmt: skip
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="100 holes, one run: the whole path in seconds")
     args = ap.parse_args()
+    if args.quick:
+        args.holes, args.repeat = 100, 1
 
     md, inc, azi, lon, lat = make_surveys(args.holes, args.stations)
     offsets = np.arange(args.holes + 1, dtype=np.int64) * args.stations

@@ -214,7 +214,12 @@ def main() -> None:
     ap.add_argument("--record", type=Path, default=HERE / "results" / "image_import.txt")
     ap.add_argument("--no-record", action="store_true")
     ap.add_argument("--clean", action="store_true", help="delete generated sources after")
+    ap.add_argument("--quick", action="store_true",
+                    help="2048^2, one rep, 4096^2 RSS run, nothing recorded: the whole path in about a minute")
     args = ap.parse_args()
+    if args.quick:
+        args.size, args.big, args.reps, args.no_record = 2048, 4096, 1, True
+        args.workdir = args.workdir.with_name(args.workdir.name + "-quick")
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     lines: list[str] = []

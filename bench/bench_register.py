@@ -126,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=50_000)
     parser.add_argument("--surveys", type=int, default=10, help="survey stations per hole")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/register.txt")
+    parser.add_argument("--quick", action="store_true",
+                        help="20 holes, 200 samples, nothing saved: the whole path in well under a minute")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.holes, args.samples, args.no_save = 20, 200, True
 
     from mis.catalogue import migrate
     from mis.catalogue.postgres import EmbeddedPostgres

@@ -208,7 +208,12 @@ def main() -> int:
                                  "embedded PostgreSQL)")
     ap.add_argument("--record", type=Path, default=HERE / "results" / "tiles.txt")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--quick", action="store_true",
+                    help="a 4096^2 image, 40 tiles, nothing recorded: the whole path in about a minute")
     args = ap.parse_args()
+    if args.quick:
+        args.size, args.tiles, args.no_record = 4096, 40, True
+        args.workdir = args.workdir.with_name(args.workdir.name + "-quick")
     args.workdir.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []
 

@@ -32,6 +32,7 @@ command -v debootstrap >/dev/null || {
 
 mirror="${MIS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 root="$(mktemp -d /var/tmp/mis-fresh-XXXXXX)"
+chmod 755 "$root"  # mktemp makes it 0700: the unprivileged users inside could not reach /
 mounts=()
 cleanup() {
   for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
