@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from mis.catalogue.postgres import find_bindir, postgis_files
+from mis.catalogue.postgres import PostgresError, find_bindir, postgis_files
 
 LIST = Path(__file__).resolve().parents[1] / "scripts" / "debian-packages.txt"
 
@@ -122,3 +122,20 @@ def test_the_interpreter_is_python_3_11() -> None:
         ensurepip = Path(f"/usr/lib/python3.{sys.version_info[1]}/ensurepip/__init__.py")
         package = owner(ensurepip)
         assert package and package in closure(tuple(debian_packages())), f"{ensurepip} ({package}) is not from the list"
+
+
+def test_a_server_without_postgis_names_the_missing_file_and_its_package(tmp_path: Path) -> None:
+    # A PostgreSQL 15 installation laid out as Debian does, but without the extension.
+    bindir = tmp_path / "lib" / "postgresql" / "15" / "bin"
+    bindir.mkdir(parents=True)
+    (bindir / "postgres").write_text("")
+    share = tmp_path / "share" / "postgresql" / "15"
+    (share / "extension").mkdir(parents=True)
+    pg_config = bindir / "pg_config"
+    pg_config.write_text(f"#!/bin/sh\ncase $1 in --sharedir) echo {share};; --pkglibdir) echo {bindir.parent / 'lib'};; esac\n")
+    pg_config.chmod(0o755)
+    with pytest.raises(PostgresError) as err:
+        find_bindir([bindir])
+    message = str(err.value)
+    assert f"postgis.control not found in {share / 'extension'}: install postgresql-15-postgis-3" in message
+    assert "postgis-3.so not found" in message and "(or postgresql-postgis)" in message

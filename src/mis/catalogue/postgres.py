@@ -98,13 +98,14 @@ def postgis_files(bindir: Path) -> tuple[Path, Path]:
     return share / "extension" / "postgis.control", lib / "postgis-3.so"
 
 
-def find_bindir() -> Path:
-    """The newest PostgreSQL bin directory whose installation also has PostGIS.
+def find_bindir(bindirs: list[Path] | None = None) -> Path:
+    """The newest PostgreSQL bin directory (of ``bindirs``, default :func:`server_bindirs`)
+    whose installation also has PostGIS.
 
     When none has, the error names the file that is missing and the Debian package that
     provides it for the major version found, so the fix is one copy-paste away.
     """
-    bindirs = server_bindirs()
+    bindirs = server_bindirs() if bindirs is None else bindirs
     if not bindirs:
         raise PostgresError(
             "PostgreSQL server binaries (postgres, initdb, pg_ctl) not found in "
