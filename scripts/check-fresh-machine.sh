@@ -80,8 +80,13 @@ in_root python3 -m venv /tmp/venv-check && in_root /tmp/venv-check/bin/python --
 if ((full)); then
   echo "==> fresh clone of $(git rev-parse --short HEAD) into the chroot, then ./scripts/demo.sh --small --no-serve"
   git clone -q "$repo" "$root/opt/mis"
-  # The CPU wheel of torch that this workplace keeps on disk (README: torch==2.13.0, CPU build).
+  # What this machine's site adds to a new Debian: the CPU wheel of torch kept on disk
+  # (README: torch==2.13.0, CPU build) and the local CAs its network needs for PyPI over TLS.
   [ -d /opt/wheels ] && bind /opt/wheels /opt/wheels -o ro
+  if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    in_root update-ca-certificates >/dev/null
+  fi
   t2=$SECONDS
   in_root env PIP_FIND_LINKS=/opt/wheels bash -c 'cd /opt/mis && ./scripts/demo.sh --small --no-serve' 2>&1 | tail -25
   echo "    demo (set-up included) in $((SECONDS - t2)) s; second run:"
