@@ -8,6 +8,7 @@
 #   sudo scripts/check-fresh-machine.sh          # the list alone (a few minutes, ~400 MB download)
 #   sudo scripts/check-fresh-machine.sh --full   # also clone this checkout into the chroot and run
 #                                                # the README's demo there (./scripts/demo.sh --small --no-serve)
+#   sudo scripts/check-fresh-machine.sh --full --tests   # ... and the README's test command (./scripts/test.sh)
 #
 # Needs root (debootstrap, chroot) and the Debian mirror; it installs the host tool
 # `debootstrap` if missing (a tool of this check, not of MIS). Not part of CI: it downloads
@@ -16,12 +17,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo="$PWD"
 
-full=0 keep=0
+full=0 keep=0 tests=0
 for arg in "$@"; do
   case "$arg" in
     --full) full=1 ;;
+    --tests) full=1 tests=1 ;;
     --keep) keep=1 ;;
-    *) echo "usage: $0 [--full] [--keep]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--full] [--tests] [--keep]" >&2; exit 2 ;;
   esac
 done
 [ "$(id -u)" -eq 0 ] || { echo "error: run as root (debootstrap and chroot need it)" >&2; exit 1; }
@@ -35,8 +37,10 @@ root="$(mktemp -d /var/tmp/mis-fresh-XXXXXX)"
 chmod 755 "$root"  # mktemp makes it 0700: the unprivileged users inside could not reach /
 mounts=()
 cleanup() {
-  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -l "${mounts[i]}" 2>/dev/null || true; done
-  if ((keep)); then echo "chroot kept in $root"; else rm -rf "$root"; fi
+  for ((i = ${#mounts[@]} - 1; i >= 0; i--)); do umount -R "${mounts[i]}" 2>/dev/null || umount -Rl "${mounts[i]}" 2>/dev/null || true; done
+  if ((keep)); then echo "chroot kept in $root"
+  elif findmnt -R "$root" >/dev/null 2>&1; then echo "warning: $root still has mounts; not removed" >&2
+  else rm -rf --one-file-system "$root"; fi
 }
 trap cleanup EXIT
 bind() { mkdir -p "$root$2"; mount "${@:3}" --bind "$1" "$root$2"; mounts+=("$root$2"); }
@@ -50,7 +54,9 @@ rm -f "$root.debootstrap.log"
 echo "    $(du -sh "$root" | cut -f1) in $((SECONDS - t0)) s"
 
 mount -t proc proc "$root/proc"; mounts+=("$root/proc")
-bind /dev /dev
+for fs in dev sys; do  # recursive (chromium needs /dev/shm, apt /dev/pts), and slave: unmounting never reaches the host
+  mount --rbind "/$fs" "$root/$fs"; mount --make-rslave "$root/$fs"; mounts+=("$root/$fs")
+done
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"; chmod +x "$root/usr/sbin/policy-rc.d"  # no services start
 in_root() { chroot "$root" /usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 "$@"; }
@@ -93,5 +99,13 @@ if ((full)); then
   t3=$SECONDS
   in_root env PIP_FIND_LINKS=/opt/wheels bash -c 'cd /opt/mis && ./scripts/demo.sh --small --no-serve' 2>&1 | tail -3
   echo "    second demo in $((SECONDS - t3)) s"
+fi
+if ((tests)); then
+  echo "==> ./scripts/test.sh in the chroot (CI=true, no stdin)"
+  t4=$SECONDS
+  in_root env CI=true PIP_FIND_LINKS=/opt/wheels bash -c 'cd /opt/mis && ./scripts/test.sh -q -p no:cacheprovider' </dev/null 2>&1 | tail -15
+  status=${PIPESTATUS[0]}
+  echo "    test suite exit $status in $((SECONDS - t4)) s"
+  ((status == 0)) || exit "$status"
 fi
 echo "==> the list is complete on a fresh Debian 12 ($((SECONDS - t0)) s)"
