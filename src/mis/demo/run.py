@@ -135,7 +135,10 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     def add_all():
         added = []
         for s in samples:
-            a = add_image(s.plug, list(s.files), pixel_size_um=s.pixel_size_um, modality=s.modality,
+            # The small and the full demo share one catalogue: their images (other pixels)
+            # must not claim the same names on the same plugs.
+            a = add_image(s.plug, list(s.files), name=f"{s.files[0].stem}-small" if small else None,
+                          pixel_size_um=s.pixel_size_um, modality=s.modality,
                           band_names=list(s.band_names) or None,
                           wavelengths_nm=list(s.wavelengths_nm) or None, depth_axis=s.depth_axis,
                           top_m=s.top_m, bottom_m=s.bottom_m, url=url, progress=False)
