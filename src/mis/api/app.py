@@ -40,7 +40,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mis.api.auth import TokenStore, bearer, default_token_file
+from mis.api.auth import TokenStore, WriteRefused, authorise_write, default_token_file, duplicated_header
 from mis.api.provider import CURRENT_REQUEST, RAW_FEATURES, dispose_engines
 
 __all__ = ["QueryGuard", "WriteAuth", "create_app", "serve"]
@@ -52,7 +52,7 @@ RAW_SLOT = '"features":[]'
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 
 
-def _load_pygeoapi(config_path: Path, openapi_path: Path):
+def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore):
     """A fresh instance of ``pygeoapi.starlette_app`` for one configuration.
 
     pygeoapi reads its configuration when the module is imported; loading the module
@@ -60,6 +60,10 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path):
     ``call_api_threadsafe`` (which runs every API call in a worker thread) is replaced by
     one that tells the provider which request it serves (:data:`CURRENT_REQUEST`): the
     provider needs it for its keyset ``next`` links and for write options.
+
+    Its ``APIRequest`` is replaced by one that keeps the request's raw header list and the
+    server's token store, so that the provider authorises each write itself
+    (:func:`mis.api.auth.authorise_write`) on the headers exactly as they arrived.
     """
     origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
     saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
@@ -73,6 +77,16 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path):
         for k, v in saved.items():
             if v is not None:
                 os.environ[k] = v
+
+    class MISRequest(module.APIRequest):
+        @classmethod
+        async def from_starlette(cls, request, supported_locales):
+            api_request = await super().from_starlette(request, supported_locales)
+            api_request.mis_raw_headers = list(request.headers.raw)
+            api_request.mis_tokens = tokens
+            return api_request
+
+    module.APIRequest = MISRequest
 
     def call_api_threadsafe(loop: asyncio.AbstractEventLoop, api_call, *args):
         asyncio.set_event_loop(loop)
@@ -139,13 +153,20 @@ def _items_path(path: str) -> bool:
 
 
 class WriteAuth:
-    """ASGI middleware: writes need a valid bearer token, reads pass.
+    """ASGI middleware, the first line of defence for writes (not the deciding one).
 
-    A write is a PUT, PATCH or DELETE of ``/collections/{id}/items[/{item}]``, a POST of
-    a GeoJSON body (``application/geo+json``) to ``/collections/{id}/items``, or any POST
-    to ``/mis/register``. A POST of CQL2 JSON (``application/json``) is a query, not a
-    write. Without a valid token: 401 and the request never reaches pygeoapi (nothing is
-    written).
+    - a request carrying a header of :data:`~mis.api.auth.SINGLE_HEADERS` twice
+      (``Content-Type``, ``Authorization`` ...) is a 400: layers that read the first and
+      the last value would disagree on what it is;
+    - an evident write (PUT, PATCH or DELETE under ``/collections/{id}/items``, a POST of
+      GeoJSON there, a POST to ``/mis/register``) without a valid token gets its 401
+      before its body is read;
+    - every 401 carries ``WWW-Authenticate: Bearer``.
+
+    The decision that counts is taken again where each write happens
+    (:func:`mis.api.auth.authorise_write` in the provider's create/update/delete and in
+    the bulk route), on the request's own headers, so that a request this layer does not
+    recognise as a write is still refused there.
     """
 
     def __init__(self, app: ASGIApp, tokens: TokenStore) -> None:
@@ -155,6 +176,11 @@ class WriteAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        twice = duplicated_header(scope["headers"])
+        if twice:
+            await _problem(400, "InvalidParameterValue", f"the {twice} header is given more than once")(
+                scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -171,20 +197,32 @@ class WriteAuth:
         elif path.rstrip("/") == "/mis/register" and method == "POST":
             write = True
         if write:
-            who = self.tokens.verify(bearer(headers.get("authorization")))
-            if who is None:
-                reason = ("a valid bearer token is required to write (Authorization: Bearer <token>; "
-                          "a data manager creates one with `mis token create NAME`)")
-                if not self.tokens.configured:
-                    reason += "; no token is configured on this server yet"
-                response = JSONResponse({"code": "Unauthorized", "description": reason}, status_code=401,
-                                        headers={"WWW-Authenticate": 'Bearer realm="mis"'})
-                await response(scope, receive, send)
+            try:
+                authorise_write(self.tokens, scope["headers"])
+            except WriteRefused as exc:
+                await _problem(exc.status, "Unauthorized" if exc.status == 401 else "InvalidParameterValue",
+                               str(exc))(scope, receive, send)
                 return
-            scope = dict(scope)
-            scope.setdefault("state", {})
-            scope["state"] = {**scope["state"], "mis_token_name": who}
-        await self.app(scope, receive, send)
+
+        async def send_with_challenge(message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401 and not any(
+                    k.lower() == b"www-authenticate" for k, _v in message.get("headers", [])):
+                message = {**message, "headers": [*message.get("headers", []), *CHALLENGE]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_challenge)
+
+
+#: The challenge of every 401.
+CHALLENGE = [(b"www-authenticate", b'Bearer realm="mis"')]
+
+
+def _problem(status: int, code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An OGC API exception document (``code``, ``description``) as a response."""
+    extra = dict(headers or {})
+    if status == 401:
+        extra.setdefault("WWW-Authenticate", CHALLENGE[0][1].decode())
+    return JSONResponse({"code": code, "description": description}, status_code=status, headers=extra)
 
 
 class QueryGuard:
@@ -233,7 +271,7 @@ class QueryGuard:
         await self.app(scope, receive, send)
 
 
-def _mis_routes(url: str) -> list[BaseRoute]:
+def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
     async def health(request: Request) -> JSONResponse:
         from sqlalchemy import text
 
@@ -256,6 +294,10 @@ def _mis_routes(url: str) -> list[BaseRoute]:
         "samples": [...]}`` rows as ``mis register`` reads them; ``?dry_run=true``."""
         from mis.catalogue.register import register
 
+        try:  # decided here, where the write happens, whatever the middleware made of it
+            authorise_write(tokens, request.headers.raw)
+        except WriteRefused as exc:
+            return _problem(exc.status, "Unauthorized" if exc.status == 401 else "InvalidParameterValue", str(exc))
         try:
             body = json.loads(await request.body() or b"null")
         except json.JSONDecodeError as exc:
@@ -316,12 +358,13 @@ def create_app(
     openapi_path = state / "openapi.json"
     openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
     _declare_filtering()
-    pygeoapi_module = _load_pygeoapi(config_path, openapi_path)
+    tokens = TokenStore(Path(token_file) if token_file else default_token_file())
+    pygeoapi_module = _load_pygeoapi(config_path, openapi_path, tokens)
 
     from mis.api.pages import page_routes
     from mis.imagery.iiif_routes import iiif_routes
 
-    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url), *page_routes(url), *iiif_routes(url),
+    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url, tokens), *page_routes(url), *iiif_routes(url),
                                Mount("/", app=pygeoapi_module.APP)]
 
     from contextlib import asynccontextmanager
@@ -335,7 +378,6 @@ def create_app(
     app.state.config = config
     app.state.openapi = openapi
     app.state.pygeoapi = pygeoapi_module
-    tokens = TokenStore(Path(token_file) if token_file else default_token_file())
     app.state.tokens = tokens
     app.add_middleware(WriteAuth, tokens=tokens)
     app.add_middleware(QueryGuard)

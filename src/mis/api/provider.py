@@ -999,12 +999,22 @@ class MISProvider(PostgreSQLProvider):
         return writes.remove(self._write_context(), identifier)
 
     def _write_context(self):
-        from mis.api.writes import WriteContext
+        """The context of a write, once the request is authorised: the token is checked
+        here, where the write happens, on the request's own headers."""
+        from http import HTTPStatus
 
+        from mis.api.auth import WriteRefused, authorise_write
+        from mis.api.writes import WriteContext, WriteError
+
+        request = CURRENT_REQUEST.get()
+        try:
+            authorise_write(getattr(request, "mis_tokens", None), getattr(request, "mis_raw_headers", None))
+        except WriteRefused as exc:
+            raise WriteError(str(exc), HTTPStatus(exc.status),
+                             "Unauthorized" if exc.status == 401 else "InvalidParameterValue")
         kind = self.mis.get("kind")
         if not kind:
             raise MISInvalidQuery("this collection is read-only")
-        request = CURRENT_REQUEST.get()
         params = dict(request.params) if request is not None else {}
         return WriteContext(kind=kind, url=self._meta.url, engine=self._engine, params=params,
                             columns=list(self._meta.fields))

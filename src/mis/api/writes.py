@@ -167,6 +167,17 @@ def _check_pairs(ctx: WriteContext, props: dict[str, Any]) -> None:
                              "send one of them, or both in agreement")
 
 
+def _check_keys(ctx: WriteContext, props: dict[str, Any]) -> None:
+    """Only the collection's own property names: an alias the registration would read
+    (``HOLEID``, ``EOH``, ``SAMPLE`` ...) names nothing this collection publishes, and
+    would bypass the checks made on the published names (a POST updating a record)."""
+    allowed = set(ctx.columns) | READ_ONLY[ctx.kind] | set(URI_PAIRS[ctx.kind])
+    unknown = sorted(str(k) for k in props if k not in allowed)
+    if unknown:
+        raise WriteError(f"unknown properties for {ctx.collection}: {', '.join(map(repr, unknown))} "
+                         f"(its properties: {', '.join(sorted(allowed - READ_ONLY[ctx.kind]))})")
+
+
 def _writable(ctx: WriteContext) -> list[str]:
     """The collection's published properties a body may set (PUT clears those it omits)."""
     return [c for c in ctx.columns if c not in READ_ONLY[ctx.kind]]
@@ -310,14 +321,20 @@ def _find(ctx: WriteContext, props: dict[str, Any]) -> int | None:
 
 
 # --------------------------------------------------------------------------- registration
-def _register(ctx: WriteContext, inputs: dict[str, list[dict[str, Any]]], method: str) -> Any:
+def _register(ctx: WriteContext, inputs: dict[str, list[dict[str, Any]]], method: str,
+              conflict: str | None = None) -> Any:
+    """Register ``inputs``; 400 with the report's findings. ``conflict``: the inputs'
+    records must be new (POST), one that exists is a 409 with this message, decided in the
+    registration's own transaction (a concurrent POST of the same name cannot slip by)."""
     from mis.catalogue.register import register
 
     source = f"{method} /collections/{ctx.collection}/items"
     try:
-        report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source)
+        report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source, create=conflict is not None)
     except (ValueError, TypeError) as exc:
         raise WriteError(f"{source}: {exc}")
+    if report.conflict:
+        raise WriteError(conflict or report.render(), HTTPStatus.CONFLICT, "Conflict")
     if not report.ok:
         raise WriteError(report.render())
     return report
@@ -386,6 +403,7 @@ def _survey_set(ctx: WriteContext, props: dict[str, Any], *, drop_id: int | None
 def create(ctx: WriteContext, item: Any) -> Any:
     """POST: register a new record; returns its id (None in a dry run)."""
     feature = _feature(item)
+    _check_keys(ctx, feature["properties"])
     if ctx.kind == "surveys":
         props = _with_parent(ctx, feature["properties"])
         if props.get("drillcore_id") is None:
@@ -395,24 +413,21 @@ def create(ctx: WriteContext, item: Any) -> Any:
     else:
         _check_pairs(ctx, feature["properties"])
         inputs, props = _inputs(ctx, feature)
-        if ctx.kind != "samples" or props.get("drillcore_id") is not None:
-            existing = _find(ctx, props) if _has_key(ctx, props) else None
-            if existing is not None:
-                raise WriteError(f"{ctx.collection} item {existing} already has this name; PUT "
-                                 f"/collections/{ctx.collection}/items/{existing} to change it",
-                                 HTTPStatus.CONFLICT, "Conflict")
-        _register(ctx, inputs, "POST")
+        try:
+            _register(ctx, inputs, "POST", conflict="exists")
+        except WriteError as exc:
+            if exc.http_status_code != HTTPStatus.CONFLICT:
+                raise
+            existing = _find(ctx, props)
+            raise WriteError(f"{ctx.collection} item {existing} already has this name; POST creates: PUT "
+                             f"/collections/{ctx.collection}/items/{existing} to change it",
+                             HTTPStatus.CONFLICT, "Conflict")
     if ctx.dry_run:
         return "dry-run"
-    return _find(ctx, props)
-
-
-def _has_key(ctx: WriteContext, props: dict[str, Any]) -> bool:
-    if ctx.kind == "deposits":
-        return props.get("name") is not None
-    if ctx.kind == "collars":
-        return props.get("name") is not None and props.get("deposit") is not None
-    return props.get("name") is not None and props.get("drillcore_id") is not None
+    created = _find(ctx, props)
+    if created is None:  # registered, yet not found by the body's key: never a Location of None
+        raise WriteError(f"the new {ctx.collection} item cannot be found by its name", HTTPStatus.INTERNAL_SERVER_ERROR)
+    return created
 
 
 def replace(ctx: WriteContext, identifier: Any, item: Any) -> bool:
@@ -420,6 +435,7 @@ def replace(ctx: WriteContext, identifier: Any, item: Any) -> bool:
     ident = _identity(ctx, identifier)
     old = _existing(ctx, ident)
     feature = _feature(item)
+    _check_keys(ctx, feature["properties"])
     props = dict(feature["properties"])
     keys = ("depth_m",) if ctx.kind == "surveys" else tuple(k for k in ("name", "deposit", "drillcore") if k in old)
     for key in ("name", "deposit", "drillcore"):
