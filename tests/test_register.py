@@ -588,3 +588,48 @@ def test_cli_commands_in_process(base: str, work: Path, monkeypatch: pytest.Monk
     result = runner.invoke(app, ["export", "--out", "out", DEPOSIT])
     assert result.exit_code == 0, result.output
     assert (work / "out" / "collars.csv").read_text().count("\n") == 4
+
+
+# --------------------------------------------------------------------------- concurrency
+def test_concurrent_registrations_of_one_hole_lose_no_update(base: str, work: Path) -> None:
+    """One registration changes CV-001's collar, another its surveys, at the same time.
+
+    The test holds CV-001's row locked while both start, so that without serialisation both
+    plan on the old state and the one committing second silently undoes the other (its
+    stale collar, or a trace from the old surveys). Serialised, the second plans on what
+    the first wrote and both changes stay."""
+    import threading
+    import time
+
+    write(work / "c.csv", "HOLE_ID,LON,LAT,Z,EOH,DIP,AZIMUTH\nCV-001,-71.58,-16.53,2999.5,300,-60,90\n")
+    write(work / "s.csv", "HOLE_ID,DEPTH,DIP,AZIMUTH\nCV-001,0,-60,90\nCV-001,100,-50,100\nCV-001,150,-45,105\n"
+                          "CV-001,200,-40,110\nCV-001,250,-35,115\nCV-001,300,-30,120\n")
+    reports = {}
+    with psycopg.connect(libpq(base)) as holder:
+        holder.execute("SELECT 1 FROM drillcore WHERE name = 'CV-001' FOR UPDATE")
+        threads = [threading.Thread(target=lambda f=f: reports.setdefault(f, register([f], url=base, deposit=DEPOSIT)))
+                   for f in ("c.csv", "s.csv")]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while query(base, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND datname = current_database()")[0][0] < 2:
+            assert time.monotonic() < deadline, "the registrations did not both reach the hole"
+            time.sleep(0.05)
+        holder.rollback()
+    for t in threads:
+        t.join(60)
+    assert all(r.ok and r.written for r in reports.values()), [r.render() for r in reports.values()]
+    elevation, start_z, end = query(base, "SELECT elevation_m, ST_Z(ST_StartPoint(trace)), "
+                                           "ARRAY[ST_X(ST_EndPoint(trace)), ST_Y(ST_EndPoint(trace)), "
+                                           "ST_Z(ST_EndPoint(trace))] FROM drillcore WHERE name = 'CV-001'")[0]
+    assert elevation == 2999.5 and start_z == 2999.5  # the collar change stands ...
+    assert query(base, "SELECT count(*) FROM survey_station s JOIN drillcore h ON h.id = s.drillcore_id "
+                       "WHERE h.name = 'CV-001'")[0][0] == 6  # ... and so do the surveys
+    again = register(["c.csv", "s.csv"], url=base, deposit=DEPOSIT, dry_run=True)
+    assert again.changed == 0, again.render()  # what is stored is what both registered
+    # the trace is the one of the new collar and the new surveys together
+    trace = desurvey(Collar(-71.58, -16.53, 2999.5, length=300.0), [0, 100, 150, 200, 250, 300],
+                     [-60, -50, -45, -40, -35, -30], [90, 100, 105, 110, 115, 120])
+    bottom = trace.position_at([300.0])
+    np.testing.assert_allclose(end, [bottom.lon[0], bottom.lat[0], bottom.z[0]], atol=1e-6)
