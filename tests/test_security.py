@@ -184,3 +184,57 @@ def test_post_of_an_existing_record_is_a_409_and_location_names_the_new_item(liv
     assert not location.endswith("/None")
     assert http.get(location).json()["properties"]["name"] == "SEC-P1"
     assert http.delete(location, headers=auth).status_code == 200
+
+
+XSS_NAME = "<img src=x onerror=window.__xss=1>"
+XSS_TEXT = "</script><img src=x onerror=window.__xss=2><script>window.__xss=3</script>&amp;"
+
+
+def test_stored_script_runs_in_no_html_page(live, http, api_db):
+    """A plug whose name and description are markup: pygeoapi's item and items pages and
+    MIS's own pages show them as text, and no script of theirs runs (a real browser)."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("needs Debian's chromium")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    token = live.token("xss")
+    plug = _bodies()["plugs"]
+    plug["properties"] = {**plug["properties"], "name": XSS_NAME, "description": XSS_TEXT, "from_m": 20.0,
+                          "to_m": 20.5}
+    r = http.post("/collections/plugs/items", content=json.dumps(plug),
+                  headers={"Content-Type": GEOJSON, "Authorization": f"Bearer {token}"})
+    assert r.status_code == 201, r.text
+    item = r.headers["location"].rsplit("/", 1)[1]
+    hole = http.get(f"/collections/plugs/items/{item}", params={"f": "json"}).json()["properties"]["drillcore_id"]
+    pages = [f"/collections/plugs/items/{item}?f=html", f"/collections/plugs/items?f=html&limit=1000",
+             f"/collections/plugs/items?f=html&name={XSS_NAME}", f"/mis/plug/{item}", f"/mis/drillcore/{hole}"]
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        context = browser.new_context()
+        context.route(re.compile(r"^(?!http://127\.0\.0\.1[:/]).*", re.I), lambda route: route.abort())
+        page = context.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        try:
+            for path in pages:
+                response = page.goto(live.url + path, wait_until="load")
+                assert response is not None and response.status == 200, path
+                page.wait_for_timeout(300)
+                assert page.evaluate("window.__xss") is None, path
+                assert page.locator("img[src='x']").count() == 0, path
+            page.goto(live.url + pages[0], wait_until="load")
+            assert XSS_NAME in page.inner_text("body")  # shown, as text
+            # the embedded GeoJSON still reads as the stored text (the map script itself stops
+            # early offline: Leaflet comes from a CDN in pygeoapi's pages)
+            script = next(s for s in page.locator("script").all_inner_texts() if "geojson_data" in s)
+            literal = re.search(r"var geojson_data = (.*);\n", script).group(1)
+            assert page.evaluate(f"({literal}).properties.description") == XSS_TEXT
+        finally:
+            context.close()
+            browser.close()
+    assert not dialogs
