@@ -225,6 +225,49 @@ def _problem(status: int, code: str, description: str, headers: dict[str, str] |
     return JSONResponse({"code": code, "description": description}, status_code=status, headers=extra)
 
 
+#: Seconds a client is asked to wait (``Retry-After``) while the catalogue is unreachable.
+RETRY_AFTER_S = 5
+
+
+class Availability:
+    """ASGI middleware: while the catalogue database is down, every answer is a 503 with
+    ``Retry-After``, never a 500.
+
+    A 503 from any layer (the provider's :class:`~mis.api.provider.CatalogueUnavailable`,
+    the pages, IIIF) gets ``Retry-After``; a connection error that escapes a route before
+    its response started becomes such a 503. The pools reconnect on their own once the
+    database is back (pre-ping, or a retry on a fresh connection for the read pools).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_retry(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] == 503:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"retry-after", str(RETRY_AFTER_S).encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_retry)
+        except Exception as exc:
+            from mis.catalogue.errors import DatabaseUnavailable, is_connection_error
+
+            if started or not (isinstance(exc, DatabaseUnavailable) or is_connection_error(exc)):
+                raise
+            await _problem(503, "ServiceUnavailable", "the catalogue database is not reachable; try again shortly",
+                           {"Retry-After": str(RETRY_AFTER_S)})(scope, receive, send)
+
+
 class QueryGuard:
     """ASGI middleware: refuse requests pygeoapi 0.21 would answer with a 500.
 
@@ -292,6 +335,7 @@ def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
     async def register_route(request: Request) -> JSONResponse:
         """Bulk registration: ``{"deposits": [...], "collars": [...], "surveys": [...],
         "samples": [...]}`` rows as ``mis register`` reads them; ``?dry_run=true``."""
+        from mis.catalogue.errors import DatabaseUnavailable
         from mis.catalogue.register import register
 
         try:  # decided here, where the write happens, whatever the middleware made of it
@@ -316,6 +360,8 @@ def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
             report = await asyncio.get_running_loop().run_in_executor(None, run)
         except ValueError as exc:
             return JSONResponse({"code": "InvalidParameterValue", "description": str(exc)}, status_code=400)
+        except DatabaseUnavailable as exc:
+            return _problem(503, "ServiceUnavailable", str(exc))
         payload = {**report.to_dict(), "report": report.render()}
         return JSONResponse(payload, status_code=200 if report.ok else 400)
 
@@ -381,6 +427,7 @@ def create_app(
     app.state.tokens = tokens
     app.add_middleware(WriteAuth, tokens=tokens)
     app.add_middleware(QueryGuard)
+    app.add_middleware(Availability)
     return app
 
 

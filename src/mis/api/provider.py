@@ -147,6 +147,17 @@ BROADER_SUFFIX = "_broader"
 NARROWER_OF = "narrowerOf"
 
 
+class CatalogueUnavailable(ProviderConnectionError):
+    """The catalogue database cannot be reached (restarting, down): HTTP 503, and the
+    server's middleware adds ``Retry-After``; the pools reconnect once it is back."""
+
+    http_status_code = 503
+    ogc_exception_code = "ServiceUnavailable"
+
+    def __init__(self, msg: str = "the catalogue database is not reachable; try again shortly") -> None:
+        super().__init__(msg, user_msg=msg)
+
+
 class MISInvalidQuery(ProviderInvalidQueryError):
     """A request the provider cannot answer because of what it asks: HTTP 400."""
 
@@ -305,7 +316,7 @@ def _load_meta(provider_def: dict) -> _Meta:
     except NoSuchTableError:
         raise ProviderConnectionError(user_msg=f"view {schema}.{provider_def['table']} not found: run `mis db migrate`")
     except DBAPIError as exc:
-        raise ProviderConnectionError(user_msg=f"cannot reach the catalogue: {str(exc.orig).splitlines()[0]}")
+        raise CatalogueUnavailable(f"cannot reach the catalogue: {str(exc.orig).splitlines()[0]}")
     id_field = provider_def.get("id_field", "id")
     geom = provider_def.get("geom_field")
     if id_field not in table.c:
@@ -323,8 +334,11 @@ def _load_meta(provider_def: dict) -> _Meta:
     exact = True
     count_table = (provider_def.get("mis") or {}).get("count_table")
     if count_table:
-        with engine.connect() as conn:
-            n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{count_table}"}).scalar()
+        try:
+            with engine.connect() as conn:
+                n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{count_table}"}).scalar()
+        except DBAPIError as exc:
+            raise _db_error(exc)
         exact = n is None or n < EXACT_COUNT_BELOW
     by_run = (provider_def.get("mis") or {}).get("partitioned_by")
     if by_run is not None and (by_run != partitions.KEY or by_run not in table.c):
@@ -557,8 +571,8 @@ def _db_error(exc: DBAPIError) -> ProviderGenericError:
         return MISInvalidQuery(f"the catalogue refused this query: {first}")
     if isinstance(orig, psycopg.errors.InternalError_) and "geometry" in str(orig):
         return MISInvalidQuery(f"the catalogue refused a geometry of this query: {str(orig).splitlines()[0]}")
-    if isinstance(orig, psycopg.OperationalError):
-        return ProviderConnectionError(user_msg="the catalogue database is not reachable")
+    if isinstance(orig, (psycopg.OperationalError, psycopg.InterfaceError)) or exc.connection_invalidated:
+        return CatalogueUnavailable()
     return ProviderConnectionError(user_msg=f"database error: {type(orig).__name__}")
 
 

@@ -328,11 +328,15 @@ def _register(ctx: WriteContext, inputs: dict[str, list[dict[str, Any]]], method
     registration's own transaction (a concurrent POST of the same name cannot slip by)."""
     from mis.catalogue.register import register
 
+    from mis.catalogue.errors import DatabaseUnavailable
+
     source = f"{method} /collections/{ctx.collection}/items"
     try:
         report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source, create=conflict is not None)
     except (ValueError, TypeError) as exc:
         raise WriteError(f"{source}: {exc}")
+    except DatabaseUnavailable as exc:
+        raise WriteError(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable")
     if report.conflict:
         raise WriteError(conflict or report.render(), HTTPStatus.CONFLICT, "Conflict")
     if not report.ok:

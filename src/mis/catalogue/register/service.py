@@ -590,7 +590,9 @@ def register(
     the first wrote, so that neither silently undoes the other.
 
     Nothing is written when any error is found or with ``dry_run``; the report lists
-    every finding and what changed (or would change).
+    every finding and what changed (or would change). A database that cannot be reached
+    or is lost mid-way raises :class:`~mis.catalogue.errors.DatabaseUnavailable` (nothing
+    written).
     """
     from sqlalchemy.exc import IntegrityError
 
@@ -652,6 +654,10 @@ def register(
     except Exception as exc:
         import psycopg
 
+        from mis.catalogue.errors import DatabaseUnavailable, is_connection_error
+
+        if is_connection_error(exc):
+            raise DatabaseUnavailable() from None
         if not isinstance(exc, psycopg.errors.IntegrityError):
             raise
         report.findings.append(error("<database>", None, None, str(explain(IntegrityError(None, None, exc)))))
