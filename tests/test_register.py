@@ -467,7 +467,34 @@ ERROR_CASES = {
         ["error: deposits.yaml:1: footprint: footprint missing: give a GeoJSON geometry, WKT, or lon and lat",
          "error: deposits.yaml:4: commodities: unknown commodity term (value 'Cuu'; did you mean 'copper'?)",
          "error: deposits.yaml:5: footprint: footprint is not a valid geometry (Self-intersection[0.5 0.5])"]),
+    "YAML aliases": (
+        "deposits.yaml", "- name: &n Alias Deposit\n  description: *n\n  lon: -71.5\n  lat: -16.5\n",
+        ["error: deposits.yaml:2: YAML aliases (*name) are not accepted: write each value out (alias *n)"]),
+    "non-scalar text fields": (
+        "deposits.yaml", "- name: Nested\n  country: {code: CL}\n  description: [a, b]\n"
+        "  commodities: [[Cu]]\n  lon: -71.5\n  lat: -16.5\n",
+        ["error: deposits.yaml:2: country: expected a single value, not a mapping",
+         "error: deposits.yaml:3: description: expected a single value, not a list (value ['a', 'b'])",
+         "error: deposits.yaml:4: commodities: expected a list of names, not nested lists or mappings "
+         "(value [['Cu']])"]),
 }
+
+#: 345 bytes that a YAML loader expands to 9^9 strings (the issue's 427-byte file took 56 s, 5.6 GB).
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefg", "bcdefgh")) + \
+    f"name: [{', '.join(['*h'] * 9)}]\n"
+
+
+def test_yaml_alias_bomb_and_deep_nesting_are_refused_at_once(url: str, work: Path) -> None:
+    import time
+
+    for text, expected in [(ALIAS_BOMB, "deposits.yaml:2: YAML aliases"),
+                           ("[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+                           ("- " * 50 + "x\n", "deposits.yaml:1: nested deeper than 32 levels")]:
+        started = time.perf_counter()
+        report = register([write(work / "deposits.yaml", text)], url=url)
+        assert time.perf_counter() - started < 1.0
+        assert not report.written and expected in report.render(), report.render()
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES), ids=list(ERROR_CASES))

@@ -601,18 +601,54 @@ class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 
+#: Deepest nesting a deposit document may have (a GeoJSON MultiPolygon needs 7 levels
+#: under its FeatureCollection); deeper input is refused before it is built.
+MAX_DEPTH = 32
+
+
+def _refuse_structure(text: str, source: str) -> Finding | None:
+    """An error for YAML aliases (``*name``: a 427-byte "billion laughs" document expands
+    to gigabytes) or nesting deeper than :data:`MAX_DEPTH`, found in one pass over the
+    parser's events, before anything is constructed; None for a document without them.
+
+    Registration input never needs an alias: each deposit is written out."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if isinstance(event, yaml.AliasEvent):
+                return error(source, event.start_mark.line + 1, None,
+                             "YAML aliases (*name) are not accepted: write each value out",
+                             detail=f"alias *{event.anchor}")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return error(source, event.start_mark.line + 1, None,
+                                 f"nested deeper than {MAX_DEPTH} levels: not a deposit document")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # reported with its line by the full load below (or read as JSON)
+    return None
+
+
 def read_deposit_text(data: bytes, source: str) -> Table:
     """Deposits from YAML, JSON or GeoJSON bytes."""
     findings: list[Finding] = []
     text = _decode(data, source, findings)
     if text is None:
         return Table("deposits", source, [], {}, findings)
+    refused = _refuse_structure(text, source)
+    if refused is not None:
+        return Table("deposits", source, [], {}, [refused])
     try:
         doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a safe loader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         try:
             doc = json.loads(text)  # JSON that YAML 1.1 does not read (rare escapes)
+        except RecursionError:
+            return Table("deposits", source, [], {}, [error(
+                source, None, None, f"nested deeper than {MAX_DEPTH} levels: not a deposit document")])
         except json.JSONDecodeError:
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -694,7 +730,13 @@ def _deposit_table(records: list[Mapping[str, Any]], source: str, lines: bool | 
 def _deposit_value(kind_type: str, raw: Any) -> Any:
     if raw is None:
         return None
+    if kind_type != "geometry" and isinstance(raw, Mapping):
+        raise ValueError("expected a single value, not a mapping")
+    if kind_type not in ("geometry", "list") and isinstance(raw, list):
+        raise ValueError("expected a single value, not a list")
     if kind_type == "list":
+        if isinstance(raw, list) and any(isinstance(v, (list, Mapping)) for v in raw):
+            raise ValueError("expected a list of names, not nested lists or mappings")
         items = raw if isinstance(raw, list) else re.split(r"[,;]", str(raw))
         out = [str(v).strip() for v in items if v is not None and str(v).strip()]
         return out or None
