@@ -467,6 +467,19 @@ ERROR_CASES = {
         ["error: deposits.yaml:1: footprint: footprint missing: give a GeoJSON geometry, WKT, or lon and lat",
          "error: deposits.yaml:4: commodities: unknown commodity term (value 'Cuu'; did you mean 'copper'?)",
          "error: deposits.yaml:5: footprint: footprint is not a valid geometry (Self-intersection[0.5 0.5])"]),
+    "names that are paths or hold control characters": (
+        "samples.csv", SAMPLE_HEAD + "CV-003,..,1,2,plug,\nCV-003,a/b,3,4,plug,\nCV-003,a\\b,5,6,plug,\n"
+        "CV-003,\"x\x00y\",7,8,plug,\nCV-003,\"tab\there\",9,10,plug,\n" + f"CV-003,{'n' * 201},11,12,plug,\n",
+        ["error: samples.csv:2: SAMPLE_ID: a name cannot be '.' or '..' (value '..')",
+         "error: samples.csv:3: SAMPLE_ID: a name cannot contain / or \\ (value 'a/b')",
+         "error: samples.csv:4: SAMPLE_ID: a name cannot contain / or \\ (value 'a\\\\b')",
+         "error: samples.csv:5: SAMPLE_ID: contains a NUL character (value 'x\\x00y')",
+         "error: samples.csv:6: SAMPLE_ID: a name cannot contain control characters or line breaks "
+         "(value 'tab\\there')",
+         f"error: samples.csv:7: SAMPLE_ID: longer than 200 characters (value '{'n' * 80}' ... (201 characters))"]),
+    "a deposit named ..": (
+        "deposits.yaml", "- name: '..'\n  lon: -71.5\n  lat: -16.5\n",
+        ["error: deposits.yaml:1: name: a name cannot be '.' or '..' (value '..')"]),
     "YAML aliases": (
         "deposits.yaml", "- name: &n Alias Deposit\n  description: *n\n  lon: -71.5\n  lat: -16.5\n",
         ["error: deposits.yaml:2: YAML aliases (*name) are not accepted: write each value out (alias *n)"]),

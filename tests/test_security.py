@@ -238,3 +238,85 @@ def test_stored_script_runs_in_no_html_page(live, http, api_db):
             context.close()
             browser.close()
     assert not dialogs
+
+
+def test_client_input_never_gets_a_500(live, http, api_db):
+    """The issue's probes: huge numbers, non-canonical ids, deep JSON, NUL bytes, row lists
+    that are not rows, a 1 MB URL; each is a 4xx with a reason, and nothing is written."""
+    token = live.token("probe")
+    auth = {"Authorization": f"Bearer {token}"}
+    before = count(api_db, FINGERPRINT)
+    huge = "9" * 400
+    deep = "[" * 100_000 + "]" * 100_000
+    plug_nul = _bodies()["plugs"]
+    plug_nul["properties"] = {**plug_nul["properties"], "name": "NUL\x00NAME"}
+    probes = [
+        ("GET", f"/iiif/3/1/0,0,{huge},10/max/0/default.jpg", None, None),
+        ("GET", f"/iiif/3/1/full/{huge},/0/default.jpg", None, None),
+        ("GET", f"/iiif/3/1/full/max/{huge}/default.jpg", None, None),
+        ("GET", f"/iiif/3/1;bands={huge}/full/max/0/default.jpg", None, None),
+        ("GET", f"/collections/plugs/items?limit={huge}", None, None),
+        ("GET", f"/collections/plugs/items?offset={huge}", None, None),
+        ("GET", f"/collections/plugs/items?from_m={huge}", None, None),
+        ("GET", f"/collections/plugs/items?cursor={'1' * 5000}", None, None),
+        ("GET", "/collections/plugs/items?filter=" + "NOT " * 2000 + "name='x'", None, None),
+        ("GET", "/mis/plug/\u00b2", None, None),
+        ("POST", "/collections/plugs/items", deep, {"Content-Type": "application/json"}),
+        ("POST", "/collections/plugs/items", deep, {"Content-Type": GEOJSON, **auth}),
+        ("POST", "/collections/plugs/items", json.dumps(plug_nul), {"Content-Type": GEOJSON, **auth}),
+        ("POST", "/mis/register", deep, auth),
+        ("POST", "/mis/register", json.dumps({"samples": [1, 2, 3]}), auth),
+        ("POST", "/mis/register", json.dumps({"samples": [{"HOLE_ID": "QA-001", "SAMPLE_ID": "a\x00b", "FROM": 1,
+                                                           "TO": 2, "SAMPLE_TYPE": "plug"}]}), auth),
+        ("POST", "/mis/register", json.dumps({"samples": [{"HOLE_ID": {"a": 1}, "SAMPLE_ID": [1], "FROM": 1,
+                                                           "TO": 2}]}), auth),
+    ]
+    for method, path, body, headers in probes:
+        r = http.request(method, path, content=body, headers=headers or {})
+        assert 400 <= r.status_code < 500, (method, path[:80], r.status_code, r.text[:300])
+        assert "Traceback" not in r.text
+    assert _raw_status(live.port, "/collections/plugs/items?name=" + "x" * (1024 * 1024)) == 414
+    assert count(api_db, FINGERPRINT) == before
+
+
+def _raw_status(port: int, target: str) -> int:
+    """The status of a GET of ``target`` sent on a plain socket (httpx refuses long URLs)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
+        head = sock.recv(64).decode("latin-1")
+    return int(head.split()[1])
+
+
+def test_ids_are_canonical_and_unknown_parameters_are_named(http):
+    assert http.get("/collections/plugs/items/1?f=json").status_code == 200
+    for ident in ["0_1", "1_0", "\u0661", "\uff11", " 1", "+1", "01_"]:
+        r = http.get(f"/collections/plugs/items/{ident}", params={"f": "json"})
+        assert r.status_code == 404, (ident, r.status_code)
+    r = http.get("/collections/plugs/items", params={"lithologgy": "dacite", "f": "json"})
+    assert r.status_code == 400 and "'lithologgy'" in r.json()["description"], r.text
+    r = http.get("/collections/plugs/items/1", params={"f": "json", "limt": "5"})
+    assert r.status_code == 400 and "'limt'" in r.json()["description"], r.text
+    ok = http.get("/collections/plugs/items", params={"lithology": "dacite", "limit": 2, "sortby": "name",
+                                                      "f": "json", "skipGeometry": "true", "filter-lang": "cql2-text",
+                                                      "filter": "name LIKE 'QA%'", "lithology_broader": "igneous rock"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_refused_tokens_in_a_url_stay_out_of_the_access_log(live, http):
+    import logging
+
+    from mis.api.app import RedactRefusedQueries
+
+    token = live.token("leaky")
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', (
+        "127.0.0.1:5", "DELETE", f"/collections/plugs/items/1?access_token={token}", "1.1", 401), None)
+    assert RedactRefusedQueries().filter(record)
+    line = record.getMessage()
+    assert token not in line and token.split("_")[2] not in line and "/collections/plugs/items/1" in line
+    read = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d', (
+        "127.0.0.1:5", "GET", f"/collections/plugs/items?f=json&x={token}", "1.1", 400), None)
+    RedactRefusedQueries().filter(read)
+    assert token.split("_")[2] not in read.getMessage() and "f=json" in read.getMessage()
+    assert any(isinstance(f, RedactRefusedQueries) for f in logging.getLogger("uvicorn.access").filters)

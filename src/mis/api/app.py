@@ -28,7 +28,9 @@ import asyncio
 import importlib.util
 import itertools
 import json
+import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -225,6 +227,11 @@ def _problem(status: int, code: str, description: str, headers: dict[str, str] |
     return JSONResponse({"code": code, "description": description}, status_code=status, headers=extra)
 
 
+#: Longest URL (path + query) the server answers; longer ones get a 414.
+MAX_URL_BYTES = 64 * 1024
+#: Largest request head uvicorn reads (beyond it, its own 400 and a closed connection).
+MAX_REQUEST_HEAD_BYTES = 2 * 1024 * 1024
+
 #: Seconds a client is asked to wait (``Retry-After``) while the catalogue is unreachable.
 RETRY_AFTER_S = 5
 
@@ -271,7 +278,10 @@ class Availability:
 class QueryGuard:
     """ASGI middleware: refuse requests pygeoapi 0.21 would answer with a 500.
 
-    A POST to ``/collections/{id}/items`` without a Content-Type gets a 415;
+    A URL longer than :data:`MAX_URL_BYTES` gets a 414 (uvicorn, see :func:`server_config`,
+    reads request heads of up to :data:`MAX_REQUEST_HEAD_BYTES`, so that such a request
+    gets this answer instead of a reset connection). A POST to ``/collections/{id}/items``
+    without a Content-Type gets a 415;
     ``filter-lang=cql2-text`` (the standard's name, which pygeoapi 0.21 refuses) is dropped,
     as ``filter`` is read as CQL2 text anyway, and ``cql2-json`` becomes its ``cql-json``. ``sortby=`` with an empty term (``sortby=``, ``sortby=a,,b``, ``sortby=+``) makes
     pygeoapi index an empty string; such a request gets a 400 here instead.
@@ -281,6 +291,12 @@ class QueryGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") \
+                > MAX_URL_BYTES:
+            await _problem(414, "InvalidParameterValue", f"the URL is longer than {MAX_URL_BYTES} bytes: "
+                                                         "send a long filter as CQL2 JSON in a POST body")(
+                scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST" and _items_path(scope["path"]) \
                 and not any(k.lower() == b"content-type" for k, _v in scope["headers"]):
             # pygeoapi returns nothing for a POST without a media type (a 500)
@@ -347,6 +363,9 @@ def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
         except json.JSONDecodeError as exc:
             return JSONResponse({"code": "InvalidParameterValue", "description": f"the body is not JSON: {exc.msg}"},
                                 status_code=400)
+        except (RecursionError, UnicodeDecodeError):
+            return _problem(400, "InvalidParameterValue", "the body is not JSON row lists (nested too deeply, "
+                                                          "or not UTF-8)")
         if not isinstance(body, dict) or not body or not all(isinstance(v, list) for v in body.values()):
             return JSONResponse({"code": "InvalidParameterValue", "description":
                                  "give an object of row lists: {\"collars\": [...], \"surveys\": [...], ...}"},
@@ -431,6 +450,36 @@ def create_app(
     return app
 
 
+class RedactRefusedQueries(logging.Filter):
+    """Access-log filter: the query string of a refused request (401, 403: a token may
+    have been put in the URL) is left out of the log, and anything shaped like an MIS
+    token is masked in every line."""
+
+    TOKEN = re.compile(r"mis_[0-9a-f]{8}_[A-Za-z0-9_%-]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 5:  # uvicorn: client, method, path, version, status
+            path, status = str(args[2]), args[4]
+            if status in (401, 403):
+                path = path.split("?", 1)[0] + ("?[redacted]" if "?" in path else "")
+            record.args = (*args[:2], self.TOKEN.sub("mis_[redacted]", path), *args[3:])
+        return True
+
+
+def server_config(app: ASGIApp, *, host: str, port: int, log_level: str = "info", **kwargs: Any):
+    """The uvicorn configuration MIS runs under (``mis serve``, the tests): request heads up
+    to :data:`MAX_REQUEST_HEAD_BYTES` (a too-long URL gets the app's 414), and the access
+    log without refused requests' query strings (:class:`RedactRefusedQueries`)."""
+    import uvicorn
+
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactRefusedQueries) for f in access.filters):
+        access.addFilter(RedactRefusedQueries())
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                          h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES, **kwargs)
+
+
 def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 5000, public_url: str | None = None,
           token_file: Path | None = None, log_level: str = "info",
           extra_routes: Iterable[BaseRoute] = ()) -> None:
@@ -439,4 +488,4 @@ def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 5000, 
 
     app = create_app(url, host=host, port=port, public_url=public_url, token_file=token_file,
                      extra_routes=list(extra_routes))
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level)).run()

@@ -64,6 +64,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import threading
 import time
 import urllib.parse
@@ -127,6 +128,15 @@ STATEMENT_TIMEOUT_MS = 30_000
 GEOJSON_DIGITS = 9
 #: Query parameters the provider reads itself (never property filters).
 CURSOR_PARAM = "cursor"
+#: What OGC API - Features (Parts 1-4, CQL2) and pygeoapi let a listing carry besides
+#: property filters; any other parameter is a 400 naming it (a typo in a filter would
+#: otherwise answer with everything).
+PAGE_PARAMS = frozenset({"f", "lang", "limit", "offset", "bbox", "bbox-crs", "datetime", "properties", "sortby",
+                         "skipGeometry", "crs", "filter", "filter-lang", "filter-crs", "resulttype", "q",
+                         CURSOR_PARAM})
+#: ... one item (``/items/{id}``), and a write (Part 4, with MIS's options).
+ITEM_PARAMS = frozenset({"f", "lang", "crs", "properties", "skipGeometry"})
+WRITE_PARAMS = frozenset({"f", "lang", "dry_run", "cascade"})
 #: Columns holding JSON, with the JSON type of their values: a ``text`` column of these
 #: names is JSON the view wrote itself (``pub.roxels``: cheaper than a cast to json, which
 #: parses every value again) and goes into a feature as it is.
@@ -483,10 +493,32 @@ def _id_column(meta: _Meta, node: Any) -> Any:
     return ast.In(ast.Attribute(meta.concept_ids[base]), ids, isinstance(node, ast.In) and node.not_)
 
 
+#: Deepest CQL2 expression a filter may be (each level is a recursion in translation and
+#: in SQL compilation; no real filter comes near it).
+MAX_CQL_DEPTH = 64
+
+
+def _cql_depth(node: Any) -> int:
+    """Depth of a parsed CQL2 expression, counted without recursion."""
+    from pygeofilter import ast
+
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        current, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_CQL_DEPTH:
+            return deepest
+        if isinstance(current, ast.Node):
+            todo += [(child, depth + 1) for child in current.get_sub_nodes() if isinstance(child, ast.Node)]
+    return deepest
+
+
 def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
     """A SQLAlchemy condition for a parsed CQL2 filter; 400 for anything it cannot mean."""
     from pygeofilter.backends.sqlalchemy.evaluate import SQLAlchemyFilterEvaluator
 
+    if _cql_depth(filterq) > MAX_CQL_DEPTH:
+        raise MISInvalidQuery(f"filter: nested deeper than {MAX_CQL_DEPTH} levels")
     node = _rewrite_cql(filterq, meta)
     mapping = {name: columns[name] for name in columns.keys()}
     try:
@@ -505,9 +537,19 @@ def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
 
 
 # --------------------------------------------------------------------------- the provider
+_ASCII_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
 def bigint(value: Any) -> int:
-    """``value`` as a PostgreSQL bigint (ValueError if it is not an integer in range)."""
-    number = int(str(value))
+    """``value`` as a PostgreSQL bigint (ValueError if it is not an integer in range).
+
+    Only canonical spellings: ASCII digits, an optional minus. Python's ``int`` also
+    reads ``3_6`` (36), Arabic-Indic or full-width digits and surrounding blanks, which
+    would make one record answer to many URLs."""
+    text = str(value)
+    if not _ASCII_INTEGER.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not an integer (ASCII digits, at most 19)")
+    number = int(text)
     if not -2 ** 63 <= number < 2 ** 63:
         raise ValueError(f"{value!r} is out of the bigint range")
     return number
@@ -612,6 +654,14 @@ class MISProvider(PostgreSQLProvider):
     @fields.setter
     def fields(self, value) -> None:  # BaseProvider assigns it
         pass
+
+    @staticmethod
+    def _known_params(params: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+        """400 naming the first query parameter that is neither OGC's nor a queryable."""
+        unknown = sorted(k for k in params if k not in allowed)
+        if unknown:
+            raise MISInvalidQuery(f"unknown query parameter {unknown[0]!r}: neither an OGC API parameter nor a "
+                                  "queryable of this collection (see its /queryables)")
 
     # ------------------------------------------------------------------ SQL pieces
     def _t(self, name: str = "t"):
@@ -881,6 +931,7 @@ class MISProvider(PostgreSQLProvider):
         """A page of features; see the module docstring for what differs from pygeoapi's."""
         request = CURRENT_REQUEST.get()
         params = dict(request.params) if request is not None else {}
+        self._known_params(params, PAGE_PARAMS | set(self.get_fields()))
         t = self._t()
         conditions = self._where(t, bbox=bbox, datetime_=datetime_, properties=properties, filterq=filterq)
         keyset = not sortby
@@ -971,6 +1022,8 @@ class MISProvider(PostgreSQLProvider):
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
         """One feature by id (404 for an id that is not there or not an integer)."""
+        request = CURRENT_REQUEST.get()
+        self._known_params(dict(request.params) if request is not None else {}, ITEM_PARAMS)
         try:
             ident = bigint(identifier)
         except ValueError:

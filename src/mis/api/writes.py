@@ -122,6 +122,8 @@ def _feature(item: Any) -> dict[str, Any]:
             item = json.loads(item)
         except json.JSONDecodeError as exc:
             raise WriteError(f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        except RecursionError:
+            raise WriteError("the body is nested too deeply to be a GeoJSON Feature")
     if not isinstance(item, dict):
         raise WriteError("the body must be a GeoJSON Feature (a JSON object)")
     if item.get("type") != "Feature":
@@ -479,9 +481,12 @@ def remove(ctx: WriteContext, identifier: Any) -> bool:
     model = {"deposits": Deposit, "collars": DrillCore, "samples": Plug}[ctx.kind]
     if ctx.dry_run:
         return True
+    from mis.imagery.catalogue import remove_stores
+
     try:
         with transaction(ctx.url) as session:
-            delete(session, model, ident, cascade=ctx.cascade)
+            report = delete(session, model, ident, cascade=ctx.cascade)
     except CatalogueError as exc:
         raise WriteError(str(exc).replace("--cascade", "?cascade=true"), HTTPStatus.CONFLICT, "Conflict")
+    remove_stores(report.stores)  # committed: the deleted images' pixels go too
     return True
