@@ -517,6 +517,12 @@ def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
     """A SQLAlchemy condition for a parsed CQL2 filter; 400 for anything it cannot mean."""
     from pygeofilter.backends.sqlalchemy.evaluate import SQLAlchemyFilterEvaluator
 
+    from pygeofilter import ast
+    from sqlalchemy.sql.elements import ClauseElement
+
+    if not isinstance(filterq, ast.Node):  # e.g. a POSTed JSON list or number
+        raise MISInvalidQuery("filter: not a CQL2 expression (give an object such as "
+                              '{"op": "=", "args": [{"property": "name"}, "x"]})')
     if _cql_depth(filterq) > MAX_CQL_DEPTH:
         raise MISInvalidQuery(f"filter: nested deeper than {MAX_CQL_DEPTH} levels")
     node = _rewrite_cql(filterq, meta)
@@ -533,6 +539,8 @@ def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
         raise MISInvalidQuery(f"cannot apply this filter: {type(exc).__name__}: {str(exc)[:200]}")
     if isinstance(condition, bool):
         return true() if condition else ~true()
+    if not isinstance(condition, ClauseElement):
+        raise MISInvalidQuery(f"filter: not a condition ({type(condition).__name__})")
     return condition
 
 
