@@ -582,12 +582,46 @@ def test_unrealistic_dogleg_warns_with_configurable_limit(base: str, work: Path)
     assert report.written and report.survey_sets == 1
 
 
-def test_collar_outside_footprint_warns(base: str, work: Path) -> None:
-    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-8,-70.0,-16.53,4326,2650,100,-60,90\n")],
+def test_collar_near_the_footprint_warns_far_from_it_is_refused(base: str, work: Path) -> None:
+    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-8,-71.515,-16.53,4326,2650,100,-60,90\n")],
                       url=base, deposit=DEPOSIT)
     assert messages(report) == ["warning: c.csv:2: X/Y: collar outside the footprint of deposit "
-                                "'Cerro Verde Test' (value -70, -16.53)"]
+                                "'Cerro Verde Test' (value -71.515, -16.53; 534 m outside; within the 1000 m tolerance)"]
     assert report.written
+    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-9,-70.0,-16.53,4326,2650,100,-60,90\n"
+                                                           "DH-10,-16.53,-71.58,4326,2650,100,-60,90\n")],
+                      url=base, deposit=DEPOSIT)
+    assert messages(report) == [
+        "error: c.csv:2: X/Y: collar 162.3 km from the footprint of deposit 'Cerro Verde Test' "
+        "(value -70, -16.53; at most 1000 m outside it is accepted)",
+        "error: c.csv:3: X/Y: collar 7,075.9 km from the footprint of deposit 'Cerro Verde Test'; lon/lat swapped? "
+        "(value -16.53, -71.58; at most 1000 m outside it is accepted)"]
+    assert not report.written
+
+
+def test_footprints_rings_lengths_and_elevations_are_checked(base: str, work: Path) -> None:
+    """A footprint with lon/lat swapped leaves the deposit's registered collars far
+    outside; an unclosed ring is not closed silently; lengths and elevations are bounded."""
+    swapped = (DATA / "deposits.yaml").read_text().replace(
+        "[[[-71.62, -16.56], [-71.52, -16.56], [-71.52, -16.50], [-71.62, -16.50], [-71.62, -16.56]]]",
+        "[[[-16.56, -71.62], [-16.56, -71.52], [-16.50, -71.52], [-16.50, -71.62], [-16.56, -71.62]]]")
+    report = register([write(work / "deposits.yaml", swapped)], url=base)
+    assert messages(report) == [
+        "error: deposits.yaml:9: footprint: footprint leaves 3 registered collar(s) of the deposit more than "
+        "1000 m outside: lon/lat swapped? (CV-003 is 7,076.9 km from it)"]
+    report = register([write(work / "d.yaml", "- name: Open Ring\n  footprint:\n    type: Polygon\n"
+                                              "    coordinates: [[[-70, -20], [-69, -20], [-69, -21]]]\n"
+                                              "- name: Polar\n  lon: -60\n  lat: -85\n")], url=base)
+    assert messages(report) == [
+        "error: d.yaml:2: footprint: polygon ring not closed: its last point must repeat the first (ring 1)",
+        "error: d.yaml:5: footprint: footprint beyond the UTM range (80S..84N): lon/lat swapped? "
+        "(bounds -60, -85, -60, -85)"]
+    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-11,-71.55,-16.53,4326,2650,1e12,-60,90\n"
+                                                           "DH-12,-71.55,-16.53,4326,1e6,100,-60,90\n")],
+                      url=base, deposit=DEPOSIT)
+    assert messages(report) == [
+        "error: c.csv:2: EOH: hole length beyond 15,000 m (value 1000000000000)",
+        "error: c.csv:3: Z: collar elevation outside -11,500..9,000 m (value 1000000)"]
 
 
 # --------------------------------------------------------------------------- CLI

@@ -233,6 +233,10 @@ def load_state(cur, deposit_names: set[str], hole_names: set[str]) -> State:
                     "ORDER BY deposit_id, rank, commodity_uri", [list(by_id)])
         for dep_id, uri in cur.fetchall():
             by_id[dep_id].commodities.append(uri)
+        cur.execute("SELECT deposit_id, name, ST_X(collar), ST_Y(collar) FROM drillcore WHERE deposit_id = ANY(%s) "
+                    "ORDER BY deposit_id, name", [list(by_id)])
+        for dep_id, hole, lon, lat in cur.fetchall():
+            by_id[dep_id].collars.append((hole, lon, lat))
     if not hole_names:
         return state
     cur.execute(f"SELECT d.name, h.name, {', '.join('h.' + c for c in _HOLE_COLUMNS)} FROM drillcore h "
