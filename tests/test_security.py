@@ -13,7 +13,7 @@ import httpx
 import pytest
 from starlette.routing import Mount, Route
 
-from tests.test_api_support import api_db, count, http, libpq, live  # noqa: F401 - fixtures
+from tests.test_api_support import api_db, count, http, live  # noqa: F401 - fixtures
 
 GEOJSON = "application/geo+json"
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")

@@ -202,8 +202,7 @@ class WriteAuth:
             try:
                 authorise_write(self.tokens, scope["headers"])
             except WriteRefused as exc:
-                await _problem(exc.status, "Unauthorized" if exc.status == 401 else "InvalidParameterValue",
-                               str(exc))(scope, receive, send)
+                await _problem(exc.status, exc.code, str(exc))(scope, receive, send)
                 return
 
         async def send_with_challenge(message) -> None:
@@ -357,7 +356,7 @@ def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
         try:  # decided here, where the write happens, whatever the middleware made of it
             authorise_write(tokens, request.headers.raw)
         except WriteRefused as exc:
-            return _problem(exc.status, "Unauthorized" if exc.status == 401 else "InvalidParameterValue", str(exc))
+            return _problem(exc.status, exc.code, str(exc))
         try:
             body = json.loads(await request.body() or b"null")
         except json.JSONDecodeError as exc:

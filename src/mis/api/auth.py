@@ -168,6 +168,11 @@ class WriteRefused(Exception):
         super().__init__(message)
         self.status = status
 
+    @property
+    def code(self) -> str:
+        """The OGC API exception code of the answer."""
+        return "Unauthorized" if self.status == 401 else "InvalidParameterValue"
+
 
 #: Headers a write must carry at most once: two of them are read differently by different
 #: layers (one the first, another the last), so a request with two is refused outright.

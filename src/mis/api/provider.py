@@ -515,9 +515,8 @@ def _cql_depth(node: Any) -> int:
 
 def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
     """A SQLAlchemy condition for a parsed CQL2 filter; 400 for anything it cannot mean."""
-    from pygeofilter.backends.sqlalchemy.evaluate import SQLAlchemyFilterEvaluator
-
     from pygeofilter import ast
+    from pygeofilter.backends.sqlalchemy.evaluate import SQLAlchemyFilterEvaluator
     from sqlalchemy.sql.elements import ClauseElement
 
     if not isinstance(filterq, ast.Node):  # e.g. a POSTed JSON list or number
@@ -1085,8 +1084,7 @@ class MISProvider(PostgreSQLProvider):
         try:
             authorise_write(getattr(request, "mis_tokens", None), getattr(request, "mis_raw_headers", None))
         except WriteRefused as exc:
-            raise WriteError(str(exc), HTTPStatus(exc.status),
-                             "Unauthorized" if exc.status == 401 else "InvalidParameterValue")
+            raise WriteError(str(exc), HTTPStatus(exc.status), exc.code)
         kind = self.mis.get("kind")
         if not kind:
             raise MISInvalidQuery("this collection is read-only")

@@ -324,23 +324,22 @@ def _find(ctx: WriteContext, props: dict[str, Any]) -> int | None:
 
 # --------------------------------------------------------------------------- registration
 def _register(ctx: WriteContext, inputs: dict[str, list[dict[str, Any]]], method: str,
-              conflict: str | None = None) -> Any:
-    """Register ``inputs``; 400 with the report's findings. ``conflict``: the inputs'
-    records must be new (POST), one that exists is a 409 with this message, decided in the
-    registration's own transaction (a concurrent POST of the same name cannot slip by)."""
-    from mis.catalogue.register import register
-
+              create: bool = False) -> Any:
+    """Register ``inputs``; 400 with the report's findings. ``create``: the records must
+    be new (POST); one that exists is a 409, decided in the registration's own
+    transaction, so that a concurrent POST of the same name cannot slip by."""
     from mis.catalogue.errors import DatabaseUnavailable
+    from mis.catalogue.register import register
 
     source = f"{method} /collections/{ctx.collection}/items"
     try:
-        report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source, create=conflict is not None)
+        report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source, create=create)
     except (ValueError, TypeError) as exc:
         raise WriteError(f"{source}: {exc}")
     except DatabaseUnavailable as exc:
         raise WriteError(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable")
     if report.conflict:
-        raise WriteError(conflict or report.render(), HTTPStatus.CONFLICT, "Conflict")
+        raise WriteError(report.render(), HTTPStatus.CONFLICT, "Conflict")
     if not report.ok:
         raise WriteError(report.render())
     return report
@@ -420,7 +419,7 @@ def create(ctx: WriteContext, item: Any) -> Any:
         _check_pairs(ctx, feature["properties"])
         inputs, props = _inputs(ctx, feature)
         try:
-            _register(ctx, inputs, "POST", conflict="exists")
+            _register(ctx, inputs, "POST", create=True)
         except WriteError as exc:
             if exc.http_status_code != HTTPStatus.CONFLICT:
                 raise

@@ -382,6 +382,12 @@ MAX_NAME_CHARS = 200
 MAX_TEXT_CHARS = 10_000
 
 
+#: Control characters (Unicode category Cc) and the line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: A name :func:`check_text` accepts as it is, but for ``.``/``..`` (the fast path).
+_PLAIN_NAME = re.compile("[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\\\]*")
+
+
 def check_text(text: str, kind_type: str = "str") -> str:
     """``text`` if a field of ``kind_type`` may hold it, else ValueError with the rule.
 
@@ -389,8 +395,6 @@ def check_text(text: str, kind_type: str = "str") -> str:
     (``kind_type="name"``) at most :data:`MAX_NAME_CHARS`, not ``.`` or ``..``, no path
     separator and no control character: names become path components of image stores
     and parts of ``HOLE/PLUG`` references, and are shown on every page."""
-    import unicodedata
-
     if "\x00" in text:
         raise ValueError("contains a NUL character")
     limit = MAX_NAME_CHARS if kind_type == "name" else MAX_TEXT_CHARS
@@ -401,7 +405,7 @@ def check_text(text: str, kind_type: str = "str") -> str:
             raise ValueError("a name cannot be '.' or '..'")
         if "/" in text or "\\" in text:
             raise ValueError("a name cannot contain / or \\")
-        if any(unicodedata.category(c) in ("Cc", "Zl", "Zp") for c in text):
+        if _CONTROL.search(text):
             raise ValueError("a name cannot contain control characters or line breaks")
     return text
 
@@ -514,6 +518,12 @@ def _convert(table: Table, line: int | None, cells: list[tuple[str | None, Any]]
                 if text:
                     values[canonical] = text
                 continue
+            if kind_type == "name" and len(raw) <= MAX_NAME_CHARS and _PLAIN_NAME.fullmatch(raw):
+                text = raw.strip()
+                if text not in (".", ".."):
+                    if text:
+                        values[canonical] = text
+                    continue
             if kind_type == "float":
                 try:
                     value = float(raw)
