@@ -216,8 +216,10 @@ _HOLE_COLUMNS = ("id", "deposit_id") + HOLE_FIELDS
 _SAMPLE_COLUMNS = ("id", "drillcore_id", "name") + SAMPLE_FIELDS
 
 
-def load_state(cur, deposit_names: set[str], hole_names: set[str]) -> State:
-    """Deposits by name and holes by name (any deposit), with surveys and samples."""
+def load_state(cur, deposit_names: set[str], hole_names: set[str], collars_of: set[str] = frozenset()) -> State:
+    """Deposits by name and holes by name (any deposit), with surveys and samples; for the
+    deposits of ``collars_of`` (those whose footprint the input gives anew) the collars of
+    all their holes, which the new footprint must still hold."""
     import shapely
 
     state = State()
@@ -233,8 +235,10 @@ def load_state(cur, deposit_names: set[str], hole_names: set[str]) -> State:
                     "ORDER BY deposit_id, rank, commodity_uri", [list(by_id)])
         for dep_id, uri in cur.fetchall():
             by_id[dep_id].commodities.append(uri)
+    redefined = [dep.id for dep in by_id.values() if dep.name in collars_of]
+    if redefined:
         cur.execute("SELECT deposit_id, name, ST_X(collar), ST_Y(collar) FROM drillcore WHERE deposit_id = ANY(%s) "
-                    "ORDER BY deposit_id, name", [list(by_id)])
+                    "ORDER BY deposit_id, name", [redefined])
         for dep_id, hole, lon, lat in cur.fetchall():
             by_id[dep_id].collars.append((hole, lon, lat))
     if not hole_names:
@@ -624,7 +628,9 @@ def register(
             cur = session.connection().connection.driver_connection.cursor()
             deposit_names, hole_names = _names(tables, options)
             lock_names(cur, deposit_names, hole_names)
-            state = load_state(cur, deposit_names, hole_names)
+            state = load_state(cur, deposit_names, hole_names,
+                               {r.values["name"] for t in tables if t.kind == "deposits" for r in t.rows
+                                if r.values.get("name")})
             terms = TermIndex.from_session(session, sorted({s for s, _w in SCHEMES.values()}))
             lap("state")
             plan, findings = validate(tables, state, terms, options)

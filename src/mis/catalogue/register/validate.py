@@ -571,8 +571,9 @@ class _Validator:
             if db is None or dep.footprint is None or not db.collars:
                 continue
             tolerance = _tolerance(dep.footprint)
-            far = [(hole, _distance_m(dep.footprint, lon, lat)) for hole, lon, lat in db.collars
-                   if (name, hole) not in self.plan.holes]
+            anew = {hole for (deposit, hole), plan in self.plan.holes.items()
+                    if deposit == name and plan.values is not None}  # checked as collars of the input
+            far = [(hole, _distance_m(dep.footprint, lon, lat)) for hole, lon, lat in db.collars if hole not in anew]
             far = [(hole, d) for hole, d in far if d > tolerance]
             if far:
                 hole, d = max(far, key=lambda item: item[1])
@@ -890,7 +891,7 @@ def _unclosed_ring(geometry: dict) -> int | None:
     for polygon in polygons if isinstance(polygons, list) else []:
         for ring in polygon if isinstance(polygon, list) else []:
             n += 1
-            if isinstance(ring, list) and len(ring) >= 2 and list(ring[0]) != list(ring[-1]):
+            if isinstance(ring, list) and len(ring) >= 2 and isinstance(ring[0], list) and ring[0] != ring[-1]:
                 return n
     return None
 
