@@ -119,13 +119,13 @@ class LiveServer:
     def __init__(self, url: str, state: Path) -> None:
         import uvicorn
 
-        from mis.api.app import create_app
+        from mis.api.app import create_app, server_config
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.token_file = state / "tokens.json"
         self.app = create_app(url, port=self.port, state_dir=state, token_file=self.token_file)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on")
+        config = server_config(self.app, host="127.0.0.1", port=self.port, log_level="error", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -554,3 +554,28 @@ def test_catalogue_down_is_503_not_500():
         r = httpx.get(f"{base}/iiif/3/1/full/max/0/default.jpg", timeout=30)
     assert r.status_code == 503 and "catalogue" in r.text
     assert r.headers["access-control-allow-origin"] == "*"
+
+
+def test_upscaling_is_capped_and_numbers_are_bounded_ascii():
+    """Memory and overflow: ``^max`` on a small image scales by at most ``max_upscale``,
+    an explicit size beyond it is a 400; numbers of 10+ digits (309-digit floats overflow,
+    4,300-digit ints hit Python's conversion limit) and non-ASCII digits are 400s."""
+    lim = iiif.Limits()  # the service's defaults: 8192 px, 4096^2 px, 4x upscaling
+    assert iiif.parse_size("^max", 320, 320, lim) == (1280, 1280)
+    with pytest.raises(IIIFError, match="up more than 4 times"):
+        iiif.parse_size("^4096,", 320, 320, lim)
+    assert iiif.parse_size("^1280,", 320, 320, lim) == (1280, 1280)
+    huge = "9" * 400
+    for region, size in [(f"0,0,{huge},10", "max"), (f"pct:0,0,{huge},1", "max"), ("full", f"{huge},"),
+                         ("full", f"pct:{huge}"), ("full", f"^pct:1{'0' * 320}"), ("full", f"!{huge},5"),
+                         ("full", "٣٠,"), (f"0,0,{'1' * 5000},1", "max"), ("full", "²,")]:
+        with pytest.raises(IIIFError) as e:
+            iiif.parse_image_request(region, size, "0", "default.png", 320, 320, lim, ["png"])
+        assert e.value.status == 400, (region[:20], size[:20])
+    for ident in ["1" * 400, "٣", "²"]:
+        with pytest.raises(IIIFError) as e:
+            iiif.parse_identifier(ident)
+        assert e.value.status == 404
+    with pytest.raises(IIIFError) as e:
+        iiif.parse_rotation("9" * 400)
+    assert e.value.status == 400

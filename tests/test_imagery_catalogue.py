@@ -108,3 +108,39 @@ def test_cli_adds_a_core_photo_with_a_depth_axis(run_mis, session, plug, tmp_pat
     row = session.scalars(select(m.Image)).one()
     assert (row.depth_axis, row.depth_top_m, row.depth_bottom_m) == ("x", 100.0, 101.0)
     assert row.store_uri.startswith(mis_env["MIS_HOME"])
+
+
+def test_stores_never_leave_the_store_root(db_url, session, section, tmp_path):
+    """Names registered before names were checked (``..``), and a symbolic link in the
+    store: the image goes inside the root, or nowhere."""
+    hole = f.drillcore(session, f.deposit(session, ".."), "..", length_m=300)
+    f.plug(session, hole, "..", 100, 101)
+    session.commit()
+    root = tmp_path / "home" / "images"
+    added = add_image("../../..", section, pixel_size_um=0.5, modality="reflected-light", name="..",
+                      store_root=str(root), url=db_url, progress=False)
+    assert Path(added.store_uri).resolve().is_relative_to(root.resolve())
+    assert stores(tmp_path) == stores(root) != []
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (root / "x").rename(tmp_path / "moved")
+    (root / "x").symlink_to(outside)
+    other = tmp_path / "other.tif"
+    tifffile.imwrite(other, np.zeros((64, 64, 3), np.uint8), photometric="rgb")
+    with pytest.raises(CatalogueError, match="outside"):
+        add_image("../../..", other, pixel_size_um=0.7, modality="reflected-light",
+                  store_root=str(root), url=db_url, progress=False)
+    assert not stores(outside)
+
+
+def test_mis_delete_image_removes_its_store(run_mis, session, plug, section, mis_env, tmp_path):
+    root = Path(mis_env["MIS_HOME"]) / "images"
+    added = add_image("DH-1/P-1", section, pixel_size_um=0.5, modality="reflected-light",
+                      store_root=str(root), url=mis_env["MIS_DATABASE_URL"], progress=False)
+    assert Path(added.store_uri).exists()
+    result = run_mis("delete", "image", str(added.image_id), check=True)
+    assert "removed image store" in result.stdout and not Path(added.store_uri).exists()
+    elsewhere = add_image("DH-1/P-1", section, pixel_size_um=0.6, modality="reflected-light",
+                          store_root=str(tmp_path / "mine"), url=mis_env["MIS_DATABASE_URL"], progress=False)
+    result = run_mis("delete", "image", str(elsewhere.image_id), check=True)
+    assert "kept image store" in result.stdout and Path(elsewhere.store_uri).exists()

@@ -549,3 +549,38 @@ def test_import_peak_memory_is_bounded(tmp_path):
     assert run["children_maxrss_kib"] == run["maxrss_kib"]  # RUSAGE_CHILDREN agrees
     arr = open_level(tmp_path / "big.zarr", 0)
     np.testing.assert_array_equal(np.asarray(arr[:, 11_900:, 11_900:]).shape, (3, 100, 100))
+
+
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A small, well-formed PNG head that declares ``width x height`` RGB pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"\x00" * (1 + 3 * width) * 64)  # the first rows only: the rest is missing
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+    return path
+
+
+def test_formats_decoded_whole_have_a_pixel_budget(tmp_path):
+    """A PNG (or BMP) whose header declares 50,000^2 px is refused from its header, in
+    milliseconds and without allocating its 7 GB; Pillow's own bomb limit is left as it was."""
+    import time
+
+    png = _png_declaring(tmp_path / "bomb.png", 50_000, 50_000)
+    bmp = tmp_path / "bomb.bmp"
+    Image.new("RGB", (8, 8)).save(bmp)
+    raw = bytearray(bmp.read_bytes())
+    raw[18:26] = (50_000).to_bytes(4, "little", signed=True) + (50_000).to_bytes(4, "little", signed=True)
+    bmp.write_bytes(bytes(raw))
+    limit = Image.MAX_IMAGE_PIXELS
+    for src in (png, bmp):
+        started = time.perf_counter()
+        with pytest.raises(ImageReadError, match="budget"):
+            open_source(src)
+        assert time.perf_counter() - started < 1.0
+    assert Image.MAX_IMAGE_PIXELS == limit
+    assert open_source(_png_declaring(tmp_path / "ok.png", 40, 30)).shape == (3, 30, 40)  # within budget: read

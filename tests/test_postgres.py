@@ -79,3 +79,28 @@ def test_external_database_url_wins(tmp_path: Path, db_url: str):
     assert not (tmp_path / "postgres" / "data").exists()
     assert mis("db", "url", env=env).stdout.strip() == db_url
     assert f"revision: {migrate.head()}" in mis("db", "status", env=env).stdout
+
+
+def test_a_port_whose_last_connections_linger_in_time_wait_is_free() -> None:
+    """After a restart the server side of its old connections lingers in TIME_WAIT on the
+    port; PostgreSQL binds with SO_REUSEADDR, so the cluster can (and must) keep its port."""
+    import socket
+
+    from mis.catalogue.postgres import port_is_free
+
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    server_side, _ = listener.accept()
+    server_side.close()  # the server closes first: its side goes to TIME_WAIT once the client closes
+    client.recv(1)
+    client.close()
+    listener.close()
+    assert port_is_free(port)
+    with socket.socket() as busy:  # a port someone listens on is still taken
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert not port_is_free(busy.getsockname()[1])

@@ -467,7 +467,47 @@ ERROR_CASES = {
         ["error: deposits.yaml:1: footprint: footprint missing: give a GeoJSON geometry, WKT, or lon and lat",
          "error: deposits.yaml:4: commodities: unknown commodity term (value 'Cuu'; did you mean 'copper'?)",
          "error: deposits.yaml:5: footprint: footprint is not a valid geometry (Self-intersection[0.5 0.5])"]),
+    "names that are paths or hold control characters": (
+        "samples.csv", SAMPLE_HEAD + "CV-003,..,1,2,plug,\nCV-003,a/b,3,4,plug,\nCV-003,a\\b,5,6,plug,\n"
+        "CV-003,\"x\x00y\",7,8,plug,\nCV-003,\"tab\there\",9,10,plug,\n" + f"CV-003,{'n' * 201},11,12,plug,\n",
+        ["error: samples.csv:2: SAMPLE_ID: a name cannot be '.' or '..' (value '..')",
+         "error: samples.csv:3: SAMPLE_ID: a name cannot contain / or \\ (value 'a/b')",
+         "error: samples.csv:4: SAMPLE_ID: a name cannot contain / or \\ (value 'a\\\\b')",
+         "error: samples.csv:5: SAMPLE_ID: contains a NUL character (value 'x\\x00y')",
+         "error: samples.csv:6: SAMPLE_ID: a name cannot contain control characters or line breaks "
+         "(value 'tab\\there')",
+         f"error: samples.csv:7: SAMPLE_ID: longer than 200 characters (value '{'n' * 80}' ... (201 characters))"]),
+    "a deposit named ..": (
+        "deposits.yaml", "- name: '..'\n  lon: -71.5\n  lat: -16.5\n",
+        ["error: deposits.yaml:1: name: a name cannot be '.' or '..' (value '..')"]),
+    "YAML aliases": (
+        "deposits.yaml", "- name: &n Alias Deposit\n  description: *n\n  lon: -71.5\n  lat: -16.5\n",
+        ["error: deposits.yaml:2: YAML aliases (*name) are not accepted: write each value out (alias *n)"]),
+    "non-scalar text fields": (
+        "deposits.yaml", "- name: Nested\n  country: {code: CL}\n  description: [a, b]\n"
+        "  commodities: [[Cu]]\n  lon: -71.5\n  lat: -16.5\n",
+        ["error: deposits.yaml:2: country: expected a single value, not a mapping",
+         "error: deposits.yaml:3: description: expected a single value, not a list (value ['a', 'b'])",
+         "error: deposits.yaml:4: commodities: expected a list of names, not nested lists or mappings "
+         "(value [['Cu']])"]),
 }
+
+#: 345 bytes that a YAML loader expands to 9^9 strings (the issue's 427-byte file took 56 s, 5.6 GB).
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefg", "bcdefgh")) + \
+    f"name: [{', '.join(['*h'] * 9)}]\n"
+
+
+def test_yaml_alias_bomb_and_deep_nesting_are_refused_at_once(url: str, work: Path) -> None:
+    import time
+
+    for text, expected in [(ALIAS_BOMB, "deposits.yaml:2: YAML aliases"),
+                           ("[" * 100_000 + "]" * 100_000, "nested deeper than 32 levels"),
+                           ("- " * 50 + "x\n", "deposits.yaml:1: nested deeper than 32 levels")]:
+        started = time.perf_counter()
+        report = register([write(work / "deposits.yaml", text)], url=url)
+        assert time.perf_counter() - started < 1.0
+        assert not report.written and expected in report.render(), report.render()
 
 
 @pytest.mark.parametrize("case", list(ERROR_CASES), ids=list(ERROR_CASES))
@@ -542,12 +582,46 @@ def test_unrealistic_dogleg_warns_with_configurable_limit(base: str, work: Path)
     assert report.written and report.survey_sets == 1
 
 
-def test_collar_outside_footprint_warns(base: str, work: Path) -> None:
-    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-8,-70.0,-16.53,4326,2650,100,-60,90\n")],
+def test_collar_near_the_footprint_warns_far_from_it_is_refused(base: str, work: Path) -> None:
+    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-8,-71.515,-16.53,4326,2650,100,-60,90\n")],
                       url=base, deposit=DEPOSIT)
     assert messages(report) == ["warning: c.csv:2: X/Y: collar outside the footprint of deposit "
-                                "'Cerro Verde Test' (value -70, -16.53)"]
+                                "'Cerro Verde Test' (value -71.515, -16.53; 534 m outside; within the 1000 m tolerance)"]
     assert report.written
+    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-9,-70.0,-16.53,4326,2650,100,-60,90\n"
+                                                           "DH-10,-16.53,-71.58,4326,2650,100,-60,90\n")],
+                      url=base, deposit=DEPOSIT)
+    assert messages(report) == [
+        "error: c.csv:2: X/Y: collar 162.3 km from the footprint of deposit 'Cerro Verde Test' "
+        "(value -70, -16.53; at most 1000 m outside it is accepted)",
+        "error: c.csv:3: X/Y: collar 7,075.9 km from the footprint of deposit 'Cerro Verde Test'; lon/lat swapped? "
+        "(value -16.53, -71.58; at most 1000 m outside it is accepted)"]
+    assert not report.written
+
+
+def test_footprints_rings_lengths_and_elevations_are_checked(base: str, work: Path) -> None:
+    """A footprint with lon/lat swapped leaves the deposit's registered collars far
+    outside; an unclosed ring is not closed silently; lengths and elevations are bounded."""
+    swapped = (DATA / "deposits.yaml").read_text().replace(
+        "[[[-71.62, -16.56], [-71.52, -16.56], [-71.52, -16.50], [-71.62, -16.50], [-71.62, -16.56]]]",
+        "[[[-16.56, -71.62], [-16.56, -71.52], [-16.50, -71.52], [-16.50, -71.62], [-16.56, -71.62]]]")
+    report = register([write(work / "deposits.yaml", swapped)], url=base)
+    assert messages(report) == [
+        "error: deposits.yaml:9: footprint: footprint leaves 3 registered collar(s) of the deposit more than "
+        "1000 m outside: lon/lat swapped? (CV-003 is 7,076.9 km from it)"]
+    report = register([write(work / "d.yaml", "- name: Open Ring\n  footprint:\n    type: Polygon\n"
+                                              "    coordinates: [[[-70, -20], [-69, -20], [-69, -21]]]\n"
+                                              "- name: Polar\n  lon: -60\n  lat: -85\n")], url=base)
+    assert messages(report) == [
+        "error: d.yaml:2: footprint: polygon ring not closed: its last point must repeat the first (ring 1)",
+        "error: d.yaml:5: footprint: footprint beyond the UTM range (80S..84N): lon/lat swapped? "
+        "(bounds -60, -85, -60, -85)"]
+    report = register([write(work / "c.csv", COLLAR_HEAD + "DH-11,-71.55,-16.53,4326,2650,1e12,-60,90\n"
+                                                           "DH-12,-71.55,-16.53,4326,1e6,100,-60,90\n")],
+                      url=base, deposit=DEPOSIT)
+    assert messages(report) == [
+        "error: c.csv:2: EOH: hole length beyond 15,000 m (value 1000000000000)",
+        "error: c.csv:3: Z: collar elevation outside -11,500..9,000 m (value 1000000)"]
 
 
 # --------------------------------------------------------------------------- CLI
@@ -588,3 +662,48 @@ def test_cli_commands_in_process(base: str, work: Path, monkeypatch: pytest.Monk
     result = runner.invoke(app, ["export", "--out", "out", DEPOSIT])
     assert result.exit_code == 0, result.output
     assert (work / "out" / "collars.csv").read_text().count("\n") == 4
+
+
+# --------------------------------------------------------------------------- concurrency
+def test_concurrent_registrations_of_one_hole_lose_no_update(base: str, work: Path) -> None:
+    """One registration changes CV-001's collar, another its surveys, at the same time.
+
+    The test holds CV-001's row locked while both start, so that without serialisation both
+    plan on the old state and the one committing second silently undoes the other (its
+    stale collar, or a trace from the old surveys). Serialised, the second plans on what
+    the first wrote and both changes stay."""
+    import threading
+    import time
+
+    write(work / "c.csv", "HOLE_ID,LON,LAT,Z,EOH,DIP,AZIMUTH\nCV-001,-71.58,-16.53,2999.5,300,-60,90\n")
+    write(work / "s.csv", "HOLE_ID,DEPTH,DIP,AZIMUTH\nCV-001,0,-60,90\nCV-001,100,-50,100\nCV-001,150,-45,105\n"
+                          "CV-001,200,-40,110\nCV-001,250,-35,115\nCV-001,300,-30,120\n")
+    reports = {}
+    with psycopg.connect(libpq(base)) as holder:
+        holder.execute("SELECT 1 FROM drillcore WHERE name = 'CV-001' FOR UPDATE")
+        threads = [threading.Thread(target=lambda f=f: reports.setdefault(f, register([f], url=base, deposit=DEPOSIT)))
+                   for f in ("c.csv", "s.csv")]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while query(base, "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                          "AND datname = current_database()")[0][0] < 2:
+            assert time.monotonic() < deadline, "the registrations did not both reach the hole"
+            time.sleep(0.05)
+        holder.rollback()
+    for t in threads:
+        t.join(60)
+    assert all(r.ok and r.written for r in reports.values()), [r.render() for r in reports.values()]
+    elevation, start_z, end = query(base, "SELECT elevation_m, ST_Z(ST_StartPoint(trace)), "
+                                           "ARRAY[ST_X(ST_EndPoint(trace)), ST_Y(ST_EndPoint(trace)), "
+                                           "ST_Z(ST_EndPoint(trace))] FROM drillcore WHERE name = 'CV-001'")[0]
+    assert elevation == 2999.5 and start_z == 2999.5  # the collar change stands ...
+    assert query(base, "SELECT count(*) FROM survey_station s JOIN drillcore h ON h.id = s.drillcore_id "
+                       "WHERE h.name = 'CV-001'")[0][0] == 6  # ... and so do the surveys
+    again = register(["c.csv", "s.csv"], url=base, deposit=DEPOSIT, dry_run=True)
+    assert again.changed == 0, again.render()  # what is stored is what both registered
+    # the trace is the one of the new collar and the new surveys together
+    trace = desurvey(Collar(-71.58, -16.53, 2999.5, length=300.0), [0, 100, 150, 200, 250, 300],
+                     [-60, -50, -45, -40, -35, -30], [90, 100, 105, 110, 115, 120])
+    bottom = trace.position_at([300.0])
+    np.testing.assert_allclose(end, [bottom.lon[0], bottom.lat[0], bottom.z[0]], atol=1e-6)

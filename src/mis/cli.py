@@ -325,12 +325,16 @@ def delete_cmd(
              "image": models.Image, "run": models.SegmentationRun}
     if kind not in kinds:
         fail(f"unknown kind {kind!r}; use one of {', '.join(kinds)}")
+    from mis.imagery.catalogue import remove_stores
+
     try:
         with transaction() as session:
             report = delete(session, kinds[kind], ident, cascade=cascade)
     except CatalogueError as exc:
         fail(str(exc))
     console.print("deleted: " + ", ".join(f"{n} {t}" for t, n in report.counts.items()))
+    for line in remove_stores(report.stores):  # after the commit: a rolled-back delete keeps its pixels
+        console.print(line, highlight=False)
 
 
 def _redact(url: str) -> str:

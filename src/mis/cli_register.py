@@ -53,6 +53,7 @@ def register_cmd(
 
     Example: `mis register deposits.yaml collars.csv surveys.csv samples.csv --dry-run`
     """
+    from mis.catalogue.errors import DatabaseUnavailable
     from mis.catalogue.postgres import PostgresError
     from mis.catalogue.register import register
 
@@ -67,8 +68,8 @@ def register_cmd(
             report = register(inputs, dry_run=dry_run, deposit=deposit,
                               convention="inclination" if inclination else "dip",
                               dogleg_limit=dogleg_limit, epsg=epsg, sample_type=sample_type)
-    except PostgresError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+    except (PostgresError, DatabaseUnavailable) as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     for finding in report.findings:  # plain lines, never wrapped: editors and scripts parse them
         typer.echo(str(finding), err=finding.is_error)

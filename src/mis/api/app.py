@@ -28,7 +28,9 @@ import asyncio
 import importlib.util
 import itertools
 import json
+import logging
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mis.api.auth import TokenStore, bearer, default_token_file
+from mis.api.auth import TokenStore, WriteRefused, authorise_write, default_token_file, duplicated_header
 from mis.api.provider import CURRENT_REQUEST, RAW_FEATURES, dispose_engines
 
 __all__ = ["QueryGuard", "WriteAuth", "create_app", "serve"]
@@ -52,7 +54,7 @@ RAW_SLOT = '"features":[]'
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 
 
-def _load_pygeoapi(config_path: Path, openapi_path: Path):
+def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore):
     """A fresh instance of ``pygeoapi.starlette_app`` for one configuration.
 
     pygeoapi reads its configuration when the module is imported; loading the module
@@ -60,6 +62,10 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path):
     ``call_api_threadsafe`` (which runs every API call in a worker thread) is replaced by
     one that tells the provider which request it serves (:data:`CURRENT_REQUEST`): the
     provider needs it for its keyset ``next`` links and for write options.
+
+    Its ``APIRequest`` is replaced by one that keeps the request's raw header list and the
+    server's token store, so that the provider authorises each write itself
+    (:func:`mis.api.auth.authorise_write`) on the headers exactly as they arrived.
     """
     origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
     saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
@@ -73,6 +79,16 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path):
         for k, v in saved.items():
             if v is not None:
                 os.environ[k] = v
+
+    class MISRequest(module.APIRequest):
+        @classmethod
+        async def from_starlette(cls, request, supported_locales):
+            api_request = await super().from_starlette(request, supported_locales)
+            api_request.mis_raw_headers = list(request.headers.raw)
+            api_request.mis_tokens = tokens
+            return api_request
+
+    module.APIRequest = MISRequest
 
     def call_api_threadsafe(loop: asyncio.AbstractEventLoop, api_call, *args):
         asyncio.set_event_loop(loop)
@@ -139,13 +155,20 @@ def _items_path(path: str) -> bool:
 
 
 class WriteAuth:
-    """ASGI middleware: writes need a valid bearer token, reads pass.
+    """ASGI middleware, the first line of defence for writes (not the deciding one).
 
-    A write is a PUT, PATCH or DELETE of ``/collections/{id}/items[/{item}]``, a POST of
-    a GeoJSON body (``application/geo+json``) to ``/collections/{id}/items``, or any POST
-    to ``/mis/register``. A POST of CQL2 JSON (``application/json``) is a query, not a
-    write. Without a valid token: 401 and the request never reaches pygeoapi (nothing is
-    written).
+    - a request carrying a header of :data:`~mis.api.auth.SINGLE_HEADERS` twice
+      (``Content-Type``, ``Authorization`` ...) is a 400: layers that read the first and
+      the last value would disagree on what it is;
+    - an evident write (PUT, PATCH or DELETE under ``/collections/{id}/items``, a POST of
+      GeoJSON there, a POST to ``/mis/register``) without a valid token gets its 401
+      before its body is read;
+    - every 401 carries ``WWW-Authenticate: Bearer``.
+
+    The decision that counts is taken again where each write happens
+    (:func:`mis.api.auth.authorise_write` in the provider's create/update/delete and in
+    the bulk route), on the request's own headers, so that a request this layer does not
+    recognise as a write is still refused there.
     """
 
     def __init__(self, app: ASGIApp, tokens: TokenStore) -> None:
@@ -155,6 +178,11 @@ class WriteAuth:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        twice = duplicated_header(scope["headers"])
+        if twice:
+            await _problem(400, "InvalidParameterValue", f"the {twice} header is given more than once")(
+                scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -171,26 +199,88 @@ class WriteAuth:
         elif path.rstrip("/") == "/mis/register" and method == "POST":
             write = True
         if write:
-            who = self.tokens.verify(bearer(headers.get("authorization")))
-            if who is None:
-                reason = ("a valid bearer token is required to write (Authorization: Bearer <token>; "
-                          "a data manager creates one with `mis token create NAME`)")
-                if not self.tokens.configured:
-                    reason += "; no token is configured on this server yet"
-                response = JSONResponse({"code": "Unauthorized", "description": reason}, status_code=401,
-                                        headers={"WWW-Authenticate": 'Bearer realm="mis"'})
-                await response(scope, receive, send)
+            try:
+                authorise_write(self.tokens, scope["headers"])
+            except WriteRefused as exc:
+                await _problem(exc.status, exc.code, str(exc))(scope, receive, send)
                 return
-            scope = dict(scope)
-            scope.setdefault("state", {})
-            scope["state"] = {**scope["state"], "mis_token_name": who}
-        await self.app(scope, receive, send)
+
+        async def send_with_challenge(message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401 and not any(
+                    k.lower() == b"www-authenticate" for k, _v in message.get("headers", [])):
+                message = {**message, "headers": [*message.get("headers", []), *CHALLENGE]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_challenge)
+
+
+#: The challenge of every 401.
+CHALLENGE = [(b"www-authenticate", b'Bearer realm="mis"')]
+
+
+def _problem(status: int, code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An OGC API exception document (``code``, ``description``) as a response."""
+    extra = dict(headers or {})
+    if status == 401:
+        extra.setdefault("WWW-Authenticate", CHALLENGE[0][1].decode())
+    return JSONResponse({"code": code, "description": description}, status_code=status, headers=extra)
+
+
+#: Longest URL (path + query) the server answers; longer ones get a 414.
+MAX_URL_BYTES = 64 * 1024
+#: Largest request head uvicorn reads (beyond it, its own 400 and a closed connection).
+MAX_REQUEST_HEAD_BYTES = 2 * 1024 * 1024
+
+#: Seconds a client is asked to wait (``Retry-After``) while the catalogue is unreachable.
+RETRY_AFTER_S = 5
+
+
+class Availability:
+    """ASGI middleware: while the catalogue database is down, every answer is a 503 with
+    ``Retry-After``, never a 500.
+
+    A 503 from any layer (the provider's :class:`~mis.api.provider.CatalogueUnavailable`,
+    the pages, IIIF) gets ``Retry-After``; a connection error that escapes a route before
+    its response started becomes such a 503. The pools reconnect on their own once the
+    database is back (pre-ping, or a retry on a fresh connection for the read pools).
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_with_retry(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if message["status"] == 503:
+                    message = {**message, "headers": [*message.get("headers", []),
+                                                      (b"retry-after", str(RETRY_AFTER_S).encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_retry)
+        except Exception as exc:
+            from mis.catalogue.errors import DatabaseUnavailable, is_connection_error
+
+            if started or not (isinstance(exc, DatabaseUnavailable) or is_connection_error(exc)):
+                raise
+            await _problem(503, "ServiceUnavailable", "the catalogue database is not reachable; try again shortly",
+                           {"Retry-After": str(RETRY_AFTER_S)})(scope, receive, send)
 
 
 class QueryGuard:
     """ASGI middleware: refuse requests pygeoapi 0.21 would answer with a 500.
 
-    A POST to ``/collections/{id}/items`` without a Content-Type gets a 415;
+    A URL longer than :data:`MAX_URL_BYTES` gets a 414 (uvicorn, see :func:`server_config`,
+    reads request heads of up to :data:`MAX_REQUEST_HEAD_BYTES`, so that such a request
+    gets this answer instead of a reset connection). A POST to ``/collections/{id}/items``
+    without a Content-Type gets a 415;
     ``filter-lang=cql2-text`` (the standard's name, which pygeoapi 0.21 refuses) is dropped,
     as ``filter`` is read as CQL2 text anyway, and ``cql2-json`` becomes its ``cql-json``. ``sortby=`` with an empty term (``sortby=``, ``sortby=a,,b``, ``sortby=+``) makes
     pygeoapi index an empty string; such a request gets a 400 here instead.
@@ -200,6 +290,12 @@ class QueryGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") \
+                > MAX_URL_BYTES:
+            await _problem(414, "InvalidParameterValue", f"the URL is longer than {MAX_URL_BYTES} bytes: "
+                                                         "send a long filter as CQL2 JSON in a POST body")(
+                scope, receive, send)
+            return
         if scope["type"] == "http" and scope["method"] == "POST" and _items_path(scope["path"]) \
                 and not any(k.lower() == b"content-type" for k, _v in scope["headers"]):
             # pygeoapi returns nothing for a POST without a media type (a 500)
@@ -233,7 +329,7 @@ class QueryGuard:
         await self.app(scope, receive, send)
 
 
-def _mis_routes(url: str) -> list[BaseRoute]:
+def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
     async def health(request: Request) -> JSONResponse:
         from sqlalchemy import text
 
@@ -254,13 +350,21 @@ def _mis_routes(url: str) -> list[BaseRoute]:
     async def register_route(request: Request) -> JSONResponse:
         """Bulk registration: ``{"deposits": [...], "collars": [...], "surveys": [...],
         "samples": [...]}`` rows as ``mis register`` reads them; ``?dry_run=true``."""
+        from mis.catalogue.errors import DatabaseUnavailable
         from mis.catalogue.register import register
 
+        try:  # decided here, where the write happens, whatever the middleware made of it
+            authorise_write(tokens, request.headers.raw)
+        except WriteRefused as exc:
+            return _problem(exc.status, exc.code, str(exc))
         try:
             body = json.loads(await request.body() or b"null")
         except json.JSONDecodeError as exc:
             return JSONResponse({"code": "InvalidParameterValue", "description": f"the body is not JSON: {exc.msg}"},
                                 status_code=400)
+        except (RecursionError, UnicodeDecodeError):
+            return _problem(400, "InvalidParameterValue", "the body is not JSON row lists (nested too deeply, "
+                                                          "or not UTF-8)")
         if not isinstance(body, dict) or not body or not all(isinstance(v, list) for v in body.values()):
             return JSONResponse({"code": "InvalidParameterValue", "description":
                                  "give an object of row lists: {\"collars\": [...], \"surveys\": [...], ...}"},
@@ -274,6 +378,8 @@ def _mis_routes(url: str) -> list[BaseRoute]:
             report = await asyncio.get_running_loop().run_in_executor(None, run)
         except ValueError as exc:
             return JSONResponse({"code": "InvalidParameterValue", "description": str(exc)}, status_code=400)
+        except DatabaseUnavailable as exc:
+            return _problem(503, "ServiceUnavailable", str(exc))
         payload = {**report.to_dict(), "report": report.render()}
         return JSONResponse(payload, status_code=200 if report.ok else 400)
 
@@ -316,12 +422,13 @@ def create_app(
     openapi_path = state / "openapi.json"
     openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
     _declare_filtering()
-    pygeoapi_module = _load_pygeoapi(config_path, openapi_path)
+    tokens = TokenStore(Path(token_file) if token_file else default_token_file())
+    pygeoapi_module = _load_pygeoapi(config_path, openapi_path, tokens)
 
     from mis.api.pages import page_routes
     from mis.imagery.iiif_routes import iiif_routes
 
-    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url), *page_routes(url), *iiif_routes(url),
+    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url, tokens), *page_routes(url), *iiif_routes(url),
                                Mount("/", app=pygeoapi_module.APP)]
 
     from contextlib import asynccontextmanager
@@ -335,11 +442,41 @@ def create_app(
     app.state.config = config
     app.state.openapi = openapi
     app.state.pygeoapi = pygeoapi_module
-    tokens = TokenStore(Path(token_file) if token_file else default_token_file())
     app.state.tokens = tokens
     app.add_middleware(WriteAuth, tokens=tokens)
     app.add_middleware(QueryGuard)
+    app.add_middleware(Availability)
     return app
+
+
+class RedactRefusedQueries(logging.Filter):
+    """Access-log filter: the query string of a refused request (401, 403: a token may
+    have been put in the URL) is left out of the log, and anything shaped like an MIS
+    token is masked in every line."""
+
+    TOKEN = re.compile(r"mis_[0-9a-f]{8}_[A-Za-z0-9_%-]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 5:  # uvicorn: client, method, path, version, status
+            path, status = str(args[2]), args[4]
+            if status in (401, 403):
+                path = path.split("?", 1)[0] + ("?[redacted]" if "?" in path else "")
+            record.args = (*args[:2], self.TOKEN.sub("mis_[redacted]", path), *args[3:])
+        return True
+
+
+def server_config(app: ASGIApp, *, host: str, port: int, log_level: str = "info", **kwargs: Any):
+    """The uvicorn configuration MIS runs under (``mis serve``, the tests): request heads up
+    to :data:`MAX_REQUEST_HEAD_BYTES` (a too-long URL gets the app's 414), and the access
+    log without refused requests' query strings (:class:`RedactRefusedQueries`)."""
+    import uvicorn
+
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactRefusedQueries) for f in access.filters):
+        access.addFilter(RedactRefusedQueries())
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                          h11_max_incomplete_event_size=MAX_REQUEST_HEAD_BYTES, **kwargs)
 
 
 def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 5000, public_url: str | None = None,
@@ -350,4 +487,4 @@ def serve(url: str | None = None, *, host: str = "127.0.0.1", port: int = 5000, 
 
     app = create_app(url, host=host, port=port, public_url=public_url, token_file=token_file,
                      extra_routes=list(extra_routes))
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level)).run()

@@ -27,6 +27,9 @@ EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
 #: Local folder served at /schemas (pygeoapi's ogc_schemas_location; kept empty on purpose:
 #: the OpenAPI document is made self-contained instead, see :func:`offline_openapi`).
 OGC_SCHEMAS_DIR = Path(__file__).resolve().parent / "ogc-schemas"
+#: pygeoapi templates MIS overrides (looked up before pygeoapi's own, which serve the rest):
+#: the item and items pages, whose JSON embedded in a <script> pygeoapi does not escape.
+TEMPLATES_DIR = Path(__file__).resolve().parent / "pygeoapi-templates"
 
 
 def template_path() -> Path:
@@ -134,6 +137,7 @@ def build_config(url: str, *, host: str = "127.0.0.1", port: int = 5000, public_
     server["url"] = base
     OGC_SCHEMAS_DIR.mkdir(parents=True, exist_ok=True)
     server["ogc_schemas_location"] = str(OGC_SCHEMAS_DIR)
+    server["templates"] = {"path": str(TEMPLATES_DIR)}
     data = connection(url)
     extents = compute_extents_safe(url, config)
     crs = crs_in_use(url)

@@ -50,6 +50,7 @@ import decimal
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -79,8 +80,13 @@ class PageError(Exception):
         self.message = message
 
 
+#: Ids and integer parameters of the pages: ASCII digits (``str.isdigit`` also takes
+#: superscripts and other scripts' digits, which ``int`` then refuses or reads).
+_DIGITS = re.compile(r"[0-9]{1,18}")
+
+
 def _positive_id(text: str, what: str) -> int:
-    if not text.isdigit() or len(text) > 18 or int(text) == 0:
+    if not _DIGITS.fullmatch(text) or int(text) == 0:
         raise PageError(404, f"no {what} {text!r} ({what} ids are positive integers)")
     return int(text)
 
@@ -384,7 +390,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise PageError(400, f"{name}: give an integer from {low} to {high}, not {raw!r}")
     return int(raw)
 

@@ -64,6 +64,7 @@ import datetime as dt
 import json
 import logging
 import math
+import re
 import threading
 import time
 import urllib.parse
@@ -127,6 +128,15 @@ STATEMENT_TIMEOUT_MS = 30_000
 GEOJSON_DIGITS = 9
 #: Query parameters the provider reads itself (never property filters).
 CURSOR_PARAM = "cursor"
+#: What OGC API - Features (Parts 1-4, CQL2) and pygeoapi let a listing carry besides
+#: property filters; any other parameter is a 400 naming it (a typo in a filter would
+#: otherwise answer with everything).
+PAGE_PARAMS = frozenset({"f", "lang", "limit", "offset", "bbox", "bbox-crs", "datetime", "properties", "sortby",
+                         "skipGeometry", "crs", "filter", "filter-lang", "filter-crs", "resulttype", "q",
+                         CURSOR_PARAM})
+#: ... one item (``/items/{id}``), and a write (Part 4, with MIS's options).
+ITEM_PARAMS = frozenset({"f", "lang", "crs", "properties", "skipGeometry"})
+WRITE_PARAMS = frozenset({"f", "lang", "dry_run", "cascade"})
 #: Columns holding JSON, with the JSON type of their values: a ``text`` column of these
 #: names is JSON the view wrote itself (``pub.roxels``: cheaper than a cast to json, which
 #: parses every value again) and goes into a feature as it is.
@@ -145,6 +155,17 @@ FIELD_SCHEMES: dict[str, list[str]] = {
 BROADER_SUFFIX = "_broader"
 #: In the vocabulary collections, the queryable of "this concept and everything under it".
 NARROWER_OF = "narrowerOf"
+
+
+class CatalogueUnavailable(ProviderConnectionError):
+    """The catalogue database cannot be reached (restarting, down): HTTP 503, and the
+    server's middleware adds ``Retry-After``; the pools reconnect once it is back."""
+
+    http_status_code = 503
+    ogc_exception_code = "ServiceUnavailable"
+
+    def __init__(self, msg: str = "the catalogue database is not reachable; try again shortly") -> None:
+        super().__init__(msg, user_msg=msg)
 
 
 class MISInvalidQuery(ProviderInvalidQueryError):
@@ -305,7 +326,7 @@ def _load_meta(provider_def: dict) -> _Meta:
     except NoSuchTableError:
         raise ProviderConnectionError(user_msg=f"view {schema}.{provider_def['table']} not found: run `mis db migrate`")
     except DBAPIError as exc:
-        raise ProviderConnectionError(user_msg=f"cannot reach the catalogue: {str(exc.orig).splitlines()[0]}")
+        raise CatalogueUnavailable(f"cannot reach the catalogue: {str(exc.orig).splitlines()[0]}")
     id_field = provider_def.get("id_field", "id")
     geom = provider_def.get("geom_field")
     if id_field not in table.c:
@@ -323,8 +344,11 @@ def _load_meta(provider_def: dict) -> _Meta:
     exact = True
     count_table = (provider_def.get("mis") or {}).get("count_table")
     if count_table:
-        with engine.connect() as conn:
-            n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{count_table}"}).scalar()
+        try:
+            with engine.connect() as conn:
+                n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{count_table}"}).scalar()
+        except DBAPIError as exc:
+            raise _db_error(exc)
         exact = n is None or n < EXACT_COUNT_BELOW
     by_run = (provider_def.get("mis") or {}).get("partitioned_by")
     if by_run is not None and (by_run != partitions.KEY or by_run not in table.c):
@@ -469,10 +493,37 @@ def _id_column(meta: _Meta, node: Any) -> Any:
     return ast.In(ast.Attribute(meta.concept_ids[base]), ids, isinstance(node, ast.In) and node.not_)
 
 
+#: Deepest CQL2 expression a filter may be (each level is a recursion in translation and
+#: in SQL compilation; no real filter comes near it).
+MAX_CQL_DEPTH = 64
+
+
+def _cql_depth(node: Any) -> int:
+    """Depth of a parsed CQL2 expression, counted without recursion."""
+    from pygeofilter import ast
+
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        current, depth = todo.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_CQL_DEPTH:
+            return deepest
+        if isinstance(current, ast.Node):
+            todo += [(child, depth + 1) for child in current.get_sub_nodes() if isinstance(child, ast.Node)]
+    return deepest
+
+
 def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
     """A SQLAlchemy condition for a parsed CQL2 filter; 400 for anything it cannot mean."""
+    from pygeofilter import ast
     from pygeofilter.backends.sqlalchemy.evaluate import SQLAlchemyFilterEvaluator
+    from sqlalchemy.sql.elements import ClauseElement
 
+    if not isinstance(filterq, ast.Node):  # e.g. a POSTed JSON list or number
+        raise MISInvalidQuery("filter: not a CQL2 expression (give an object such as "
+                              '{"op": "=", "args": [{"property": "name"}, "x"]})')
+    if _cql_depth(filterq) > MAX_CQL_DEPTH:
+        raise MISInvalidQuery(f"filter: nested deeper than {MAX_CQL_DEPTH} levels")
     node = _rewrite_cql(filterq, meta)
     mapping = {name: columns[name] for name in columns.keys()}
     try:
@@ -487,13 +538,25 @@ def cql_to_sql(filterq: Any, meta: _Meta, columns) -> Any:
         raise MISInvalidQuery(f"cannot apply this filter: {type(exc).__name__}: {str(exc)[:200]}")
     if isinstance(condition, bool):
         return true() if condition else ~true()
+    if not isinstance(condition, ClauseElement):
+        raise MISInvalidQuery(f"filter: not a condition ({type(condition).__name__})")
     return condition
 
 
 # --------------------------------------------------------------------------- the provider
+_ASCII_INTEGER = re.compile(r"-?[0-9]{1,19}")
+
+
 def bigint(value: Any) -> int:
-    """``value`` as a PostgreSQL bigint (ValueError if it is not an integer in range)."""
-    number = int(str(value))
+    """``value`` as a PostgreSQL bigint (ValueError if it is not an integer in range).
+
+    Only canonical spellings: ASCII digits, an optional minus. Python's ``int`` also
+    reads ``3_6`` (36), Arabic-Indic or full-width digits and surrounding blanks, which
+    would make one record answer to many URLs."""
+    text = str(value)
+    if not _ASCII_INTEGER.fullmatch(text):
+        raise ValueError(f"{text[:40]!r} is not an integer (ASCII digits, at most 19)")
+    number = int(text)
     if not -2 ** 63 <= number < 2 ** 63:
         raise ValueError(f"{value!r} is out of the bigint range")
     return number
@@ -557,8 +620,8 @@ def _db_error(exc: DBAPIError) -> ProviderGenericError:
         return MISInvalidQuery(f"the catalogue refused this query: {first}")
     if isinstance(orig, psycopg.errors.InternalError_) and "geometry" in str(orig):
         return MISInvalidQuery(f"the catalogue refused a geometry of this query: {str(orig).splitlines()[0]}")
-    if isinstance(orig, psycopg.OperationalError):
-        return ProviderConnectionError(user_msg="the catalogue database is not reachable")
+    if isinstance(orig, (psycopg.OperationalError, psycopg.InterfaceError)) or exc.connection_invalidated:
+        return CatalogueUnavailable()
     return ProviderConnectionError(user_msg=f"database error: {type(orig).__name__}")
 
 
@@ -598,6 +661,14 @@ class MISProvider(PostgreSQLProvider):
     @fields.setter
     def fields(self, value) -> None:  # BaseProvider assigns it
         pass
+
+    @staticmethod
+    def _known_params(params: dict[str, Any], allowed: set[str] | frozenset[str]) -> None:
+        """400 naming the first query parameter that is neither OGC's nor a queryable."""
+        unknown = sorted(k for k in params if k not in allowed)
+        if unknown:
+            raise MISInvalidQuery(f"unknown query parameter {unknown[0]!r}: neither an OGC API parameter nor a "
+                                  "queryable of this collection (see its /queryables)")
 
     # ------------------------------------------------------------------ SQL pieces
     def _t(self, name: str = "t"):
@@ -867,6 +938,7 @@ class MISProvider(PostgreSQLProvider):
         """A page of features; see the module docstring for what differs from pygeoapi's."""
         request = CURRENT_REQUEST.get()
         params = dict(request.params) if request is not None else {}
+        self._known_params(params, PAGE_PARAMS | set(self.get_fields()))
         t = self._t()
         conditions = self._where(t, bbox=bbox, datetime_=datetime_, properties=properties, filterq=filterq)
         keyset = not sortby
@@ -957,6 +1029,8 @@ class MISProvider(PostgreSQLProvider):
 
     def get(self, identifier, crs_transform_spec=None, **kwargs):
         """One feature by id (404 for an id that is not there or not an integer)."""
+        request = CURRENT_REQUEST.get()
+        self._known_params(dict(request.params) if request is not None else {}, ITEM_PARAMS)
         try:
             ident = bigint(identifier)
         except ValueError:
@@ -999,12 +1073,21 @@ class MISProvider(PostgreSQLProvider):
         return writes.remove(self._write_context(), identifier)
 
     def _write_context(self):
-        from mis.api.writes import WriteContext
+        """The context of a write, once the request is authorised: the token is checked
+        here, where the write happens, on the request's own headers."""
+        from http import HTTPStatus
 
+        from mis.api.auth import WriteRefused, authorise_write
+        from mis.api.writes import WriteContext, WriteError
+
+        request = CURRENT_REQUEST.get()
+        try:
+            authorise_write(getattr(request, "mis_tokens", None), getattr(request, "mis_raw_headers", None))
+        except WriteRefused as exc:
+            raise WriteError(str(exc), HTTPStatus(exc.status), exc.code)
         kind = self.mis.get("kind")
         if not kind:
             raise MISInvalidQuery("this collection is read-only")
-        request = CURRENT_REQUEST.get()
         params = dict(request.params) if request is not None else {}
         return WriteContext(kind=kind, url=self._meta.url, engine=self._engine, params=params,
                             columns=list(self._meta.fields))

@@ -122,6 +122,8 @@ def _feature(item: Any) -> dict[str, Any]:
             item = json.loads(item)
         except json.JSONDecodeError as exc:
             raise WriteError(f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+        except RecursionError:
+            raise WriteError("the body is nested too deeply to be a GeoJSON Feature")
     if not isinstance(item, dict):
         raise WriteError("the body must be a GeoJSON Feature (a JSON object)")
     if item.get("type") != "Feature":
@@ -165,6 +167,17 @@ def _check_pairs(ctx: WriteContext, props: dict[str, Any]) -> None:
         if u in names and lab.casefold() not in names[u]:
             raise WriteError(f"{label_name} {lab!r} and {uri_name} {u} name different concepts: "
                              "send one of them, or both in agreement")
+
+
+def _check_keys(ctx: WriteContext, props: dict[str, Any]) -> None:
+    """Only the collection's own property names: an alias the registration would read
+    (``HOLEID``, ``EOH``, ``SAMPLE`` ...) names nothing this collection publishes, and
+    would bypass the checks made on the published names (a POST updating a record)."""
+    allowed = set(ctx.columns) | READ_ONLY[ctx.kind] | set(URI_PAIRS[ctx.kind])
+    unknown = sorted(str(k) for k in props if k not in allowed)
+    if unknown:
+        raise WriteError(f"unknown properties for {ctx.collection}: {', '.join(map(repr, unknown))} "
+                         f"(its properties: {', '.join(sorted(allowed - READ_ONLY[ctx.kind]))})")
 
 
 def _writable(ctx: WriteContext) -> list[str]:
@@ -310,14 +323,23 @@ def _find(ctx: WriteContext, props: dict[str, Any]) -> int | None:
 
 
 # --------------------------------------------------------------------------- registration
-def _register(ctx: WriteContext, inputs: dict[str, list[dict[str, Any]]], method: str) -> Any:
+def _register(ctx: WriteContext, inputs: dict[str, list[dict[str, Any]]], method: str,
+              create: bool = False) -> Any:
+    """Register ``inputs``; 400 with the report's findings. ``create``: the records must
+    be new (POST); one that exists is a 409, decided in the registration's own
+    transaction, so that a concurrent POST of the same name cannot slip by."""
+    from mis.catalogue.errors import DatabaseUnavailable
     from mis.catalogue.register import register
 
     source = f"{method} /collections/{ctx.collection}/items"
     try:
-        report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source)
+        report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source, create=create)
     except (ValueError, TypeError) as exc:
         raise WriteError(f"{source}: {exc}")
+    except DatabaseUnavailable as exc:
+        raise WriteError(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable")
+    if report.conflict:
+        raise WriteError(report.render(), HTTPStatus.CONFLICT, "Conflict")
     if not report.ok:
         raise WriteError(report.render())
     return report
@@ -386,6 +408,7 @@ def _survey_set(ctx: WriteContext, props: dict[str, Any], *, drop_id: int | None
 def create(ctx: WriteContext, item: Any) -> Any:
     """POST: register a new record; returns its id (None in a dry run)."""
     feature = _feature(item)
+    _check_keys(ctx, feature["properties"])
     if ctx.kind == "surveys":
         props = _with_parent(ctx, feature["properties"])
         if props.get("drillcore_id") is None:
@@ -395,24 +418,21 @@ def create(ctx: WriteContext, item: Any) -> Any:
     else:
         _check_pairs(ctx, feature["properties"])
         inputs, props = _inputs(ctx, feature)
-        if ctx.kind != "samples" or props.get("drillcore_id") is not None:
-            existing = _find(ctx, props) if _has_key(ctx, props) else None
-            if existing is not None:
-                raise WriteError(f"{ctx.collection} item {existing} already has this name; PUT "
-                                 f"/collections/{ctx.collection}/items/{existing} to change it",
-                                 HTTPStatus.CONFLICT, "Conflict")
-        _register(ctx, inputs, "POST")
+        try:
+            _register(ctx, inputs, "POST", create=True)
+        except WriteError as exc:
+            if exc.http_status_code != HTTPStatus.CONFLICT:
+                raise
+            existing = _find(ctx, props)
+            raise WriteError(f"{ctx.collection} item {existing} already has this name; POST creates: PUT "
+                             f"/collections/{ctx.collection}/items/{existing} to change it",
+                             HTTPStatus.CONFLICT, "Conflict")
     if ctx.dry_run:
         return "dry-run"
-    return _find(ctx, props)
-
-
-def _has_key(ctx: WriteContext, props: dict[str, Any]) -> bool:
-    if ctx.kind == "deposits":
-        return props.get("name") is not None
-    if ctx.kind == "collars":
-        return props.get("name") is not None and props.get("deposit") is not None
-    return props.get("name") is not None and props.get("drillcore_id") is not None
+    created = _find(ctx, props)
+    if created is None:  # registered, yet not found by the body's key: never a Location of None
+        raise WriteError(f"the new {ctx.collection} item cannot be found by its name", HTTPStatus.INTERNAL_SERVER_ERROR)
+    return created
 
 
 def replace(ctx: WriteContext, identifier: Any, item: Any) -> bool:
@@ -420,6 +440,7 @@ def replace(ctx: WriteContext, identifier: Any, item: Any) -> bool:
     ident = _identity(ctx, identifier)
     old = _existing(ctx, ident)
     feature = _feature(item)
+    _check_keys(ctx, feature["properties"])
     props = dict(feature["properties"])
     keys = ("depth_m",) if ctx.kind == "surveys" else tuple(k for k in ("name", "deposit", "drillcore") if k in old)
     for key in ("name", "deposit", "drillcore"):
@@ -459,9 +480,12 @@ def remove(ctx: WriteContext, identifier: Any) -> bool:
     model = {"deposits": Deposit, "collars": DrillCore, "samples": Plug}[ctx.kind]
     if ctx.dry_run:
         return True
+    from mis.imagery.catalogue import remove_stores
+
     try:
         with transaction(ctx.url) as session:
-            delete(session, model, ident, cascade=ctx.cascade)
+            report = delete(session, model, ident, cascade=ctx.cascade)
     except CatalogueError as exc:
         raise WriteError(str(exc).replace("--cascade", "?cascade=true"), HTTPStatus.CONFLICT, "Conflict")
+    remove_stores(report.stores)  # committed: the deleted images' pixels go too
     return True

@@ -41,6 +41,9 @@ class DeleteReport:
     """How many rows of each table a delete removed."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    #: Store URIs of the deleted images: the caller removes them once the delete is
+    #: committed (:func:`mis.imagery.catalogue.remove_stores`), never before.
+    stores: list[str] = field(default_factory=list)
 
     def add(self, table: str, n: int) -> None:
         if n:
@@ -89,5 +92,7 @@ def _delete_subtree(session: Session, model: type[Base], ids: Select, report: De
         _delete_subtree(session, child, child_ids, report)
     if runs is not None:  # ACCESS EXCLUSIVE on the partitions: last, just before the runs go
         partitions.drop(session.connection().exec_driver_sql, runs)
+    if model is Image:
+        report.stores += list(session.scalars(select(Image.store_uri).where(Image.id.in_(ids))))
     result = session.execute(sql_delete(model).where(model.id.in_(ids)))
     report.add(model.__tablename__, result.rowcount or 0)

@@ -33,6 +33,27 @@ class CatalogueError(ValueError):
     """A write the catalogue refused; nothing of the transaction was written."""
 
 
+class DatabaseUnavailable(RuntimeError):
+    """The database could not be reached, or the connection was lost mid-transaction:
+    nothing of the transaction was written (PostgreSQL rolls back what it did not commit).
+    Callers say so in one line (CLI) or answer 503 (API) instead of a traceback."""
+
+    def __init__(self, message: str = "the database is not reachable or the connection was lost; "
+                                      "nothing was written") -> None:
+        super().__init__(message)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (SQLAlchemy's or psycopg's) means "the database is not there"."""
+    import psycopg
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):
+        return bool(exc.connection_invalidated) or isinstance(exc.orig, (psycopg.OperationalError,
+                                                                         psycopg.InterfaceError))
+    return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
 def explain(error: IntegrityError) -> CatalogueError:
     """A :class:`CatalogueError` for a database integrity error, naming rule and detail."""
     diag = getattr(error.orig, "diag", None)

@@ -145,7 +145,12 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """Whether PostgreSQL could listen on ``port``: bound the way it binds (with
+    SO_REUSEADDR), so that the sockets of its own last run, lingering in TIME_WAIT after a
+    restart, do not count as taken and the cluster keeps its port (clients and a running
+    ``mis serve`` keep reaching it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -76,7 +76,44 @@ def sources_checksum(paths: Sequence[Path]) -> str:
 
 
 def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "x"
+    """A path component for a name: letters, digits, ``._-``; never ``.``/``..`` or hidden
+    (leading dots go), never empty."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_").lstrip(".") or "x"
+
+
+def store_path(root: str, *names: str) -> str:
+    """``root/slug(name)/...``: where an image store goes. A local path is checked after
+    resolving (symbolic links included) to lie inside ``root``; CatalogueError otherwise."""
+    root = root.rstrip("/")
+    dest = "/".join([root, *(_slug(n) for n in names)])
+    if "://" not in dest or dest.startswith("file://"):
+        base = Path(root.removeprefix("file://")).resolve()
+        if not Path(dest.removeprefix("file://")).resolve().is_relative_to(base):
+            raise CatalogueError(f"the image store for {'/'.join(names)!r} would lie outside {base}")
+    return dest
+
+
+def inside_store_root(uri: str, root: str | None = None) -> bool:
+    """Whether the store at ``uri`` lies inside the image store root (what MIS may delete)."""
+    root = (root or image_store_root()).rstrip("/")
+    if "://" in uri and not uri.startswith("file://"):
+        return uri.startswith(root + "/")
+    base = Path(root.removeprefix("file://")).resolve()
+    return Path(uri.removeprefix("file://")).resolve().is_relative_to(base)
+
+
+def remove_stores(uris: Sequence[str], root: str | None = None) -> list[str]:
+    """Delete the stores of deleted images that lie inside the image store root; one line
+    per store saying whether it went or was kept (a store outside the root, e.g. given by
+    a path of the user's own, is never deleted)."""
+    lines = []
+    for uri in uris:
+        if inside_store_root(uri, root):
+            _remove_store(uri)
+            lines.append(f"removed image store {uri}")
+        else:
+            lines.append(f"kept image store {uri} (outside the image store root)")
+    return lines
 
 
 def _check_depth_registration(plug: m.Plug, hole: m.DrillCore, axis: str | None,
@@ -133,9 +170,8 @@ def add_image(
             raise CatalogueError(f"--modality: {exc}") from None
         _check_depth_registration(plug, hole, depth_axis, top_m, bottom_m)
         image_name = name or paths[0].stem
-        root = (store_root or image_store_root()).rstrip("/")
-        dest = "/".join([root, _slug(deposit.name), _slug(hole.name), _slug(plug.name),
-                         f"{_slug(image_name)}-{checksum[:12]}.ome.zarr"])
+        dest = store_path(store_root or image_store_root(), deposit.name, hole.name, plug.name,
+                          f"{image_name}-{checksum[:12]}.ome.zarr")
         plug_id = plug.id
 
     if "://" not in dest:

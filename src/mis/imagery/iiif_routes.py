@@ -28,6 +28,7 @@ display stretch) are kept in a small LRU keyed by store URI and checksum. Blocki
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import logging
@@ -54,6 +55,9 @@ from starlette.types import Scope
 
 from mis.imagery import iiif
 from mis.imagery.iiif import IIIFError
+
+#: Image renders at a time per service (see :class:`IIIFService`).
+MAX_RENDERS = 4
 
 __all__ = ["iiif_routes", "create_iiif_app", "IIIFService", "STATIC_DIR", "CORS_HEADERS"]
 
@@ -118,8 +122,11 @@ class IIIFService:
     """Endpoints of the IIIF service over the catalogue at ``url``."""
 
     def __init__(self, url: str | None = None, *, limits: iiif.Limits = iiif.DEFAULT_LIMITS,
-                 row_ttl_s: float = 5.0, max_open: int = 64):
+                 row_ttl_s: float = 5.0, max_open: int = 64, max_renders: int = MAX_RENDERS):
         self.url = url
+        #: renders at a time (each holds its output and the source window in memory);
+        #: further requests wait their turn rather than all decoding at once
+        self._renders = asyncio.Semaphore(max_renders)
         self.limits = limits
         self.row_ttl_s = row_ttl_s
         self.max_open = max_open
@@ -218,7 +225,7 @@ class IIIFService:
 
     @staticmethod
     def _plug_id(text: str) -> int:
-        if not text.isdigit() or len(text) > 18 or int(text) == 0:
+        if not iiif.ID_DIGITS.fullmatch(text) or int(text) == 0:
             raise IIIFError(404, f"no plug {text!r} (plug ids are positive integers)")
         return int(text)
 
@@ -281,8 +288,9 @@ class IIIFService:
             p = request.path_params
             image_id, in_ident = iiif.parse_identifier(p["identifier"])
             bands_text = self._bands_text(request, in_ident)
-            out = await run_in_threadpool(_catalogue_errors(self._render), image_id, bands_text,
-                                          dict(p))
+            async with self._renders:
+                out = await run_in_threadpool(_catalogue_errors(self._render), image_id, bands_text,
+                                              dict(p))
         except IIIFError as exc:
             return _error(exc)
         return Response(out.body, media_type=out.media_type, headers={

@@ -10,9 +10,11 @@ and reads *row ranges* on demand, so the importer can stream an image band by ba
   file is refused up front. Only a TIFF stored as one single strip has to be decoded whole.
 * **PNG** (imagecodecs, 8/16-bit, grey/RGB/RGBA) and **JPEG** (Pillow, which -- unlike
   libjpeg-turbo through imagecodecs -- reports a truncated stream as an error) have no
-  random access: they are decoded whole (their size is limited in practice; JPEG at most
-  65535 px a side).
-* Other formats Pillow understands (BMP, GIF, WebP, ...) are decoded whole by Pillow.
+  random access: they are decoded whole, so their header's size is checked against a
+  budget (:data:`DECODE_BUDGET_BYTES`) before a pixel is decoded: a 2 MB PNG may declare
+  50,000 x 50,000 px. Above it the file is refused; save such images as tiled TIFF.
+* Other formats Pillow understands (BMP, GIF, WebP, ...) are decoded whole by Pillow,
+  under the same budget (which stands in for Pillow's own bomb limit).
 * A **band stack** (:class:`BandStack`): several files of equal height, width and dtype;
   their channels are concatenated in the order given (several greyscale files = bands).
 
@@ -368,11 +370,35 @@ class DecodedSource(ImageSource):
         self._data = np.empty((0, 0, 0), self.dtype)
 
 
+#: Most bytes a format without random access (PNG, JPEG, BMP ...) may decode to.
+DECODE_BUDGET_BYTES = 2 * 1024**3
+
+
+def check_decode_budget(p: Path, width: int, height: int, channels: int, bytes_per_sample: int,
+                        budget: int | None = None) -> None:
+    """ImageReadError if decoding ``p`` whole would take more than ``budget`` bytes."""
+    budget = DECODE_BUDGET_BYTES if budget is None else budget
+    need = int(width) * int(height) * int(channels) * int(bytes_per_sample)
+    if need > budget:
+        raise ImageReadError(p, f"declares {width} x {height} px x {channels} channel(s): decoding it whole would "
+                                f"take {need / 1024**3:.1f} GiB, more than the {budget / 1024**3:.1f} GiB budget "
+                                "for formats without random access; save it as a tiled TIFF")
+
+
+#: PNG colour type -> channels once decoded (palette images become RGBA at most).
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 4, 4: 2, 6: 4}
+
+
 def _decode_png(p: Path) -> np.ndarray:
     import imagecodecs
 
+    data = p.read_bytes()
+    if len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n" or data[12:16] != b"IHDR":
+        raise ImageReadError(p, "corrupted or truncated PNG: no PNG header")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    check_decode_budget(p, width, height, _PNG_CHANNELS.get(data[25], 4), 2 if data[24] == 16 else 1)
     try:
-        return imagecodecs.png_decode(p.read_bytes())
+        return imagecodecs.png_decode(data)
     except Exception as exc:
         raise ImageReadError(p, f"corrupted or truncated PNG: {exc}") from exc
 
@@ -380,11 +406,13 @@ def _decode_png(p: Path) -> np.ndarray:
 def _decode_pillow(p: Path, fmt: str) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
-    with _PIL_LOCK:  # microscope images are legitimately larger than Pillow's bomb limit
-        old = Image.MAX_IMAGE_PIXELS
+    with _PIL_LOCK:  # microscope images are legitimately larger than Pillow's bomb limit:
+        old = Image.MAX_IMAGE_PIXELS  # ours (check_decode_budget, on the header) stands instead
         Image.MAX_IMAGE_PIXELS = None
         try:
             with Image.open(p) as im:
+                sample = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}.get(im.mode, 1)
+                check_decode_budget(p, im.width, im.height, max(len(im.getbands()), 3 if im.mode == "P" else 1), sample)
                 im.load()
                 if im.mode in ("P", "PA"):
                     im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -393,6 +421,8 @@ def _decode_pillow(p: Path, fmt: str) -> np.ndarray:
                 elif im.mode == "1":
                     im = im.convert("L")
                 return np.asarray(im)
+        except ImageReadError:
+            raise
         except UnidentifiedImageError:
             raise ImageReadError(
                 p, "not a recognised image format (expected TIFF, PNG, JPEG or another "

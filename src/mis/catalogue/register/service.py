@@ -78,6 +78,8 @@ class RegistrationReport:
     traces: int = 0
     positions: int = 0
     sources: list[str] = field(default_factory=list)
+    #: With ``create=True``: a record of the input exists already (nothing written).
+    conflict: bool = False
     seconds: float = 0.0
     #: Seconds per phase: read, state (database + vocabulary), validate, geometry, write.
     timings: dict[str, float] = field(default_factory=dict)
@@ -172,12 +174,52 @@ def _names(tables: list[Table], options: Options) -> tuple[set[str], set[str]]:
     return deposits, holes
 
 
+#: Advisory lock classes (the first key of ``pg_advisory_xact_lock(int, int)``).
+LOCK_DEPOSIT, LOCK_HOLE = 7301, 7302
+
+
+def lock_names(cur, deposit_names: set[str], hole_names: set[str]) -> None:
+    """Serialise registrations that name the same deposits or holes.
+
+    A transaction-level advisory lock per deposit name and per hole id (holes by name, in
+    any deposit, as :func:`load_state` reads them), taken in one sorted order so that two
+    registrations never wait on each other crosswise; PostgreSQL releases them at commit
+    or rollback. Taken before the state is read: a registration plans on what the one
+    before it committed (READ COMMITTED reads anew at each statement), never on a state
+    another is about to overwrite. Names that hash alike only wait for each other.
+    """
+    names = [(LOCK_DEPOSIT, n) for n in deposit_names] + [(LOCK_HOLE, n) for n in hole_names]
+    if not names:
+        return
+    cur.execute("SELECT DISTINCT k, hashtext(n) FROM unnest(%s::int[], %s::text[]) AS t(k, n)",
+                [[k for k, _n in names], [n for _k, n in names]])
+    keys = sorted(cur.fetchall())
+    # a function scan yields the arrays in order: the locks are taken in the sorted order
+    cur.execute("SELECT pg_advisory_xact_lock(k, h) FROM unnest(%s::int[], %s::int[]) AS t(k, h)",
+                [[k for k, _h in keys], [h for _k, h in keys]])
+
+
+def _existing(plan: Plan, state: State) -> list[str]:
+    """The deposits, holes and samples of ``plan`` that are registered already."""
+    found = [f"deposit {name!r}" for name in plan.deposits if name in state.deposits]
+    for key, hole in plan.holes.items():
+        db = state.holes.get(key)
+        if db is None:
+            continue
+        if hole.values is not None:
+            found.append(f"hole {key[1]!r} of deposit {key[0]!r}")
+        found += [f"sample {name!r} of hole {key[1]!r}" for name in hole.samples if name in db.samples]
+    return found
+
+
 _HOLE_COLUMNS = ("id", "deposit_id") + HOLE_FIELDS
 _SAMPLE_COLUMNS = ("id", "drillcore_id", "name") + SAMPLE_FIELDS
 
 
-def load_state(cur, deposit_names: set[str], hole_names: set[str]) -> State:
-    """Deposits by name and holes by name (any deposit), with surveys and samples."""
+def load_state(cur, deposit_names: set[str], hole_names: set[str], collars_of: set[str] = frozenset()) -> State:
+    """Deposits by name and holes by name (any deposit), with surveys and samples; for the
+    deposits of ``collars_of`` (those whose footprint the input gives anew) the collars of
+    all their holes, which the new footprint must still hold."""
     import shapely
 
     state = State()
@@ -193,6 +235,12 @@ def load_state(cur, deposit_names: set[str], hole_names: set[str]) -> State:
                     "ORDER BY deposit_id, rank, commodity_uri", [list(by_id)])
         for dep_id, uri in cur.fetchall():
             by_id[dep_id].commodities.append(uri)
+    redefined = [dep.id for dep in by_id.values() if dep.name in collars_of]
+    if redefined:
+        cur.execute("SELECT deposit_id, name, ST_X(collar), ST_Y(collar) FROM drillcore WHERE deposit_id = ANY(%s) "
+                    "ORDER BY deposit_id, name", [redefined])
+        for dep_id, hole, lon, lat in cur.fetchall():
+            by_id[dep_id].collars.append((hole, lon, lat))
     if not hole_names:
         return state
     cur.execute(f"SELECT d.name, h.name, {', '.join('h.' + c for c in _HOLE_COLUMNS)} FROM drillcore h "
@@ -530,6 +578,7 @@ def register(
     epsg: int | None = None,
     sample_type: str | None = None,
     source: str = "<input>",
+    create: bool = False,
 ) -> RegistrationReport:
     """Register deposits, collars, surveys and samples in one transaction.
 
@@ -540,9 +589,18 @@ def register(
     column; ``convention``: meaning of DIP columns ("inclination" = from vertical);
     ``dogleg_limit``: deg/30 m above which a survey interval is reported; ``epsg``: CRS
     of X/Y without an EPSG column; ``sample_type``: sample type of rows without one.
+    ``create``: the deposits, holes and samples of the input must be new; one that is
+    registered already is an error and sets ``report.conflict`` (an API POST creates,
+    it never updates).
+
+    Registrations that name the same deposits or holes are serialised (transaction-level
+    advisory locks, taken before the database state is read): the second plans on what
+    the first wrote, so that neither silently undoes the other.
 
     Nothing is written when any error is found or with ``dry_run``; the report lists
-    every finding and what changed (or would change).
+    every finding and what changed (or would change). A database that cannot be reached
+    or is lost mid-way raises :class:`~mis.catalogue.errors.DatabaseUnavailable` (nothing
+    written).
     """
     from sqlalchemy.exc import IntegrityError
 
@@ -569,7 +627,10 @@ def register(
         with transaction(url) as session:
             cur = session.connection().connection.driver_connection.cursor()
             deposit_names, hole_names = _names(tables, options)
-            state = load_state(cur, deposit_names, hole_names)
+            lock_names(cur, deposit_names, hole_names)
+            state = load_state(cur, deposit_names, hole_names,
+                               {r.values["name"] for t in tables if t.kind == "deposits" for r in t.rows
+                                if r.values.get("name")})
             terms = TermIndex.from_session(session, sorted({s for s, _w in SCHEMES.values()}))
             lap("state")
             plan, findings = validate(tables, state, terms, options)
@@ -577,6 +638,13 @@ def register(
             if not report.ok:
                 raise _Rollback
             change = diff(plan, state, report)
+            if create:
+                existing = _existing(plan, state)
+                if existing:
+                    report.conflict = True
+                    report.findings += [error(source, None, None, f"{what} is registered already: "
+                                              "creating does not change it") for what in existing]
+                    raise _Rollback
             lap("validate")
             geo = compute_geometry(plan, state, change, report)
             lap("geometry")
@@ -596,6 +664,10 @@ def register(
     except Exception as exc:
         import psycopg
 
+        from mis.catalogue.errors import DatabaseUnavailable, is_connection_error
+
+        if is_connection_error(exc):
+            raise DatabaseUnavailable() from None
         if not isinstance(exc, psycopg.errors.IntegrityError):
             raise
         report.findings.append(error("<database>", None, None, str(explain(IntegrityError(None, None, exc)))))

@@ -71,7 +71,13 @@ def format_value(value: Any) -> str:
         return value.isoformat()
     if isinstance(value, tuple):
         return ", ".join(format_value(v) for v in value)
+    if isinstance(value, str) and len(value) > SHOWN_CHARS:  # a message quotes, it does not copy
+        return repr(value[:SHOWN_CHARS]) + f" ... ({len(value)} characters)"
     return repr(value)
+
+
+#: Characters of a long value a message quotes.
+SHOWN_CHARS = 80
 
 
 @dataclass(frozen=True)
@@ -129,13 +135,15 @@ def warning(source: str, line: int | None, column: str | None, rule: str, value:
 
 
 # --------------------------------------------------------------------------- columns
-#: Canonical field -> (type, aliases). Types: str (text), float, int (EPSG), date, crs, term.
+#: Canonical field -> (type, aliases). Types: str (text), name (a record's name: also a
+#: path component of its image store, see :func:`check_text`), float, int (EPSG), date,
+#: crs, term.
 #: The canonical name itself is always accepted; matching ignores case, spaces, dots, dashes.
 COLUMNS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     "collars": {
-        "hole_id": ("str", ("HOLEID", "HOLE", "HOLE_NAME", "HOLENAME", "BHID", "BH_ID", "DHID", "DH_ID",
+        "hole_id": ("name", ("HOLEID", "HOLE", "HOLE_NAME", "HOLENAME", "BHID", "BH_ID", "DHID", "DH_ID",
                             "BOREHOLE", "BOREHOLE_ID", "DRILLHOLE", "DRILLHOLE_ID", "COLLAR_ID")),
-        "deposit": ("str", ("DEPOSIT_NAME", "PROJECT", "PROSPECT")),
+        "deposit": ("name", ("DEPOSIT_NAME", "PROJECT", "PROSPECT")),
         "x": ("float", ("EASTING", "EAST", "XCOLLAR", "X_COLLAR", "COLLAR_X", "X_M")),
         "y": ("float", ("NORTHING", "NORTH", "YCOLLAR", "Y_COLLAR", "COLLAR_Y", "Y_M")),
         "lon": ("float", ("LONGITUDE", "LONG", "LNG")),
@@ -176,7 +184,7 @@ COLUMNS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
     "samples": {
         "hole_id": ("str", ()),
         "deposit": ("str", ()),
-        "sample_id": ("str", ("SAMPLE", "SAMPLEID", "SAMPLE_NAME", "SAMP_ID", "SAMPLE_NO",
+        "sample_id": ("name", ("SAMPLE", "SAMPLEID", "SAMPLE_NAME", "SAMP_ID", "SAMPLE_NO",
                               "SAMPLE_NUMBER", "NAME")),
         "from": ("float", ("FROM_M", "DEPTH_FROM", "MFROM", "FROM_DEPTH", "DEPTHFROM", "TOP", "FROMDEPTH")),
         "to": ("float", ("TO_M", "DEPTH_TO", "MTO", "TO_DEPTH", "DEPTHTO", "BOTTOM", "TODEPTH")),
@@ -186,7 +194,7 @@ COLUMNS: dict[str, dict[str, tuple[str, tuple[str, ...]]]] = {
         "description": ("str", ("COMMENT", "COMMENTS", "REMARKS", "NOTES", "DESC")),
     },
     "deposits": {
-        "name": ("str", ("DEPOSIT", "DEPOSIT_NAME", "TITLE")),
+        "name": ("name", ("DEPOSIT", "DEPOSIT_NAME", "TITLE")),
         "occurrence_type": ("term", ("TYPE", "OCCURRENCETYPE", "OCCURRENCE")),
         "deposit_model": ("str", ("MODEL", "DEPOSITMODEL", "DEPOSIT_TYPE", "DEPOSITTYPE")),
         "commodities": ("list", ("COMMODITY", "COMMODITY_CODES", "COMMODITIES_CODES")),
@@ -301,6 +309,10 @@ class Table:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {kind!r}")
         rows = list(rows)
+        for n, record in enumerate(rows, start=1):
+            if not isinstance(record, Mapping):
+                raise ValueError(f"{source}: row {n} of {kind} is not an object of column: value "
+                                 f"pairs (got {type(record).__name__})")
         if kind == "deposits":
             return _deposit_table(rows, source, lines=None)
         headers: list[str] = []
@@ -365,13 +377,48 @@ def _parse_number(text: str, decimal_comma: bool) -> float:
     return value
 
 
+#: Longest name (deposit, hole id, sample id) and longest other text a field may hold.
+MAX_NAME_CHARS = 200
+MAX_TEXT_CHARS = 10_000
+
+
+#: Control characters (Unicode category Cc) and the line and paragraph separators.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: A name :func:`check_text` accepts as it is, but for ``.``/``..`` (the fast path).
+_PLAIN_NAME = re.compile("[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\\\]*")
+
+
+def check_text(text: str, kind_type: str = "str") -> str:
+    """``text`` if a field of ``kind_type`` may hold it, else ValueError with the rule.
+
+    Any text: no NUL (PostgreSQL cannot store it), at most :data:`MAX_TEXT_CHARS`. A name
+    (``kind_type="name"``) at most :data:`MAX_NAME_CHARS`, not ``.`` or ``..``, no path
+    separator and no control character: names become path components of image stores
+    and parts of ``HOLE/PLUG`` references, and are shown on every page."""
+    if "\x00" in text:
+        raise ValueError("contains a NUL character")
+    limit = MAX_NAME_CHARS if kind_type == "name" else MAX_TEXT_CHARS
+    if len(text) > limit:
+        raise ValueError(f"longer than {limit} characters")
+    if kind_type == "name":
+        if text in (".", ".."):
+            raise ValueError("a name cannot be '.' or '..'")
+        if "/" in text or "\\" in text:
+            raise ValueError("a name cannot contain / or \\")
+        if _CONTROL.search(text):
+            raise ValueError("a name cannot contain control characters or line breaks")
+    return text
+
+
 def _convert_value(kind_type: str, raw: Any, decimal_comma: bool) -> Any:
     """Convert one raw value; None = no value; raises ValueError with the rule's words."""
     if raw is None:
         return None
-    if kind_type in ("str",):
+    if isinstance(raw, (Mapping, list, tuple, set)):
+        raise ValueError("expected a single value, not a list or mapping")
+    if kind_type in ("str", "name"):
         text = str(raw).strip()
-        return text or None
+        return check_text(text, kind_type) or None
     if isinstance(raw, str):
         text = raw.strip()
         if text.casefold() in MISSING_TOKENS:
@@ -403,7 +450,7 @@ def _convert_value(kind_type: str, raw: Any, decimal_comma: bool) -> Any:
     if kind_type == "crs":
         return parse_crs(text)
     if kind_type == "term":
-        return str(text).strip() or None
+        return check_text(str(text).strip()) or None
     raise AssertionError(kind_type)
 
 
@@ -415,7 +462,9 @@ def parse_crs(value: Any) -> int:
     if isinstance(value, int) or (isinstance(value, float) and value == int(value)):
         return _known_epsg(int(value))
     text = str(value).strip()
-    match = re.fullmatch(r"(?i)(?:epsg)?\s*[: ]?\s*(\d+)(?:\.0+)?", text)
+    if len(text) > 2000 or "\x00" in text:
+        raise ValueError("not a CRS: give an EPSG code (e.g. EPSG:32719)")
+    match = re.fullmatch(r"(?i)(?:epsg)?\s*[: ]?\s*([0-9]{1,9})(?:\.0+)?", text)
     if match:
         return _known_epsg(int(match.group(1)))
     if text.upper() in ("WGS84", "WGS 84", "WGS_84"):
@@ -464,11 +513,17 @@ def _convert(table: Table, line: int | None, cells: list[tuple[str | None, Any]]
             continue
         kind_type = types[canonical][0]
         if type(raw) is str:  # fast paths for the common cases (text, plain numbers)
-            if kind_type == "str":
+            if kind_type == "str" and len(raw) <= MAX_TEXT_CHARS and "\x00" not in raw:
                 text = raw.strip()
                 if text:
                     values[canonical] = text
                 continue
+            if kind_type == "name" and len(raw) <= MAX_NAME_CHARS and _PLAIN_NAME.fullmatch(raw):
+                text = raw.strip()
+                if text not in (".", ".."):
+                    if text:
+                        values[canonical] = text
+                    continue
             if kind_type == "float":
                 try:
                     value = float(raw)
@@ -601,18 +656,54 @@ class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
 _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 
 
+#: Deepest nesting a deposit document may have (a GeoJSON MultiPolygon needs 7 levels
+#: under its FeatureCollection); deeper input is refused before it is built.
+MAX_DEPTH = 32
+
+
+def _refuse_structure(text: str, source: str) -> Finding | None:
+    """An error for YAML aliases (``*name``: a 427-byte "billion laughs" document expands
+    to gigabytes) or nesting deeper than :data:`MAX_DEPTH`, found in one pass over the
+    parser's events, before anything is constructed; None for a document without them.
+
+    Registration input never needs an alias: each deposit is written out."""
+    depth = 0
+    try:
+        for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            if isinstance(event, yaml.AliasEvent):
+                return error(source, event.start_mark.line + 1, None,
+                             "YAML aliases (*name) are not accepted: write each value out",
+                             detail=f"alias *{event.anchor}")
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return error(source, event.start_mark.line + 1, None,
+                                 f"nested deeper than {MAX_DEPTH} levels: not a deposit document")
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+    except yaml.YAMLError:
+        return None  # reported with its line by the full load below (or read as JSON)
+    return None
+
+
 def read_deposit_text(data: bytes, source: str) -> Table:
     """Deposits from YAML, JSON or GeoJSON bytes."""
     findings: list[Finding] = []
     text = _decode(data, source, findings)
     if text is None:
         return Table("deposits", source, [], {}, findings)
+    refused = _refuse_structure(text, source)
+    if refused is not None:
+        return Table("deposits", source, [], {}, [refused])
     try:
         doc = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - a safe loader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         try:
             doc = json.loads(text)  # JSON that YAML 1.1 does not read (rare escapes)
+        except RecursionError:
+            return Table("deposits", source, [], {}, [error(
+                source, None, None, f"nested deeper than {MAX_DEPTH} levels: not a deposit document")])
         except json.JSONDecodeError:
             line = mark.line + 1 if mark is not None else None
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -694,14 +785,20 @@ def _deposit_table(records: list[Mapping[str, Any]], source: str, lines: bool | 
 def _deposit_value(kind_type: str, raw: Any) -> Any:
     if raw is None:
         return None
+    if kind_type != "geometry" and isinstance(raw, Mapping):
+        raise ValueError("expected a single value, not a mapping")
+    if kind_type not in ("geometry", "list") and isinstance(raw, list):
+        raise ValueError("expected a single value, not a list")
     if kind_type == "list":
+        if isinstance(raw, list) and any(isinstance(v, (list, Mapping)) for v in raw):
+            raise ValueError("expected a list of names, not nested lists or mappings")
         items = raw if isinstance(raw, list) else re.split(r"[,;]", str(raw))
         out = [str(v).strip() for v in items if v is not None and str(v).strip()]
         return out or None
     if kind_type == "geometry":
         return raw  # parsed and checked in validate (GeoJSON mapping or WKT text)
     if kind_type == "term":
-        text = str(raw).strip()
+        text = check_text(str(raw).strip())
         return text or None
     return _convert_value(kind_type, raw, False)
 

@@ -43,6 +43,17 @@ _AZIMUTH_REFERENCES = {
     "mn": "magnetic",
 }
 DEFAULT_ELEVATION_REFERENCE = "ground surface"
+#: How far (m) a collar may lie outside its deposit's footprint polygon: within it a
+#: warning, beyond it an error (a typo, lon/lat swapped, the wrong CRS or deposit). A
+#: point footprint only marks where the deposit is: its collars may be further from it.
+FOOTPRINT_TOLERANCE_M = 1_000.0
+POINT_FOOTPRINT_TOLERANCE_M = 10_000.0
+#: Longest hole (m): the deepest borehole drilled is 12.3 km.
+MAX_HOLE_LENGTH_M = 15_000.0
+#: Collar elevations (m) on Earth: the deepest ocean floor to the highest summit, with margin.
+ELEVATION_RANGE_M = (-11_500.0, 9_000.0)
+#: Latitudes a footprint or collar may have: the UTM zones holes are desurveyed in.
+LATITUDE_RANGE = (-80.0, 84.0)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -69,6 +80,8 @@ class DbDeposit:
     values: dict[str, Any]
     footprint: Any  # shapely geometry
     commodities: list[str]
+    #: Its registered holes' collars: (hole name, lon, lat).
+    collars: list[tuple[str, float, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -187,6 +200,8 @@ class _Validator:
         self.hole_rows: dict[tuple[str, str], tuple[Table, Row]] = {}
         self.batch_by_name: dict[str, set[str]] = defaultdict(set)
         self.prepared: dict[str, Any] = {}
+        #: deposit name -> its row in the input
+        self.deposit_rows: dict[str, tuple[Table, Row]] = {}
         names = {r.values["name"] for t in tables if t.kind == "deposits" for r in t.rows if r.values.get("name")}
         #: The deposit of rows that name none, when the input holds exactly one deposit.
         self.only_deposit = names.pop() if len(names) == 1 else None
@@ -242,7 +257,7 @@ class _Validator:
             t0, r0 = first[name]
             self.err(table, row, "name", "duplicate deposit name", name, detail=f"first at {t0.source}:{r0.line}")
             return
-        first[name] = (table, row)
+        first[name] = self.deposit_rows[name] = (table, row)
         values: dict[str, Any] = {"country": v.get("country"), "description": v.get("description"),
                                   "source": v.get("source"), "occurrence_type_uri": None,
                                   "deposit_model_uri": None, "deposit_model_note": None}
@@ -297,6 +312,15 @@ class _Validator:
         if minx < -180 or maxx > 180 or miny < -90 or maxy > 90:
             self.err(table, row, "footprint", "footprint is not in lon/lat (EPSG:4326)",
                      detail=f"bounds {format_value((minx, miny, maxx, maxy))}")
+            return None
+        if miny < LATITUDE_RANGE[0] or maxy > LATITUDE_RANGE[1]:
+            self.err(table, row, "footprint", "footprint beyond the UTM range (80S..84N): lon/lat swapped?",
+                     detail=f"bounds {format_value((minx, miny, maxx, maxy))}")
+            return None
+        unclosed = _unclosed_ring(raw) if isinstance(raw, dict) else None
+        if unclosed is not None:
+            self.err(table, row, "footprint", "polygon ring not closed: its last point must repeat the first",
+                     detail=f"ring {unclosed}")
             return None
         if not geom.is_valid:
             self.err(table, row, "footprint", "footprint is not a valid geometry",
@@ -391,6 +415,13 @@ class _Validator:
             ok = False
         elif length <= 0:
             self.err(table, row, "length", "hole length must be > 0", length)
+            ok = False
+        elif length > MAX_HOLE_LENGTH_M:
+            self.err(table, row, "length", f"hole length beyond {MAX_HOLE_LENGTH_M:,.0f} m", length)
+            ok = False
+        if z is not None and not ELEVATION_RANGE_M[0] <= z <= ELEVATION_RANGE_M[1]:
+            self.err(table, row, "z", f"collar elevation outside {ELEVATION_RANGE_M[0]:,.0f}.."
+                     f"{ELEVATION_RANGE_M[1]:,.0f} m", z)
             ok = False
         values.update(elevation_m=z, length_m=length)
         # A column the file does not have keeps what a registered hole has (an empty cell
@@ -505,8 +536,10 @@ class _Validator:
                 self.check_footprint(table, row, plan)
 
     def check_footprint(self, table: Table, row: Row, plan: HolePlan) -> None:
+        """A collar inside its deposit's footprint; outside it within the tolerance a
+        warning, beyond it an error (with a hint when swapping lon and lat would fit)."""
         footprint = self.footprint_of(plan.deposit)
-        if footprint is None or footprint.geom_type == "Point":
+        if footprint is None:
             return
         from shapely.geometry import Point
         from shapely.prepared import prep
@@ -514,11 +547,39 @@ class _Validator:
         prepared = self.prepared.get(plan.deposit)
         if prepared is None:
             prepared = self.prepared[plan.deposit] = prep(footprint)
+        if footprint.geom_type != "Point" and prepared.covers(Point(plan.lon, plan.lat)):
+            return
+        tolerance = _tolerance(footprint)
+        distance = _distance_m(footprint, plan.lon, plan.lat)
+        f = "x/y" if "x" in row.values else "lon/lat"
+        x, y = plan.values["collar_x"], plan.values["collar_y"]
+        if distance <= tolerance:
+            if footprint.geom_type != "Point":
+                self.warn(table, row, f, f"collar outside the footprint of deposit {plan.deposit!r}", (x, y),
+                          detail=f"{distance:.0f} m outside; within the {tolerance:.0f} m tolerance")
+            return
+        swapped = abs(plan.lon) <= 90 and _distance_m(footprint, plan.lat, plan.lon) <= tolerance
+        self.err(table, row, f, f"collar {_km(distance)} from the footprint of deposit {plan.deposit!r}"
+                 + ("; lon/lat swapped?" if swapped else ""), (x, y),
+                 detail=f"at most {tolerance:.0f} m outside it is accepted")
 
-        if not prepared.covers(Point(plan.lon, plan.lat)):
-            f = "x/y" if "x" in row.values else "lon/lat"
-            x, y = plan.values["collar_x"], plan.values["collar_y"]
-            self.warn(table, row, f, f"collar outside the footprint of deposit {plan.deposit!r}", (x, y))
+    def registered_collars(self) -> None:
+        """A new footprint of a registered deposit must still hold its registered collars
+        (within the tolerance): a footprint with lon/lat swapped would leave them all out."""
+        for name, dep in self.plan.deposits.items():
+            db = self.state.deposits.get(name)
+            if db is None or dep.footprint is None or not db.collars:
+                continue
+            tolerance = _tolerance(dep.footprint)
+            anew = {hole for (deposit, hole), plan in self.plan.holes.items()
+                    if deposit == name and plan.values is not None}  # checked as collars of the input
+            far = [(hole, _distance_m(dep.footprint, lon, lat)) for hole, lon, lat in db.collars if hole not in anew]
+            far = [(hole, d) for hole, d in far if d > tolerance]
+            if far:
+                hole, d = max(far, key=lambda item: item[1])
+                table, row = self.deposit_rows[name]
+                self.err(table, row, "footprint", f"footprint leaves {len(far)} registered collar(s) of the deposit "
+                         f"more than {tolerance:.0f} m outside: lon/lat swapped?", detail=f"{hole} is {_km(d)} from it")
 
     # -- which hole a survey or sample row belongs to
     def resolve_hole(self, table: Table, row: Row) -> tuple[str, str] | None:
@@ -812,11 +873,49 @@ class _Validator:
             self.findings.extend(table.findings)
         self.deposits()
         self.collars()
+        self.registered_collars()
         self.surveys()
         self.samples()
         self.collar_fills_and_lengths()
         self.findings = sort_findings(self.findings, [t.source for t in self.tables])
         return self.plan, self.findings
+
+
+def _unclosed_ring(geometry: dict) -> int | None:
+    """The 1-based number of the first polygon ring of a GeoJSON geometry whose last
+    position is not its first (shapely would close it silently), else None."""
+    coords = geometry.get("coordinates")
+    polygons = [coords] if geometry.get("type") == "Polygon" else coords if geometry.get("type") == "MultiPolygon" \
+        else []
+    n = 0
+    for polygon in polygons if isinstance(polygons, list) else []:
+        for ring in polygon if isinstance(polygon, list) else []:
+            n += 1
+            if isinstance(ring, list) and len(ring) >= 2 and isinstance(ring[0], list) and ring[0] != ring[-1]:
+                return n
+    return None
+
+
+def _tolerance(footprint: Any) -> float:
+    return POINT_FOOTPRINT_TOLERANCE_M if footprint.geom_type == "Point" else FOOTPRINT_TOLERANCE_M
+
+
+def _distance_m(footprint: Any, lon: float, lat: float) -> float:
+    """Metres on the WGS84 ellipsoid from (lon, lat) to the nearest point of ``footprint``
+    (0 inside it)."""
+    from pyproj import Geod
+    from shapely.geometry import Point
+    from shapely.ops import nearest_points
+
+    point = Point(lon, lat)
+    if footprint.geom_type != "Point" and footprint.covers(point):
+        return 0.0
+    nearest = nearest_points(footprint, point)[0]
+    return float(Geod(ellps="WGS84").inv(nearest.x, nearest.y, lon, lat)[2])
+
+
+def _km(metres: float) -> str:
+    return f"{metres / 1000:,.1f} km" if metres >= 1000 else f"{metres:.0f} m"
 
 
 def _inclination(v: _Validator, table: Table, row: Row, f: str, value: float) -> float | bool:
