@@ -66,24 +66,53 @@ REQUIREMENTS: dict[str, Callable[[], Path]] = {
     "psql (the README's recipe)": _program("psql"),
     "useradd (the unprivileged server user, when run as root)": _program("useradd"),
     "bash (scripts, guide recipes)": _program("bash"),
+    "g++ (torch.compile's C++ backend, the forest's fast path)": _program("g++"),
 }
 
 
-def owner(path: Path) -> str | None:
-    """The Debian package that installed ``path`` (or the file a symlink points to).
+def _playwright_node() -> Path:
+    from playwright._impl._driver import compute_driver_executable
 
-    With merged /usr, dpkg may know ``/usr/bin/bash`` as ``/bin/bash``: both are asked."""
-    paths = [path, path.resolve()]
-    paths += [Path(str(p).removeprefix("/usr")) for p in paths if str(p).startswith("/usr/")]
-    for candidate in dict.fromkeys(paths):
-        out = subprocess.run(["dpkg", "-S", str(candidate)], capture_output=True, text=True, check=False)
-        for line in out.stdout.splitlines():
-            if line.startswith("diversion by"):
-                continue
-            package = line.split(": ", 1)[0].split(",")[0].split(":")[0].strip()
-            if package:
-                return package
-    return None
+    return Path(compute_driver_executable()[0])
+
+
+#: Binaries whose shared libraries must come from the list too: the programs above, and
+#: those that Python packages ship (Playwright's node driver needs libatomic.so.1, which a
+#: minimal Debian lacks).
+BINARIES: dict[str, Callable[[], Path]] = {
+    **{k: REQUIREMENTS[k] for k in ("PostgreSQL server (postgres)", "PostGIS library",
+                                    "ogrinfo (GDAL's OGC API client)", "chromium (web page tests)")},
+    "Playwright's node driver": _playwright_node,
+}
+
+
+def _spellings(path: Path) -> list[str]:
+    """``path``, what it links to, and their other spelling under merged /usr (dpkg knows
+    ``/bin/bash`` and ``/usr/lib/x86_64-linux-gnu/libatomic.so.1``, ldd and PATH may say
+    ``/usr/bin/bash`` and ``/lib/x86_64-linux-gnu/libatomic.so.1``)."""
+    out = []
+    for p in dict.fromkeys([str(path), str(path.resolve())]):
+        out += [p, p.removeprefix("/usr")] if p.startswith("/usr/") else [p, "/usr" + p]
+    return list(dict.fromkeys(out))
+
+
+def owners(paths: list[Path]) -> dict[Path, str | None]:
+    """The Debian package that installed each path (one dpkg call for all)."""
+    spellings = {p: _spellings(p) for p in paths}
+    out = subprocess.run(["dpkg", "-S", *{s for v in spellings.values() for s in v}],
+                         capture_output=True, text=True, check=False)
+    by_file: dict[str, str] = {}
+    for line in out.stdout.splitlines():
+        if line.startswith("diversion by") or ": " not in line:
+            continue
+        packages, file = line.split(": ", 1)
+        by_file[file.strip()] = packages.split(",")[0].split(":")[0].strip()
+    return {p: next((by_file[s] for s in spellings[p] if s in by_file), None) for p in paths}
+
+
+def owner(path: Path) -> str | None:
+    """The Debian package that installed ``path`` (or the file a symlink points to)."""
+    return owners([path])[path]
 
 
 @functools.cache
@@ -126,6 +155,22 @@ def test_every_system_requirement_comes_from_the_list(what: str) -> None:
         f"{what}: {path} comes from the Debian package {package}, which installing "
         f"scripts/debian-packages.txt ({' '.join(listed)}) with --no-install-recommends does not bring: "
         "add it (or a package that depends on it) to the list"
+    )
+
+
+@pytest.mark.parametrize("what", list(BINARIES))
+def test_shared_libraries_come_from_the_list(what: str) -> None:
+    binary = BINARIES[what]()
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=False).stdout
+    assert "not found" not in out, f"{what} ({binary}) misses shared libraries:\n{out}"
+    libraries = [Path(line.split("=>", 1)[1].split("(")[0].strip()) for line in out.splitlines()
+                 if "=>" in line and "/" in line.split("=>", 1)[1]]
+    listed = closure(tuple(debian_packages()))
+    strays = {str(lib): package for lib, package in owners(libraries).items()
+              if not (package and (package in listed or in_every_debian(package)))}
+    assert not strays, (
+        f"{what} ({binary}) loads libraries that installing scripts/debian-packages.txt does not bring "
+        f"(library: owning package): {strays}; add those packages to the list"
     )
 
 
