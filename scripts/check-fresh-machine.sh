@@ -86,6 +86,8 @@ in_root python3 -m venv /tmp/venv-check && in_root /tmp/venv-check/bin/python --
 if ((full)); then
   echo "==> fresh clone of $(git rev-parse --short HEAD) into the chroot, then ./scripts/demo.sh --small --no-serve"
   git clone -q "$repo" "$root/opt/mis"
+  # The source vocabularies beside the checkout (../shared), which some tests rebuild from.
+  [ -d "$repo/../shared" ] && bind "$(cd "$repo/../shared" && pwd)" /opt/shared -o ro
   # What this machine's site adds to a new Debian: the CPU wheel of torch kept on disk
   # (README: torch==2.13.0, CPU build) and the local CAs its network needs for PyPI over TLS.
   [ -d /opt/wheels ] && bind /opt/wheels /opt/wheels -o ro
