@@ -6,11 +6,14 @@ as sixteen clients of the server would: the baseline is the previous service lim
 ``Limits.max_upscale``, ``MAX_RENDERS`` at a time). Each configuration runs in a fresh
 process so that peak RSS is its own; the script prints both and their ratio.
 
-    PYTHONPATH=src python bench/bench_iiif_memory.py
+    PYTHONPATH=src python bench/bench_iiif_memory.py [--quick]
+
+It takes seconds; ``--quick`` runs the same and only leaves ``bench/results/`` alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -44,6 +47,9 @@ print(json.dumps({"mode": mode, "output": sizes[0], "peak_mb": peak / 1024, "gro
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="do not record bench/results/iiif_memory.json")
+    args = ap.parse_args()
     results = {}
     for mode in ("baseline", "ours"):
         out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True, check=True)
@@ -52,6 +58,8 @@ def main() -> None:
     ratio = results["baseline"]["growth_mb"] / max(results["ours"]["growth_mb"], 1e-9)
     print(f"memory growth of 16 concurrent ^max renders: baseline {results['baseline']['growth_mb']:.0f} MB, "
           f"ours {results['ours']['growth_mb']:.0f} MB: {ratio:.1f}x less")
+    if args.quick:
+        return
     out = Path(__file__).parent / "results" / "iiif_memory.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({**results, "ratio": ratio}, indent=2) + "\n")

@@ -17,6 +17,7 @@ import functools
 import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 
@@ -178,10 +179,13 @@ def test_the_interpreter_is_python_3_11() -> None:
     # The interpreter itself may come from Debian (python3 + python3-venv in the list) or
     # from elsewhere (pyenv); what MIS needs of it is the version setup.sh checks.
     assert sys.version_info[:2] == (3, 11)
-    if sys.base_prefix == "/usr":  # Debian's: the venv module needs python3-venv
-        ensurepip = Path(f"/usr/lib/python3.{sys.version_info[1]}/ensurepip/__init__.py")
-        package = owner(ensurepip)
-        assert package and package in closure(tuple(debian_packages())), f"{ensurepip} ({package}) is not from the list"
+    if sys.base_prefix == "/usr":  # Debian's: venv needs python3-venv, torch.compile Python.h
+        for needed in (Path(f"/usr/lib/python3.{sys.version_info[1]}/ensurepip/__init__.py"),
+                       Path(sysconfig.get_paths()["include"]) / "Python.h"):
+            package = owner(needed)
+            assert package and package in closure(tuple(debian_packages())), f"{needed} ({package}) is not from the list"
+    else:  # an interpreter of its own (pyenv, a build): it brings its headers itself
+        assert (Path(sysconfig.get_paths()["include"]) / "Python.h").exists(), "torch.compile needs Python.h"
 
 
 def test_a_server_without_postgis_names_the_missing_file_and_its_package(tmp_path: Path) -> None:
