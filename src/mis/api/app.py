@@ -42,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mis.api.auth import TokenStore, bearer, default_token_file
 from mis.api.provider import CURRENT_REQUEST, RAW_FEATURES, dispose_engines
+from mis.api.responses import adjust
 
 __all__ = ["QueryGuard", "WriteAuth", "create_app", "serve"]
 
@@ -59,7 +60,9 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path):
     file anew gives each app its own configuration and API object. Its
     ``call_api_threadsafe`` (which runs every API call in a worker thread) is replaced by
     one that tells the provider which request it serves (:data:`CURRENT_REQUEST`): the
-    provider needs it for its keyset ``next`` links and for write options.
+    provider needs it for its keyset ``next`` links and for write options. Every answer
+    then goes through :func:`mis.api.responses.adjust` (links that compose, GeoJSON media
+    type).
     """
     origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
     saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
@@ -89,7 +92,7 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path):
             headers, status, content = result
             if isinstance(content, str) and RAW_SLOT in content:
                 result = (headers, status, content.replace(RAW_SLOT, '"features":' + raw, 1))
-        return result
+        return adjust(api_call, *result)
 
     module.call_api_threadsafe = call_api_threadsafe
     return module
@@ -303,6 +306,7 @@ def create_app(
     from pygeoapi.openapi import get_oas
 
     from mis.api.config import build_config, offline_openapi
+    from mis.api.datetimes import accept_any_datetime
     from mis.config import database_url, mis_home, normalise_url
 
     url = normalise_url(url or database_url())
@@ -316,6 +320,7 @@ def create_app(
     openapi_path = state / "openapi.json"
     openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
     _declare_filtering()
+    accept_any_datetime()
     pygeoapi_module = _load_pygeoapi(config_path, openapi_path)
 
     from mis.api.pages import page_routes

@@ -230,7 +230,31 @@ def offline_openapi(doc: dict[str, Any]) -> dict[str, Any]:
         section = components.setdefault(kind, {})
         for name, value in made.items():
             section.setdefault(name, value)
-    return out
+    return share_limit(out)
+
+
+def share_limit(doc: dict[str, Any]) -> dict[str, Any]:
+    """The items paths' ``limit`` parameter as one shared ``#/components/parameters/limit``.
+
+    pygeoapi writes ``limit`` inline in every ``/collections/{id}/items`` path; QGIS reads a
+    server's page sizes (``schema.default``, ``schema.maximum``) from the shared component
+    only, and without it pages by 100 whatever the server allows. The component takes the
+    first inline one's schema (the server's ``limits``: default_items, max_items)."""
+    shared = None
+    for path, item in (doc.get("paths") or {}).items():
+        if not path.endswith("/items"):
+            continue
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            params = operation.get("parameters") or []
+            for k, param in enumerate(params):
+                if isinstance(param, dict) and param.get("name") == "limit" and param.get("in") == "query":
+                    shared = shared or param
+                    params[k] = {"$ref": "#/components/parameters/limit"}
+    if shared is not None:
+        doc.setdefault("components", {}).setdefault("parameters", {})["limit"] = shared
+    return doc
 
 
 def _parameter(name: str) -> dict[str, Any]:
