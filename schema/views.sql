@@ -120,6 +120,8 @@ SELECT h.id,
        h.desurvey_method AS "desurveyMethod",
        CASE WHEN h.local_epsg IS NULL THEN NULL ELSE 'EPSG:' || h.local_epsg END AS "desurveySrs",
        (SELECT count(*) FROM public.survey_station s WHERE s.drillcore_id = h.id)::integer AS "surveyCount",
+       h.start_date AS "drillStartDate",
+       h.end_date AS "drillEndDate",
        h.trace AS geom
 FROM public.drillcore h
 JOIN public.deposit d ON d.id = h.deposit_id;
@@ -157,6 +159,8 @@ SELECT p.id,
        p.preparation,
        p.description,
        (SELECT count(*) FROM public.image i WHERE i.plug_id = p.id)::integer AS "imageCount",
+       CASE WHEN EXISTS (SELECT 1 FROM public.image i WHERE i.plug_id = p.id)
+            THEN '/iiif/presentation/plug/' || p.id || '/manifest.json' END AS "iiifManifest",
        p.updated_at AS updated,
        p.position AS geom
 FROM public.plug p
@@ -224,12 +228,24 @@ SELECT g.id,
        g.centroid_x_um,
        g.centroid_y_um,
        array_to_string(g.chunk_keys, ' ') AS "chunkKeys",
+       '[' || w.y0 || ',' || w.x0 || ',' || (w.y1 - w.y0) || ',' || (w.x1 - w.x0) || ']' AS "pixelWindow",
+       '/iiif/3/' || sr.image_id || '/' || w.x0 || ',' || w.y0 || ',' || (w.x1 - w.x0) || ','
+           || (w.y1 - w.y0) || '/max/0/default.png' AS "imageRegion",
        p.position AS geom
 FROM public.grain g
 JOIN public.concept m ON m.id = g.mineral_id
 JOIN public.segmentation_run sr ON sr.id = g.run_id
 JOIN public.image i ON i.id = sr.image_id
-JOIN public.plug p ON p.id = i.plug_id;
+JOIN public.plug p ON p.id = i.plug_id
+CROSS JOIN LATERAL (
+    -- the grain's pixels: its outline's box (image um, pixel centres at index * pixel size)
+    -- in level-0 pixels, whole pixels, inside the image
+    SELECT greatest(0, floor(ST_XMin(b) / i.pixel_size_um + 0.5))::integer AS x0,
+           greatest(0, floor(ST_YMin(b) / i.pixel_size_um + 0.5))::integer AS y0,
+           least(i.shape[3], greatest(1, ceil(ST_XMax(b) / i.pixel_size_um + 0.5)))::integer AS x1,
+           least(i.shape[2], greatest(1, ceil(ST_YMax(b) / i.pixel_size_um + 0.5)))::integer AS y1
+    FROM (SELECT g.outline::box2d AS b) o
+) w;
 COMMENT ON VIEW pub.grains IS 'Segmented mineral grains: shape metrics in image micrometres; located at their plug';
 
 -- ------------------------------------------------------------------ roxels
@@ -326,6 +342,9 @@ SELECT x.id,
        '[' || x.row * sr.roxel_size || ',' || x.col * sr.roxel_size || ','
            || least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size) || ','
            || least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size) || ']' AS "pixelWindow",
+       '/iiif/3/' || sr.image_id || '/' || x.col * sr.roxel_size || ',' || x.row * sr.roxel_size || ','
+           || least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size) || ','
+           || least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size) || '/max/0/default.png' AS "imageRegion",
        x.position AS geom
 FROM public.roxel x
 LEFT JOIN public.concept c ON c.id = x.dominant_class_id

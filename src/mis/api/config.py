@@ -59,7 +59,11 @@ def _extent(conn, table: str, geom: str | None, scheme: str | None) -> list[floa
         f'(SELECT ST_Extent("{geom}") AS e FROM pub."{table}") s')).first()
     if row is None or row[0] is None:
         return None
-    box = [round(v, 6) for v in row]
+    return _padded([round(v, 6) for v in row])
+
+
+def _padded(box: list[float]) -> list[float]:
+    """A box with no zero width or height (one point: 1e-4 degrees around it)."""
     if box[0] == box[2]:
         box[0], box[2] = box[0] - 1e-4, box[2] + 1e-4
     if box[1] == box[3]:
@@ -69,6 +73,15 @@ def _extent(conn, table: str, geom: str | None, scheme: str | None) -> list[floa
 
 #: Base table and geometry column whose extent stands for each big view (no full scan).
 ESTIMATED = {"roxels": ("roxel", "position"), "grains": None}
+#: Grains are located at their plug: their extent is that of the plugs holding grains
+#: (a run's grains are one partition, so EXISTS reads an index entry per run).
+GRAIN_PLUGS_EXTENT = text(
+    "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(p.position) AS e "
+    "FROM public.plug p WHERE EXISTS (SELECT 1 FROM public.image i JOIN public.segmentation_run r "
+    "ON r.image_id = i.id WHERE i.plug_id = p.id AND EXISTS (SELECT 1 FROM public.grain g "
+    "WHERE g.run_id = r.id))) s")
+#: The temporal reference system of every temporal extent (the Gregorian calendar, UTC).
+GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 
 
 def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -94,6 +107,10 @@ def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any
                     "  WHERE i.inhparent = to_regclass(:t)) s"), {"t": f"public.{base}", "c": column}).first()
                 if row is not None and row[0] is not None:
                     box = [round(v, 6) for v in row]
+            if box is None and table == "grains":
+                row = conn.execute(GRAIN_PLUGS_EXTENT).first()
+                if row is not None and row[0] is not None:
+                    box = _padded([round(v, 6) for v in row])
             if box is None and table not in ESTIMATED:
                 box = _extent(conn, table, geom, None)
             if table == "deposits":
@@ -145,7 +162,8 @@ def build_config(url: str, *, host: str = "127.0.0.1", port: int = 5000, public_
         ext = extents.get(cid, {})
         res["extents"] = {"spatial": {"bbox": ext.get("bbox") or [-180, -90, 180, 90], "crs": CRS84}}
         if ext.get("temporal"):
-            res["extents"]["temporal"] = {"begin": ext["temporal"][0], "end": ext["temporal"][1]}
+            res["extents"]["temporal"] = {"begin": ext["temporal"][0], "end": ext["temporal"][1],
+                                          "trs": GREGORIAN}
         for prov in res["providers"]:
             if prov.get("data") == CATALOGUE:
                 prov["data"] = dict(data)

@@ -131,6 +131,10 @@ CURSOR_PARAM = "cursor"
 #: names is JSON the view wrote itself (``pub.roxels``: cheaper than a cast to json, which
 #: parses every value again) and goes into a feature as it is.
 JSON_TEXT_COLUMNS = {"composition": "object", "pixelWindow": "array"}
+#: Text columns holding a path of this server (``/iiif/3/...``): the views cannot know the
+#: server's public URL, the provider can; features carry them as absolute URLs (a QGIS
+#: Identify opens them), typed ``format: uri``.
+SERVER_PATH_COLUMNS = {"imageRegion", "iiifManifest"}
 #: Vocabulary scheme(s) of each classified property (to resolve terms of hierarchy filters).
 FIELD_SCHEMES: dict[str, list[str]] = {
     "lithology": ["lithology"],
@@ -272,6 +276,8 @@ def _json_type(column) -> dict[str, Any]:
     t = column.type
     if column.name in JSON_TEXT_COLUMNS and isinstance(t, (T.String, JSON, JSONB)):
         return {"type": JSON_TEXT_COLUMNS[column.name]}
+    if column.name in SERVER_PATH_COLUMNS and isinstance(t, T.String):
+        return {"type": "string", "format": "uri"}
     if isinstance(t, (JSON, JSONB)):
         return {"type": "object"}
     if isinstance(t, T.Boolean):
@@ -654,6 +660,9 @@ class MISProvider(PostgreSQLProvider):
             return f"coalesce({column}::text, 'null')"
         if name in JSON_TEXT_COLUMNS and isinstance(kind, T.String):
             return f"coalesce({column}, 'null')"
+        if name in SERVER_PATH_COLUMNS and isinstance(kind, T.String):
+            base = _sql_literal(self.mis.get("base_url", ""))
+            return f"coalesce(to_json({base} || {column})::text, 'null')"
         if isinstance(kind, (T.Float, T.Numeric)):
             return f"coalesce({_real_json_sql(column, kind)}, 'null')"
         return f"coalesce(to_json({column})::text, 'null')"
