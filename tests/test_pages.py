@@ -86,7 +86,7 @@ def visible_run(api_db: str, tmp_path_factory: pytest.TempPathFactory) -> dict: 
             "RETURNING i.id, i.plug_id, p.drillcore_id",
             [img.store_uri, list(img.array_paths), list(img.shape), list(img.chunks), img.dtype,
              img.checksum_sha256]).fetchone()
-        for statement in CORE_PHOTO_RUN:
+        for statement in CORE_PHOTO_RUN + SECOND_CORE_PHOTO_RUN:
             conn.execute(statement, {"hole": hole_id})
         n_plugs = conn.execute("SELECT count(*) FROM plug WHERE drillcore_id = %s", [hole_id]).fetchone()[0]
         n_holes = conn.execute("SELECT count(*) FROM drillcore").fetchone()[0]
@@ -123,6 +123,48 @@ SELECT run.id, r, c, ARRAY[f, 0.85 - f, 0.15]::real[],
        greatest(f, 0.85 - f), p.from_m + c * 30.0 / 512, p.position
 FROM run, p, generate_series(0, 15) r, generate_series(0, 511) c,
      LATERAL (SELECT 0.4 + 0.35 * sin(c / 40.0) AS f) x
+""")
+
+
+#: A second core photo of the same plug over the first 10 m of the first one, with another
+#: class list (pyrite, quartz) and a size that is no multiple of the roxel size (edge
+#: roxels of 8 px), and a rock for each core photo's run: the plug has two rocks.
+SECOND_CORE_PHOTO_RUN = ("""
+WITH p AS (SELECT id, from_m FROM plug WHERE drillcore_id = %(hole)s ORDER BY from_m OFFSET 1 LIMIT 1),
+img AS (
+  INSERT INTO image (plug_id, name, store_uri, array_paths, shape, chunks, dtype, pixel_size_um, modality_uri,
+                     checksum_sha256, depth_axis, depth_top_m, depth_bottom_m)
+  SELECT id, 'core-photo-2', 'file:///nonexistent/core-photo-2.zarr', '{0}', '{3,40,2600}', '{3,256,256}', 'uint8',
+         100, 'https://w3id.org/mis/vocab/image-modality/reflected-light', 'core-photo-2', 'x', from_m, from_m + 10
+  FROM p RETURNING id),
+run AS (INSERT INTO segmentation_run (image_id, name, software_version, roxel_size, status)
+        SELECT id, 'core-2', 'test', 16, 'complete' FROM img RETURNING id),
+cls AS (
+  INSERT INTO run_class (run_id, class_index, concept_uri)
+  SELECT run.id, k - 1, u FROM run, unnest(ARRAY['https://w3id.org/mis/vocab/mineral/pyrite',
+      'https://w3id.org/mis/vocab/mineral/quartz']) WITH ORDINALITY AS c(u, k)
+  RETURNING run_id)
+SELECT count(*) FROM cls
+""", """
+WITH p AS (SELECT id, from_m, position FROM plug WHERE drillcore_id = %(hole)s ORDER BY from_m OFFSET 1 LIMIT 1),
+run AS (SELECT max(id) AS id FROM segmentation_run)
+INSERT INTO roxel (run_id, row, col, composition, dominant_class_id, dominant_fraction, depth_m, position)
+SELECT run.id, r, c, ARRAY[0.3, 0.7]::real[],
+       (SELECT id FROM concept WHERE uri = 'https://w3id.org/mis/vocab/mineral/quartz'), 0.7,
+       p.from_m + least(c * 16 + 8, 2599) * 10.0 / 2600, p.position
+FROM run, p, generate_series(0, 2) r, generate_series(0, 162) c
+""", """
+INSERT INTO rock (plug_id, run_id, lithology_source)
+SELECT i.plug_id, r.id, 'rule' FROM segmentation_run r JOIN image i ON i.id = r.image_id
+WHERE r.name IN ('core', 'core-2')
+""", """
+INSERT INTO rock_constituent (rock_id, mineral_uri, proportion_area)
+SELECT k.id, 'https://w3id.org/mis/vocab/' || m, f
+FROM rock k JOIN segmentation_run r ON r.id = k.run_id,
+     LATERAL (VALUES ('core', 'mineral/chalcopyrite', 0.3), ('core', 'mineral/quartz', 0.55),
+                     ('core', 'segmentation-class/pore-epoxy', 0.15), ('core-2', 'mineral/pyrite', 0.3),
+                     ('core-2', 'mineral/quartz', 0.7)) v(run, m, f)
+WHERE r.name = v.run
 """)
 
 
@@ -245,7 +287,8 @@ def test_drillcore_page_trace_plugs_and_downhole_log(site, browser, visible_run)
     assert any(word in b.page.inner_text("#plugs") for word in ("andesite", "dacite", "porphyry", "granodiorite"))
     # the log: lithology track, the rock's modal composition, the roxel profile
     assert b.page.locator("#log .track-lithology rect").count() == visible_run["plugs"]
-    assert int(b.page.get_attribute("#log", "data-rocks")) == 2  # chalcopyrite + quartz of the one rock
+    # the section's rock (Ccp, Qz), the two core photos' rocks of one plug (Ccp, Qz, pore; Py, Qz)
+    assert int(b.page.get_attribute("#log", "data-rocks")) == 7
     bins = int(b.page.get_attribute("#log", "data-bins"))
     assert bins >= 10  # 30 m of core photo over a ~400 m hole in 200 bins, plus the section
     assert b.page.locator("#log .track-roxels rect.bin").count() >= 3 * bins - 5
@@ -307,6 +350,53 @@ def test_plug_page_viewer_tiles_grains_overlay_and_composition(site, browser, vi
     assert b.page.locator(f"a[href$='/mis/drillcore/{visible_run['drillcore']}']").count() >= 1
 
 
+def _lab(colour: str) -> tuple[float, float, float]:
+    """CIELAB (D65) of ``#rrggbb``."""
+    rgb = [int(colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    x, y, z = ((0.4124 * r + 0.3576 * g + 0.1805 * b) / 0.95047, 0.2126 * r + 0.7152 * g + 0.0722 * b,
+               (0.0193 * r + 0.1192 * g + 0.9505 * b) / 1.08883)
+    f = [v ** (1 / 3) if v > 0.008856 else 7.787 * v + 16 / 116 for v in (x, y, z)]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def test_downhole_log_keeps_one_class_order_and_the_rocks_of_a_plug_apart(site, browser, visible_run):
+    b = browser
+    b.reset()
+    b.page.goto(f"{site}/mis/drillcore/{visible_run['drillcore']}")
+    b.page.wait_for_function("document.getElementById('log').dataset.bins > 0")
+    rows = b.page.evaluate("""() => {
+        const rows = {};
+        for (const r of document.querySelectorAll('#log .track-roxels rect.bin, #log .track-rocks rect')) {
+            const key = (r.dataset.rock ? 'rock' + r.dataset.rock : 'bin') + ':' + r.getAttribute('y');
+            (rows[key] = rows[key] || []).push([+r.getAttribute('x'), r.dataset.class]);
+        }
+        return Object.values(rows).map((row) => row.sort((a, b) => a[0] - b[0]).map((c) => c[1]));
+    }""")
+    legend = b.page.evaluate("() => [...document.querySelectorAll('#log-legend span')].map((s) => s.textContent)")
+    rank = {name: k for k, name in enumerate(legend)}
+    assert {"Ccp", "Py", "Qz", "pore-epoxy"} <= set(rank) and len(rows) > 10
+    for row in rows:  # left to right, every row follows the legend's order
+        assert [rank[n] for n in row] == sorted(rank[n] for n in row), row
+    boxes = b.page.evaluate("""() => [...document.querySelectorAll('#log .track-rocks rect')].map((r) => ({
+        rock: r.dataset.rock, y: +r.getAttribute('y'), h: +r.getAttribute('height')}))""")
+    spans: dict[str, tuple[float, float]] = {}
+    for box in boxes:
+        lo, hi = spans.get(box["rock"], (box["y"], box["y"] + box["h"]))
+        spans[box["rock"]] = (min(lo, box["y"]), max(hi, box["y"] + box["h"]))
+    assert len(spans) == 3
+    ordered = sorted(spans.values())
+    assert all(a[1] <= b_[0] + 1e-6 for a, b_ in zip(ordered, ordered[1:])), ordered  # no rock over another
+    # distinct colours: the log's classes and the common ore and gangue minerals
+    names = sorted(set(legend) | {"Ccp", "Py", "Bn", "Cct", "Cv", "Mol", "Mag", "Hem", "Gn", "Sp", "Au", "Qz",
+                                  "Pl", "Kfs", "Bt", "Ms", "Chl", "Ser", "Cal", "Anh", "Ep", "Amp", "pore-epoxy"})
+    colours = b.page.evaluate("(names) => names.map((n) => MIS.classColour(n))", names)
+    labs = dict(zip(names, map(_lab, colours)))
+    close = [(x, y) for i, x in enumerate(names) for y in names[i + 1:] if math.dist(labs[x], labs[y]) < 15]
+    assert close == [], close
+    b.check_clean()
+
+
 # --------------------------------------------------------------------------- JSON and errors
 def test_grains_json_is_in_image_pixels(site, visible_run):
     import httpx
@@ -330,8 +420,15 @@ def test_log_json_and_error_statuses(site, visible_run):
         hole = visible_run["drillcore"]
         log = http.get(f"/mis/api/drillcore/{hole}/log.json", params={"bins": 50}).json()
         assert set(log["classes"]) >= {"Ccp", "Qz"}
-        assert all(abs(sum(b["fractions"].values()) - 1) < 0.02 for b in log["bins"])
+        # every roxel of a bin counts (weighted by its pixels), a class its image lacks as 0:
+        # the fractions of a bin sum to 1 where core photos with other class lists overlap
+        sums = [sum(b["fractions"].values()) for b in log["bins"]]
+        assert sums and max(abs(v - 1) for v in sums) < 1e-3, sums
         assert sum(1 for b in log["bins"] if b["roxels"]) >= 4
+        mixed = [b for b in log["bins"] if {"Py", "Ccp"} <= set(b["fractions"])]
+        assert mixed, "the two core photos share bins"
+        for b in mixed:  # pyrite only in the second photo: its share of the bin's pixels
+            assert 0 < b["fractions"]["Py"] < 0.3
         info = http.get(f"/mis/api/drillcore/{hole}.json").json()
         assert info["trace"]["crs"].startswith("EPSG:") and len(info["trace"]["points"]) >= 5
         depths = [p[3] for p in info["trace"]["points"]]
