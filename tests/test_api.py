@@ -520,3 +520,35 @@ def test_grains_and_roxels_link_to_their_pixels(http, live):
     plug = http.get("/collections/plugs/items/1").json()["properties"]
     assert plug["iiifManifest"] == f"{live.url}/iiif/presentation/plug/1/manifest.json"
     assert http.get("/collections/plugs/items/2").json()["properties"]["iiifManifest"] is None  # no images
+
+
+def test_plug_manifests_are_on_the_map_and_in_drill_core_and_deposit_collections(http, live, api_db):
+    """A plug's manifest: navPlace at the plug's point, seeAlso its OGC API feature, partOf
+    its drill core's collection, a thumbnail, rights and a required statement; the drill
+    core's collection lists its imaged plugs by depth, the deposit's its drill cores."""
+    plug = http.get("/collections/plugs/items/1").json()
+    manifest = http.get("/iiif/presentation/plug/1/manifest.json")
+    assert manifest.status_code == 200 and manifest.headers["access-control-allow-origin"] == "*"
+    doc = manifest.json()
+    assert doc["@context"][0] == "http://iiif.io/api/extension/navplace/context.json"
+    assert doc["@context"][-1] == "http://iiif.io/api/presentation/3/context.json"
+    point = doc["navPlace"]["features"][0]["geometry"]
+    assert point["type"] == "Point" and point["coordinates"] == pytest.approx(plug["geometry"]["coordinates"])
+    assert doc["seeAlso"][0]["id"] == f"{live.url}/collections/plugs/items/1"
+    assert doc["seeAlso"][0]["format"] == "application/geo+json"
+    assert http.get(doc["seeAlso"][0]["id"]).json()["properties"]["iiifManifest"] == doc["id"]
+    assert doc["thumbnail"][0]["id"].startswith(f"{live.url}/iiif/3/") and doc["thumbnail"][0]["type"] == "Image"
+    assert doc["rights"] == "http://creativecommons.org/licenses/by/4.0/"
+    assert "CC-BY 4.0" in doc["requiredStatement"]["value"]["en"][0]
+    collection_url = doc["partOf"][0]["id"]
+    hole = http.get(collection_url).json()
+    assert hole["type"] == "Collection" and hole["label"]["none"] == ["Drill core QA-001"]
+    imaged = count(api_db, "SELECT count(DISTINCT plug_id) FROM image i JOIN plug p ON p.id = i.plug_id "
+                           "WHERE p.drillcore_id = 1")
+    assert [m["id"] for m in hole["items"]] == [doc["id"]] and len(hole["items"]) == imaged
+    assert hole["items"][0]["thumbnail"][0]["id"].endswith("/full/!200,200/0/default.jpg")
+    deposit = http.get(hole["partOf"][0]["id"]).json()
+    assert [c["id"] for c in deposit["items"]] == [collection_url]
+    for path in ("/iiif/presentation/drillcore/999/collection.json", "/iiif/presentation/deposit/0/collection.json",
+                 "/iiif/presentation/drillcore/x/collection.json", "/iiif/presentation/plug/2/manifest.json"):
+        assert http.get(path).status_code == 404, path

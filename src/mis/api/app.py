@@ -284,6 +284,17 @@ def _mis_routes(url: str) -> list[BaseRoute]:
             Route("/mis/register", register_route, methods=["POST"])]
 
 
+def _rights(config: dict[str, Any]):
+    """The reuse terms of the IIIF manifests: the licence and provider of the configuration."""
+    from mis.imagery.iiif import Rights
+
+    metadata = config.get("metadata") or {}
+    licence = metadata.get("license") or {}
+    provider = (metadata.get("provider") or {}).get("name")
+    statement = ", ".join(v for v in (provider, licence.get("name")) if v) or None
+    return Rights(uri=licence.get("url"), statement=statement)
+
+
 def create_app(
     url: str | None = None,
     *,
@@ -326,7 +337,8 @@ def create_app(
     from mis.api.pages import page_routes
     from mis.imagery.iiif_routes import iiif_routes
 
-    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url), *page_routes(url), *iiif_routes(url),
+    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url), *page_routes(url),
+                               *iiif_routes(url, rights=_rights(config)),
                                Mount("/", app=pygeoapi_module.APP)]
 
     from contextlib import asynccontextmanager

@@ -80,12 +80,16 @@ __all__ = [
     "info_json",
     "image_service_ref",
     "manifest_json",
+    "collection_json",
+    "Rights",
     "supported_formats",
     "MEDIA_TYPES",
 ]
 
 IMAGE_CONTEXT = "http://iiif.io/api/image/3/context.json"
 PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
+#: The navPlace extension's context (listed before the Presentation context, as it requires).
+NAVPLACE_CONTEXT = "http://iiif.io/api/extension/navplace/context.json"
 PROTOCOL = "http://iiif.io/api/image"
 PROFILE = "level1"
 PROFILE_URI = "http://iiif.io/api/image/3/level1.json"
@@ -606,16 +610,46 @@ class CanvasImage:
     displayed_bands: int = 3
 
 
+@dataclass(frozen=True)
+class Rights:
+    """What a manifest says about its reuse: ``rights`` (a Creative Commons or
+    RightsStatements.org URI) and the ``requiredStatement`` a viewer shows."""
+
+    uri: str | None = None
+    label: str = "Attribution"
+    statement: str | None = None
+
+    def apply(self, doc: dict[str, Any]) -> None:
+        if self.uri:
+            # IIIF wants these URIs as their owners publish them: http, no query
+            doc["rights"] = self.uri.replace("https://creativecommons.org/", "http://creativecommons.org/")
+        if self.statement:
+            doc["requiredStatement"] = {"label": _lang(self.label, "en"), "value": _lang(self.statement, "en")}
+
+
+def nav_place(feature_id: str, label: str, lon: float, lat: float, z: float | None = None) -> dict[str, Any]:
+    """The navPlace of a resource at one point (a GeoJSON-LD FeatureCollection)."""
+    coordinates = [lon, lat] + ([z] if z is not None else [])
+    return {"id": f"{feature_id}/place", "type": "FeatureCollection", "features": [{
+        "id": f"{feature_id}/place/1", "type": "Feature", "properties": {"label": _lang(label, "en")},
+        "geometry": {"type": "Point", "coordinates": coordinates}}]}
+
+
 def _max_size(width: int, height: int, limits: Limits) -> tuple[int, int]:
     return parse_size("max", width, height, limits)
 
 
 def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *,
                   metadata: Sequence[tuple[str, str]] = (), summary: str | None = None,
-                  limits: Limits = DEFAULT_LIMITS, viewer_url: str | None = None
+                  limits: Limits = DEFAULT_LIMITS, viewer_url: str | None = None,
+                  place: dict[str, Any] | None = None, see_also: Sequence[dict[str, Any]] = (),
+                  part_of: Sequence[dict[str, Any]] = (), rights: Rights = Rights()
                   ) -> dict[str, Any]:
     """A Presentation API 3 manifest: one canvas per image, each painted by its image
-    service (``full/max`` as the static body, the service for deep zoom)."""
+    service (``full/max`` as the static body, the service for deep zoom); the first
+    image's thumbnail is the manifest's. ``place`` (:func:`nav_place`) puts it on a map
+    (navPlace extension), ``see_also`` and ``part_of`` link it to its record and its
+    collections, ``rights`` says how it may be reused."""
     if not images:
         raise ValueError("a IIIF manifest needs at least one canvas")
     base = manifest_id.rsplit("/", 1)[0]
@@ -664,16 +698,40 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
             }],
         })
     doc: dict[str, Any] = {
-        "@context": PRESENTATION_CONTEXT,
+        "@context": [NAVPLACE_CONTEXT, PRESENTATION_CONTEXT] if place else PRESENTATION_CONTEXT,
         "id": manifest_id,
         "type": "Manifest",
         "label": _lang(label),
         "metadata": [_meta(k, v) for k, v in metadata],
+        "thumbnail": items[0]["thumbnail"],
         "items": items,
     }
+    rights.apply(doc)
+    if place:
+        doc["navPlace"] = place
+    if see_also:
+        doc["seeAlso"] = list(see_also)
+    if part_of:
+        doc["partOf"] = list(part_of)
     if summary:
         doc["summary"] = _lang(summary, "en")
     if viewer_url:
         doc["homepage"] = [{"id": viewer_url, "type": "Text", "label": _lang(label),
                             "format": "text/html"}]
+    return doc
+
+
+def collection_json(collection_id: str, label: str, items: Sequence[dict[str, Any]], *,
+                    summary: str | None = None, rights: Rights = Rights(),
+                    see_also: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A Presentation API 3 collection of manifests or collections (``items``: each
+    ``{"id", "type", "label"}``, with a ``thumbnail`` where there is one), in the given
+    order."""
+    doc: dict[str, Any] = {"@context": PRESENTATION_CONTEXT, "id": collection_id, "type": "Collection",
+                           "label": _lang(label), "items": list(items)}
+    if summary:
+        doc["summary"] = _lang(summary, "en")
+    rights.apply(doc)
+    if see_also:
+        doc["seeAlso"] = list(see_also)
     return doc

@@ -8,6 +8,8 @@ Routes (``base_path`` defaults to ``/iiif``)::
     GET {base}/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}
     GET {base}/3/...anything else...                400 with the expected syntax
     GET {base}/presentation/plug/{plug_id}/manifest.json   Presentation 3 manifest
+    GET {base}/presentation/drillcore/{id}/collection.json  its plugs' manifests, by depth
+    GET {base}/presentation/deposit/{id}/collection.json    its drill cores' collections
     GET /viewer/plug/{plug_id}                      HTML page: OpenSeadragon on the plug's images
     GET /static/openseadragon/...                   vendored OpenSeadragon (npm, BSD-3, see
                                                     src/mis/api/static/openseadragon/VENDOR.md)
@@ -118,9 +120,10 @@ class IIIFService:
     """Endpoints of the IIIF service over the catalogue at ``url``."""
 
     def __init__(self, url: str | None = None, *, limits: iiif.Limits = iiif.DEFAULT_LIMITS,
-                 row_ttl_s: float = 5.0, max_open: int = 64):
+                 row_ttl_s: float = 5.0, max_open: int = 64, rights: iiif.Rights = iiif.Rights()):
         self.url = url
         self.limits = limits
+        self.rights = rights
         self.row_ttl_s = row_ttl_s
         self.max_open = max_open
         self.formats = iiif.supported_formats()
@@ -187,7 +190,7 @@ class IIIFService:
         return pyr
 
     def plug_images(self, plug_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         from mis.catalogue import models as m
 
@@ -195,7 +198,9 @@ class IIIFService:
                        m.Concept.__table__)
         with self._engine().connect() as conn:
             plug = conn.execute(
-                select(p.c.id, p.c.name, p.c.from_m, p.c.to_m, d.c.name.label("hole"))
+                select(p.c.id, p.c.name, p.c.from_m, p.c.to_m, d.c.name.label("hole"), d.c.id.label("hole_id"),
+                       func.ST_X(p.c.position).label("lon"), func.ST_Y(p.c.position).label("lat"),
+                       func.ST_Z(p.c.position).label("z"))
                 .join(d, d.c.id == p.c.drillcore_id).where(p.c.id == plug_id)
             ).mappings().first()
             if plug is None:
@@ -207,6 +212,38 @@ class IIIFService:
             ).mappings().all()
         return dict(plug), [dict(r) for r in images]
 
+    def drillcore_plugs(self, drillcore_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A drill core and its plugs that have images, in depth order, each with its
+        first image (the thumbnail)."""
+        from sqlalchemy import text
+
+        with self._engine().connect() as conn:
+            hole = conn.execute(text("SELECT h.id, h.name, h.deposit_id, d.name AS deposit FROM drillcore h "
+                                     "JOIN deposit d ON d.id = h.deposit_id WHERE h.id = :id"),
+                                {"id": drillcore_id}).mappings().first()
+            if hole is None:
+                raise IIIFError(404, f"no drill core {drillcore_id} in the catalogue")
+            plugs = conn.execute(text(
+                "SELECT p.id, p.name, p.from_m, p.to_m, (SELECT min(i.id) FROM image i WHERE i.plug_id = p.id) "
+                "AS image_id FROM plug p WHERE p.drillcore_id = :id AND EXISTS (SELECT 1 FROM image i "
+                "WHERE i.plug_id = p.id) ORDER BY p.from_m, p.to_m, p.id"), {"id": drillcore_id}).mappings().all()
+        return dict(hole), [dict(r) for r in plugs]
+
+    def deposit_drillcores(self, deposit_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A deposit and its drill cores that have imaged plugs, by name."""
+        from sqlalchemy import text
+
+        with self._engine().connect() as conn:
+            deposit = conn.execute(text("SELECT id, name FROM deposit WHERE id = :id"),
+                                   {"id": deposit_id}).mappings().first()
+            if deposit is None:
+                raise IIIFError(404, f"no deposit {deposit_id} in the catalogue")
+            holes = conn.execute(text(
+                "SELECT h.id, h.name FROM drillcore h WHERE h.deposit_id = :id AND EXISTS (SELECT 1 FROM plug p "
+                "JOIN image i ON i.plug_id = p.id WHERE p.drillcore_id = h.id) ORDER BY h.name, h.id"),
+                {"id": deposit_id}).mappings().all()
+        return dict(deposit), [dict(r) for r in holes]
+
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _bands_text(request: Request, in_identifier: str | None) -> str | None:
@@ -217,10 +254,26 @@ class IIIFService:
         return q if q is not None else in_identifier
 
     @staticmethod
-    def _plug_id(text: str) -> int:
+    def _plug_id(text: str, what: str = "plug") -> int:
         if not text.isdigit() or len(text) > 18 or int(text) == 0:
-            raise IIIFError(404, f"no plug {text!r} (plug ids are positive integers)")
+            raise IIIFError(404, f"no {what} {text!r} ({what} ids are positive integers)")
         return int(text)
+
+    @staticmethod
+    def _root(request: Request) -> str:
+        """The server's root URL (the OGC API beside this service)."""
+        return str(request.base_url).rstrip("/")
+
+    def _thumbnail(self, request: Request, image_id: int) -> list[dict[str, Any]]:
+        sid = str(request.url_for("iiif_info", identifier=str(image_id)))[: -len("/info.json")]
+        return [{"id": f"{sid}/full/!200,200/0/default.jpg", "type": "Image", "format": "image/jpeg",
+                 "service": [iiif.image_service_ref(sid)]}]
+
+    @staticmethod
+    def _presentation(doc: dict[str, Any], request: Request) -> JSONResponse:
+        accept = request.headers.get("accept", "")
+        media = _JSONLD_P if "application/ld+json" in accept else "application/json"
+        return JSONResponse(doc, media_type=media, headers=CORS_HEADERS)
 
     # ------------------------------------------------------------------ endpoints
     async def options(self, request: Request) -> Response:
@@ -322,8 +375,14 @@ class IIIFService:
                 raise IIIFError(404, f"plug {plug_id} ({plug['hole']} / {plug['name']}) "
                                      "has no images yet")
             label = f"{plug['hole']} / {plug['name']}"
+            manifest_id = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+            feature = f"{self._root(request)}/collections/plugs/items/{plug_id}"
+            place = None
+            if plug["lon"] is not None:
+                place = iiif.nav_place(manifest_id, f"{label} at {(plug['from_m'] + plug['to_m']) / 2:g} m along hole",
+                                       plug["lon"], plug["lat"], plug["z"])
             doc = iiif.manifest_json(
-                str(request.url_for("iiif_manifest", plug_id=str(plug_id))),
+                manifest_id,
                 label,
                 self._canvas_images(request, images, bands),
                 metadata=[("drill core", str(plug["hole"])), ("plug", str(plug["name"])),
@@ -333,12 +392,56 @@ class IIIFService:
                         "along hole (MIS)",
                 limits=self.limits,
                 viewer_url=str(request.url_for("plug_viewer", plug_id=str(plug_id))),
+                place=place,
+                see_also=[{"id": feature, "type": "Dataset", "format": "application/geo+json",
+                           "label": iiif._lang(f"{label}: OGC API - Features record", "en")}],
+                part_of=[{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(plug["hole_id"]))),
+                          "type": "Collection"}],
+                rights=self.rights,
             )
         except IIIFError as exc:
             return _error(exc)
-        accept = request.headers.get("accept", "")
-        media = _JSONLD_P if "application/ld+json" in accept else "application/json"
-        return JSONResponse(doc, media_type=media, headers=CORS_HEADERS)
+        return self._presentation(doc, request)
+
+    async def drillcore_collection(self, request: Request) -> Response:
+        """The manifests of a drill core's plugs, in depth order."""
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            hole_id = self._plug_id(request.path_params["drillcore_id"], "drill core")
+            hole, plugs = await run_in_threadpool(_catalogue_errors(self.drillcore_plugs), hole_id)
+            items = [{"id": str(request.url_for("iiif_manifest", plug_id=str(p["id"]))), "type": "Manifest",
+                      "label": iiif._lang(f"{hole['name']} / {p['name']} ({p['from_m']:g}-{p['to_m']:g} m)"),
+                      "thumbnail": self._thumbnail(request, p["image_id"])} for p in plugs]
+            doc = iiif.collection_json(
+                str(request.url_for("iiif_drillcore", drillcore_id=str(hole_id))), f"Drill core {hole['name']}",
+                items, summary=f"Imaged samples of drill core {hole['name']} ({hole['deposit']}), by depth (MIS)",
+                rights=self.rights,
+                see_also=[{"id": f"{self._root(request)}/collections/drillcores/items/{hole_id}", "type": "Dataset",
+                           "format": "application/geo+json"}])
+            doc["partOf"] = [{"id": str(request.url_for("iiif_deposit", deposit_id=str(hole["deposit_id"]))),
+                              "type": "Collection"}]
+        except IIIFError as exc:
+            return _error(exc)
+        return self._presentation(doc, request)
+
+    async def deposit_collection(self, request: Request) -> Response:
+        """The collections of a deposit's drill cores that have imaged plugs."""
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            deposit_id = self._plug_id(request.path_params["deposit_id"], "deposit")
+            deposit, holes = await run_in_threadpool(_catalogue_errors(self.deposit_drillcores), deposit_id)
+            items = [{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(h["id"]))), "type": "Collection",
+                      "label": iiif._lang(f"Drill core {h['name']}")} for h in holes]
+            doc = iiif.collection_json(
+                str(request.url_for("iiif_deposit", deposit_id=str(deposit_id))), f"Deposit {deposit['name']}",
+                items, summary=f"Drill cores of {deposit['name']} with imaged samples (MIS)", rights=self.rights,
+                see_also=[{"id": f"{self._root(request)}/collections/deposits/items/{deposit_id}", "type": "Dataset",
+                           "format": "application/geo+json"}])
+        except IIIFError as exc:
+            return _error(exc)
+        return self._presentation(doc, request)
 
     async def viewer(self, request: Request) -> Response:
         try:
@@ -414,10 +517,12 @@ _VIEWER = """<!doctype html>
 
 def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
                 viewer_path: str = "/viewer", static_path: str = "/static/openseadragon",
-                limits: iiif.Limits = iiif.DEFAULT_LIMITS) -> list[BaseRoute]:
-    """The IIIF image service, plug manifests, plug viewer and OpenSeadragon files over the
-    catalogue at ``url`` (default: ``MIS_DATABASE_URL`` / the embedded database)."""
-    svc = IIIFService(url, limits=limits)
+                limits: iiif.Limits = iiif.DEFAULT_LIMITS, rights: iiif.Rights = iiif.Rights()) -> list[BaseRoute]:
+    """The IIIF image service, plug manifests, drill core and deposit collections, plug
+    viewer and OpenSeadragon files over the catalogue at ``url`` (default:
+    ``MIS_DATABASE_URL`` / the embedded database); ``rights``: the reuse terms every
+    manifest and collection states."""
+    svc = IIIFService(url, limits=limits, rights=rights)
     base = base_path.rstrip("/")
     methods = ["GET", "HEAD", "OPTIONS"]
     return [
@@ -428,6 +533,10 @@ def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
         Route(f"{base}/3/{{rest:path}}", svc.malformed, methods=methods, name="iiif_malformed"),
         Route(f"{base}/presentation/plug/{{plug_id}}/manifest.json", svc.manifest,
               methods=methods, name="iiif_manifest"),
+        Route(f"{base}/presentation/drillcore/{{drillcore_id}}/collection.json", svc.drillcore_collection,
+              methods=methods, name="iiif_drillcore"),
+        Route(f"{base}/presentation/deposit/{{deposit_id}}/collection.json", svc.deposit_collection,
+              methods=methods, name="iiif_deposit"),
         Route(f"{viewer_path.rstrip('/')}/plug/{{plug_id}}", svc.viewer, methods=["GET", "HEAD"],
               name="plug_viewer"),
         Mount(static_path.rstrip("/"), app=_CORSStaticFiles(directory=STATIC_DIR),
