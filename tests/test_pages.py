@@ -254,6 +254,14 @@ def test_map_shows_deposit_collars_and_traces_offline(site, browser, visible_run
     assert b.page.locator("img.leaflet-tile").count() == 0  # no tile server asked for
     status = b.page.inner_text("#map-status")
     assert f"{visible_run['holes']} drill core(s)" in status
+    # the status box hides nothing the map shows: the deposit, collars and traces are clear of it
+    clash = b.page.evaluate("""() => {
+        const s = document.getElementById('map-status').getBoundingClientRect();
+        return [...document.querySelectorAll('path.mis-deposit, path.mis-collar, path.mis-trace')]
+            .map((p) => p.getBoundingClientRect())
+            .filter((r) => r.left < s.right && r.right > s.left && r.top < s.bottom && r.bottom > s.top).length;
+    }""")
+    assert clash == 0
     assert b.page.locator(".mis-collar-label").first.inner_text().startswith("QA-")
     b.shot("map")
     b.check_clean()
@@ -394,6 +402,22 @@ def test_downhole_log_keeps_one_class_order_and_the_rocks_of_a_plug_apart(site, 
     labs = dict(zip(names, map(_lab, colours)))
     close = [(x, y) for i, x in enumerate(names) for y in names[i + 1:] if math.dist(labs[x], labs[y]) < 15]
     assert close == [], close
+    b.check_clean()
+
+
+def test_plug_viewer_fills_the_window_below_its_header(site, browser, visible_run):
+    b = browser
+    b.reset()
+    b.page.goto(f"{site}/viewer/plug/{visible_run['plug']}")
+    b.page.wait_for_selector("#osd .openseadragon-container")
+    box = b.page.evaluate("""() => {
+        const h = document.querySelector('header').getBoundingClientRect();
+        const o = document.getElementById('osd').getBoundingClientRect();
+        return {header: h.bottom, top: o.top, bottom: o.bottom, height: innerHeight, left: o.left,
+                right: o.right, width: innerWidth, body: getComputedStyle(document.body).backgroundColor};
+    }""")
+    assert abs(box["top"] - box["header"]) < 0.5 and abs(box["bottom"] - box["height"]) < 0.5, box  # no band
+    assert box["left"] == 0 and box["right"] == box["width"] and box["body"] == "rgb(0, 0, 0)", box
     b.check_clean()
 
 

@@ -487,10 +487,11 @@ _VIEWER = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-  html, body {{ margin: 0; height: 100%; font-family: system-ui, sans-serif; }}
-  header {{ padding: .4em .8em; background: #222; color: #eee; }}
+  html, body {{ margin: 0; height: 100%; font-family: system-ui, sans-serif; background: #000; }}
+  body {{ display: flex; flex-direction: column; }}
+  header {{ flex: none; padding: .4em .8em; background: #222; color: #eee; }}
   header a {{ color: #9cf; }}
-  #osd {{ position: absolute; top: 3.2em; bottom: 0; left: 0; right: 0; background: #000; }}
+  #osd {{ flex: 1; min-height: 0; position: relative; background: #000; }}
   #name {{ margin-left: 1em; color: #fc6; }}
 </style>
 </head>
