@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import itertools
 import json
@@ -36,7 +37,7 @@ from typing import Any
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -53,7 +54,7 @@ RAW_SLOT = '"features":[]'
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 
 
-def _load_pygeoapi(config_path: Path, openapi_path: Path):
+def _load_pygeoapi(config_path: Path, openapi_path: Path, base_url: str):
     """A fresh instance of ``pygeoapi.starlette_app`` for one configuration.
 
     pygeoapi reads its configuration when the module is imported; loading the module
@@ -92,7 +93,7 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path):
             headers, status, content = result
             if isinstance(content, str) and RAW_SLOT in content:
                 result = (headers, status, content.replace(RAW_SLOT, '"features":' + raw, 1))
-        return adjust(api_call, *result)
+        return adjust(api_call, *result, base_url=base_url)
 
     module.call_api_threadsafe = call_api_threadsafe
     return module
@@ -280,8 +281,29 @@ def _mis_routes(url: str) -> list[BaseRoute]:
         payload = {**report.to_dict(), "report": report.render()}
         return JSONResponse(payload, status_code=200 if report.ok else 400)
 
+    async def tile(request: Request) -> Response:
+        """The offline base map of pygeoapi's HTML pages: one plain tile for every
+        ``{z}/{x}/{y}`` (the configuration's ``server.map.url`` points here)."""
+        return Response(_plain_tile(), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
     return [Route("/mis/health", health, methods=["GET"]),
-            Route("/mis/register", register_route, methods=["POST"])]
+            Route("/mis/register", register_route, methods=["POST"]),
+            Route("/mis/tiles/{z:int}/{x:int}/{y:int}.png", tile, methods=["GET"], name="mis_tile")]
+
+
+@functools.cache
+def _plain_tile() -> bytes:
+    """A 256 px PNG of the MIS map's background with a faint edge (the tile grid)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (256, 256), (238, 241, 238))
+    draw = ImageDraw.Draw(image)
+    draw.line([(0, 255), (255, 255), (255, 0)], fill=(214, 220, 214))
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
 
 
 def _rights(config: dict[str, Any]):
@@ -332,7 +354,7 @@ def create_app(
     openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
     _declare_filtering()
     accept_any_datetime()
-    pygeoapi_module = _load_pygeoapi(config_path, openapi_path)
+    pygeoapi_module = _load_pygeoapi(config_path, openapi_path, config["server"]["url"])
 
     from mis.api.pages import page_routes
     from mis.imagery.iiif_routes import iiif_routes

@@ -149,6 +149,8 @@ def build_config(url: str, *, host: str = "127.0.0.1", port: int = 5000, public_
     server = config["server"]
     server["bind"] = {"host": host, "port": port}
     server["url"] = base
+    # pygeoapi's HTML maps: MIS's plain offline tiles, never a tile server on the internet
+    server["map"] = {"url": base + "/mis/tiles/{z}/{x}/{y}.png", "attribution": "MIS (offline base map)"}
     OGC_SCHEMAS_DIR.mkdir(parents=True, exist_ok=True)
     server["ogc_schemas_location"] = str(OGC_SCHEMAS_DIR)
     data = connection(url)

@@ -503,6 +503,10 @@ def page_routes(url: str | None = None) -> list[BaseRoute]:
         Route("/mis/api/plug/{id}.json", plug_json, methods=get, name="mis_plug_json"),
         Route("/mis/api/image/{id}/grains.json", image_grains, methods=get, name="mis_image_grains"),
         Mount("/static/leaflet", app=StaticFiles(directory=STATIC_DIR / "leaflet"), name="mis_leaflet"),
+        # for pygeoapi's HTML pages (mis.api.responses.OFFLINE_ASSETS)
+        Mount("/static/bootstrap", app=StaticFiles(directory=STATIC_DIR / "bootstrap"), name="mis_bootstrap"),
+        Mount("/static/leaflet.markercluster", app=StaticFiles(directory=STATIC_DIR / "leaflet.markercluster"),
+              name="mis_markercluster"),
         Mount("/static/mis", app=StaticFiles(directory=STATIC_DIR / "mis"), name="mis_static"),
     ]
 

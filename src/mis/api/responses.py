@@ -10,6 +10,13 @@ pygeoapi also labels GeoJSON answers with the server's JSON media type
 (``application/json``); features and feature collections are ``application/geo+json``
 (OGC API - Features Part 1, requirement /req/geojson/content).
 
+pygeoapi's HTML pages load Leaflet, Leaflet.markercluster and Bootstrap from unpkg.com:
+offline the map is blank (``L is not defined``). Their HTML goes out with MIS's vendored
+copies instead (:data:`OFFLINE_ASSETS`, files under ``mis/api/static``); the map's base
+tiles are MIS's own plain tiles (``/mis/tiles``, :mod:`mis.api.app`), set in the
+configuration (:func:`mis.api.config.build_config`). Whatever template renders a page
+(pygeoapi's or an override of it), the same CDN addresses are replaced.
+
 :func:`adjust` is applied to every answer of pygeoapi's API functions
 (:mod:`mis.api.app` wraps their calls).
 """
@@ -20,10 +27,28 @@ import json
 import urllib.parse
 from typing import Any
 
-__all__ = ["GEOJSON", "adjust", "compose_href"]
+__all__ = ["GEOJSON", "OFFLINE_ASSETS", "adjust", "compose_href", "offline_html"]
 
 GEOJSON = "application/geo+json"
 _JSON_TYPES = ("application/json", GEOJSON)
+#: CDN files of pygeoapi 0.21's templates -> MIS's copies (paths under the server's URL).
+OFFLINE_ASSETS = {
+    "https://unpkg.com/leaflet@1.3.1/dist/leaflet.css": "/static/leaflet/leaflet.css",
+    "https://unpkg.com/leaflet@1.3.1/dist/leaflet.js": "/static/leaflet/leaflet.js",
+    "https://unpkg.com/bootstrap@5.1.3/dist/css/bootstrap.min.css": "/static/bootstrap/bootstrap.min.css",
+    "https://unpkg.com/leaflet.markercluster/dist/MarkerCluster.css": "/static/leaflet.markercluster/MarkerCluster.css",
+    "https://unpkg.com/leaflet.markercluster/dist/MarkerCluster.Default.css":
+        "/static/leaflet.markercluster/MarkerCluster.Default.css",
+    "https://unpkg.com/leaflet.markercluster/dist/leaflet.markercluster-src.js":
+        "/static/leaflet.markercluster/leaflet.markercluster.js",
+}
+
+
+def offline_html(page: str, base_url: str) -> str:
+    """``page`` with every CDN file of :data:`OFFLINE_ASSETS` taken from this server."""
+    for cdn, local in OFFLINE_ASSETS.items():
+        page = page.replace(cdn, base_url + local)
+    return page
 
 
 def _kind(api_call: Any) -> str | None:
@@ -54,9 +79,13 @@ def _compose_items_links(collection: dict[str, Any]) -> None:
             link["href"] = compose_href(str(link.get("href", "")))
 
 
-def adjust(api_call: Any, headers: dict[str, Any], status: int, content: Any) -> tuple[dict, int, Any]:
-    """The ``(headers, status, content)`` of pygeoapi's ``api_call`` with the changes above."""
+def adjust(api_call: Any, headers: dict[str, Any], status: int, content: Any, *,
+           base_url: str = "") -> tuple[dict, int, Any]:
+    """The ``(headers, status, content)`` of pygeoapi's ``api_call`` with the changes above
+    (``base_url``: the server's public URL, where the vendored files are)."""
     content_type = str(headers.get("Content-Type", ""))
+    if content_type.startswith("text/html") and isinstance(content, str):
+        return headers, status, offline_html(content, base_url)
     is_json = content_type.split(";")[0].strip() == "application/json"
     if not is_json or status != 200:
         return headers, status, content
