@@ -11,6 +11,9 @@ Routes (``base_path`` defaults to ``/iiif``)::
     GET {base}/presentation/drillcore/{id}/collection.json  its plugs' manifests, by depth
     GET {base}/presentation/deposit/{id}/collection.json    its drill cores' collections
     GET /viewer/plug/{plug_id}                      HTML page: OpenSeadragon on the plug's images
+    GET /viewer/mirador/plug/{plug_id}              HTML page: Mirador on the plug's manifest
+    GET /static/mirador/mirador.min.js              vendored Mirador 4 (npm, Apache-2.0, see
+                                                    src/mis/api/static/mirador/VENDOR.md)
     GET /static/openseadragon/...                   vendored OpenSeadragon (npm, BSD-3, see
                                                     src/mis/api/static/openseadragon/VENDOR.md)
 
@@ -62,6 +65,7 @@ __all__ = ["iiif_routes", "create_iiif_app", "IIIFService", "STATIC_DIR", "CORS_
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "api" / "static" / "openseadragon"
+MIRADOR_DIR = STATIC_DIR.parent / "mirador"
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
 _PREFLIGHT = {
     **CORS_HEADERS,
@@ -475,6 +479,26 @@ class IIIFService:
         return HTMLResponse(page, headers=CORS_HEADERS)
 
 
+    async def mirador(self, request: Request) -> Response:
+        """Mirador (vendored) on a plug's manifest: thumbnails, deep zoom, metadata, rights."""
+        try:
+            plug_id = self._plug_id(request.path_params["plug_id"])
+            plug, images = await run_in_threadpool(_catalogue_errors(self.plug_images), plug_id)
+            if not images:
+                raise IIIFError(404, f"plug {plug_id} ({plug['hole']} / {plug['name']}) has no images yet")
+        except IIIFError as exc:
+            return _error(exc)
+        manifest = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+        page = _MIRADOR.format(
+            title=html.escape(f"MIS plug {plug['hole']} / {plug['name']} in Mirador"),
+            script=html.escape(str(request.url_for("mirador_static", path="/mirador.min.js"))),
+            config=_script_json({"id": "mirador", "windows": [{"manifestId": manifest, "thumbnailNavigationPosition":
+                                                                "far-bottom"}],
+                                 "window": {"allowClose": False, "defaultSideBarPanel": "info", "sideBarOpen": True},
+                                 "workspaceControlPanel": {"enabled": False}}))
+        return HTMLResponse(page, headers=CORS_HEADERS)
+
+
 def _script_json(value: Any) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace(
         "&", "\\u0026")
@@ -516,6 +540,23 @@ _VIEWER = """<!doctype html>
 """
 
 
+_MIRADOR = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>html, body {{ margin: 0; height: 100%; }} #mirador {{ position: absolute; inset: 0; }}</style>
+</head>
+<body>
+<div id="mirador"></div>
+<script src="{script}"></script>
+<script>window.miradorInstance = Mirador.viewer({config});</script>
+</body>
+</html>
+"""
+
+
 def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
                 viewer_path: str = "/viewer", static_path: str = "/static/openseadragon",
                 limits: iiif.Limits = iiif.DEFAULT_LIMITS, rights: iiif.Rights = iiif.Rights()) -> list[BaseRoute]:
@@ -540,6 +581,9 @@ def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
               methods=methods, name="iiif_deposit"),
         Route(f"{viewer_path.rstrip('/')}/plug/{{plug_id}}", svc.viewer, methods=["GET", "HEAD"],
               name="plug_viewer"),
+        Route(f"{viewer_path.rstrip('/')}/mirador/plug/{{plug_id}}", svc.mirador, methods=["GET", "HEAD"],
+              name="plug_mirador"),
+        Mount("/static/mirador", app=_CORSStaticFiles(directory=MIRADOR_DIR), name="mirador_static"),
         Mount(static_path.rstrip("/"), app=_CORSStaticFiles(directory=STATIC_DIR),
               name="openseadragon"),
     ]
