@@ -131,9 +131,10 @@ CURSOR_PARAM = "cursor"
 #: names is JSON the view wrote itself (``pub.roxels``: cheaper than a cast to json, which
 #: parses every value again) and goes into a feature as it is.
 JSON_TEXT_COLUMNS = {"composition": "object", "pixelWindow": "array"}
-#: Text columns holding a path of this server (``/iiif/3/...``): the views cannot know the
-#: server's public URL, the provider can; features carry them as absolute URLs (a QGIS
-#: Identify opens them), typed ``format: uri``.
+#: Text columns holding a path of this server (``/iiif/3/...``, made by the views of
+#: digits, commas and slashes only): the views cannot know the server's public URL, the
+#: provider can; features carry them as absolute URLs (a QGIS Identify opens them), typed
+#: ``format: uri``.
 SERVER_PATH_COLUMNS = {"imageRegion", "iiifManifest"}
 #: Vocabulary scheme(s) of each classified property (to resolve terms of hierarchy filters).
 FIELD_SCHEMES: dict[str, list[str]] = {
@@ -661,8 +662,10 @@ class MISProvider(PostgreSQLProvider):
         if name in JSON_TEXT_COLUMNS and isinstance(kind, T.String):
             return f"coalesce({column}, 'null')"
         if name in SERVER_PATH_COLUMNS and isinstance(kind, T.String):
-            base = _sql_literal(self.mis.get("base_url", ""))
-            return f"coalesce(to_json({base} || {column})::text, 'null')"
+            # the views write these paths of digits, commas and slashes only: quoted as they
+            # are (to_json's escaping scan costs a fifth of a roxel page)
+            prefix = _sql_literal(json.dumps(self.mis.get("base_url", ""))[:-1])
+            return f"coalesce({prefix} || {column} || '\"', 'null')"
         if isinstance(kind, (T.Float, T.Numeric)):
             return f"coalesce({_real_json_sql(column, kind)}, 'null')"
         return f"coalesce(to_json({column})::text, 'null')"
