@@ -16,8 +16,10 @@
    ``/``; the landing page, ``/openapi``, ``/conformance``, ``/collections/...`` with
    their HTML pages are pygeoapi's;
 3. adds MIS's routes before it: ``/mis/health``, ``/mis/register`` (bulk registration,
-   the same service as ``mis register``; needs a token), and ``extra_routes`` (other stages
-   add theirs this way, e.g. the IIIF image service);
+   the same service as ``mis register``; needs a token), ``/mis/tiles/{z}/{x}/{y}.png``
+   (the offline base map of pygeoapi's HTML pages), the pages, the IIIF service, and
+   ``extra_routes`` (other stages add theirs this way); every answer of pygeoapi passes
+   :func:`mis.api.responses.adjust`;
 4. wraps everything in :class:`WriteAuth`: writes need a bearer token (:mod:`mis.api.auth`),
    reads stay open.
 """

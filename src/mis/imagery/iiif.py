@@ -81,6 +81,8 @@ __all__ = [
     "image_service_ref",
     "manifest_json",
     "collection_json",
+    "lang",
+    "nav_place",
     "Rights",
     "supported_formats",
     "MEDIA_TYPES",
@@ -586,12 +588,13 @@ def image_service_ref(service_id: str) -> dict[str, Any]:
     return {"id": service_id, "type": "ImageService3", "profile": PROFILE}
 
 
-def _lang(value: str, lang: str = "none") -> dict[str, list[str]]:
-    return {lang: [value]}
+def lang(value: str, language: str = "none") -> dict[str, list[str]]:
+    """A Presentation 3 language map of one value (``none``: not in a language, e.g. a name)."""
+    return {language: [value]}
 
 
 def _meta(label: str, value: str) -> dict[str, Any]:
-    return {"label": _lang(label, "en"), "value": _lang(value)}
+    return {"label": lang(label, "en"), "value": lang(value)}
 
 
 @dataclass(frozen=True)
@@ -624,14 +627,14 @@ class Rights:
             # IIIF wants these URIs as their owners publish them: http, no query
             doc["rights"] = self.uri.replace("https://creativecommons.org/", "http://creativecommons.org/")
         if self.statement:
-            doc["requiredStatement"] = {"label": _lang(self.label, "en"), "value": _lang(self.statement, "en")}
+            doc["requiredStatement"] = {"label": lang(self.label, "en"), "value": lang(self.statement, "en")}
 
 
 def nav_place(feature_id: str, label: str, lon: float, lat: float, z: float | None = None) -> dict[str, Any]:
     """The navPlace of a resource at one point (a GeoJSON-LD FeatureCollection)."""
     coordinates = [lon, lat] + ([z] if z is not None else [])
     return {"id": f"{feature_id}/place", "type": "FeatureCollection", "features": [{
-        "id": f"{feature_id}/place/1", "type": "Feature", "properties": {"label": _lang(label, "en")},
+        "id": f"{feature_id}/place/1", "type": "Feature", "properties": {"label": lang(label, "en")},
         "geometry": {"type": "Point", "coordinates": coordinates}}]}
 
 
@@ -669,7 +672,7 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
         items.append({
             "id": canvas_id,
             "type": "Canvas",
-            "label": _lang(im.name),
+            "label": lang(im.name),
             "width": im.width,
             "height": im.height,
             "metadata": md,
@@ -701,7 +704,7 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
         "@context": [NAVPLACE_CONTEXT, PRESENTATION_CONTEXT] if place else PRESENTATION_CONTEXT,
         "id": manifest_id,
         "type": "Manifest",
-        "label": _lang(label),
+        "label": lang(label),
         "metadata": [_meta(k, v) for k, v in metadata],
         "thumbnail": items[0]["thumbnail"],
         "items": items,
@@ -714,9 +717,9 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
     if part_of:
         doc["partOf"] = list(part_of)
     if summary:
-        doc["summary"] = _lang(summary, "en")
+        doc["summary"] = lang(summary, "en")
     if viewer_url:
-        doc["homepage"] = [{"id": viewer_url, "type": "Text", "label": _lang(label),
+        doc["homepage"] = [{"id": viewer_url, "type": "Text", "label": lang(label),
                             "format": "text/html"}]
     return doc
 
@@ -728,9 +731,9 @@ def collection_json(collection_id: str, label: str, items: Sequence[dict[str, An
     ``{"id", "type", "label"}``, with a ``thumbnail`` where there is one), in the given
     order."""
     doc: dict[str, Any] = {"@context": PRESENTATION_CONTEXT, "id": collection_id, "type": "Collection",
-                           "label": _lang(label), "items": list(items)}
+                           "label": lang(label), "items": list(items)}
     if summary:
-        doc["summary"] = _lang(summary, "en")
+        doc["summary"] = lang(summary, "en")
     rights.apply(doc)
     if see_also:
         doc["seeAlso"] = list(see_also)

@@ -398,7 +398,7 @@ class IIIFService:
                 viewer_url=str(request.url_for("plug_viewer", plug_id=str(plug_id))),
                 place=place,
                 see_also=[{"id": feature, "type": "Dataset", "format": "application/geo+json",
-                           "label": iiif._lang(f"{label}: OGC API - Features record", "en")}],
+                           "label": iiif.lang(f"{label}: OGC API - Features record", "en")}],
                 part_of=[{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(plug["hole_id"]))),
                           "type": "Collection"}],
                 rights=self.rights,
@@ -415,7 +415,7 @@ class IIIFService:
             hole_id = self._plug_id(request.path_params["drillcore_id"], "drill core")
             hole, plugs = await run_in_threadpool(_catalogue_errors(self.drillcore_plugs), hole_id)
             items = [{"id": str(request.url_for("iiif_manifest", plug_id=str(p["id"]))), "type": "Manifest",
-                      "label": iiif._lang(f"{hole['name']} / {p['name']} ({p['from_m']:g}-{p['to_m']:g} m)"),
+                      "label": iiif.lang(f"{hole['name']} / {p['name']} ({p['from_m']:g}-{p['to_m']:g} m)"),
                       "thumbnail": self._thumbnail(request, p["image_id"])} for p in plugs]
             doc = iiif.collection_json(
                 str(request.url_for("iiif_drillcore", drillcore_id=str(hole_id))), f"Drill core {hole['name']}",
@@ -437,7 +437,7 @@ class IIIFService:
             deposit_id = self._plug_id(request.path_params["deposit_id"], "deposit")
             deposit, holes = await run_in_threadpool(_catalogue_errors(self.deposit_drillcores), deposit_id)
             items = [{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(h["id"]))), "type": "Collection",
-                      "label": iiif._lang(f"Drill core {h['name']}")} for h in holes]
+                      "label": iiif.lang(f"Drill core {h['name']}")} for h in holes]
             doc = iiif.collection_json(
                 str(request.url_for("iiif_deposit", deposit_id=str(deposit_id))), f"Deposit {deposit['name']}",
                 items, summary=f"Drill cores of {deposit['name']} with imaged samples (MIS)", rights=self.rights,
