@@ -549,6 +549,16 @@ def test_plug_manifests_are_on_the_map_and_in_drill_core_and_deposit_collections
     assert hole["items"][0]["thumbnail"][0]["id"].endswith("/full/!200,200/0/default.jpg")
     deposit = http.get(hole["partOf"][0]["id"]).json()
     assert [c["id"] for c in deposit["items"]] == [collection_url]
-    for path in ("/iiif/presentation/drillcore/999/collection.json", "/iiif/presentation/deposit/0/collection.json",
+    # the grains are annotations of the image's canvas: a box and a text each, linked to the feature
+    page_url = doc["items"][0]["annotations"][0]["id"]
+    page = http.get(page_url).json()
+    assert page["type"] == "AnnotationPage" and len(page["items"]) == N_GRAINS
+    grain = http.get("/collections/grains/items/3").json()["properties"]
+    y, x, h, w = grain["pixelWindow"]
+    three = [a for a in page["items"] if a["seeAlso"][0]["id"].endswith("/collections/grains/items/3")]
+    assert three[0]["target"] == f"{doc['items'][0]['id']}#xywh={x},{y},{w},{h}"
+    assert three[0]["body"]["value"].startswith("Ccp (chalcopyrite) grain 3: 15.0 µm²")
+    for path in ("/iiif/presentation/plug/2/canvas/1/grains.json", "/iiif/presentation/plug/1/canvas/x/grains.json",
+                 "/iiif/presentation/drillcore/999/collection.json", "/iiif/presentation/deposit/0/collection.json",
                  "/iiif/presentation/drillcore/x/collection.json", "/iiif/presentation/plug/2/manifest.json"):
         assert http.get(path).status_code == 404, path

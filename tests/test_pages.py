@@ -497,6 +497,13 @@ def test_mirador_on_another_origin_renders_a_plug_manifest(site, browser, visibl
     assert any(f"/iiif/3/{image}/info.json" in u for u in served), served
     tiles = [u for u in served if re.search(rf"/iiif/3/{image}/[^/]+/[^/]+/0/default\.jpg$", u)]
     assert tiles, served  # deep-zoom tiles or thumbnails, from MIS, across origins
+    # the grains, the canvas's annotations: Mirador fetches their page across origins
+    canvas = state["items"][0]["id"]
+    b.page.wait_for_function("(c) => { const a = window.miradorInstance.store.getState().annotations[c];"
+                             " return a && Object.values(a).some((p) => p.json && p.json.items); }", arg=canvas)
+    read = b.page.evaluate("(c) => Object.values(window.miradorInstance.store.getState().annotations[c])"
+                           ".map((p) => p.json.items.length)", canvas)
+    assert read == [N_GRAINS]
     # the thumbnail strip shows the canvas's thumbnail, from MIS's image service
     b.page.wait_for_selector(f"img[src^='{site}/iiif/3/{image}/']")
     assert "QA-001 / QA-001-P01" in b.page.inner_text("body")  # the manifest's label, in the information panel

@@ -109,7 +109,7 @@ READ_ONLY: dict[str, set[str]] = {
     "deposits": {"id", "drillcoreCount", "updated"},
     "collars": {"id", "deposit_id", "inclinationType", "elevation_srs", "desurveySrs", "desurveyMethod",
                 "plugCount", "updated", "collar_x", "collar_y", "collar_srs", "surveys", "drillcore_id"},
-    "samples": {"id", "drillcore_id", "deposit_id", "depth_m", "imageCount", "updated"},
+    "samples": {"id", "drillcore_id", "deposit_id", "depth_m", "imageCount", "iiifManifest", "updated"},
     "surveys": {"id", "drillcore_id", "deposit_id"},
 }
 

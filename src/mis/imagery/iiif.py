@@ -646,13 +646,14 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
                   metadata: Sequence[tuple[str, str]] = (), summary: str | None = None,
                   limits: Limits = DEFAULT_LIMITS, viewer_url: str | None = None,
                   place: dict[str, Any] | None = None, see_also: Sequence[dict[str, Any]] = (),
-                  part_of: Sequence[dict[str, Any]] = (), rights: Rights = Rights()
-                  ) -> dict[str, Any]:
+                  part_of: Sequence[dict[str, Any]] = (), rights: Rights = Rights(),
+                  annotations: dict[int, str] | None = None) -> dict[str, Any]:
     """A Presentation API 3 manifest: one canvas per image, each painted by its image
     service (``full/max`` as the static body, the service for deep zoom); the first
     image's thumbnail is the manifest's. ``place`` (:func:`nav_place`) puts it on a map
     (navPlace extension), ``see_also`` and ``part_of`` link it to its record and its
-    collections, ``rights`` says how it may be reused."""
+    collections, ``rights`` says how it may be reused, ``annotations`` names the
+    AnnotationPage of an image's canvas (image id -> its URL: the grains)."""
     if not images:
         raise ValueError("a IIIF manifest needs at least one canvas")
     base = manifest_id.rsplit("/", 1)[0]
@@ -669,7 +670,10 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
             md.append(_meta("pixel size", f"{im.pixel_size_um:g} µm"))
         if im.bands:
             md.append(_meta("bands", ", ".join(im.bands)))
+        canvas_annotations = ({"annotations": [{"id": annotations[im.image_id], "type": "AnnotationPage"}]}
+                              if annotations and im.image_id in annotations else {})
         items.append({
+            **canvas_annotations,
             "id": canvas_id,
             "type": "Canvas",
             "label": lang(im.name),

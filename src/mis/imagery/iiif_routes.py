@@ -8,6 +8,8 @@ Routes (``base_path`` defaults to ``/iiif``)::
     GET {base}/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}
     GET {base}/3/...anything else...                400 with the expected syntax
     GET {base}/presentation/plug/{plug_id}/manifest.json   Presentation 3 manifest
+    GET {base}/presentation/plug/{plug_id}/canvas/{image_id}/grains.json
+                                                    AnnotationPage: the image's grains (boxes)
     GET {base}/presentation/drillcore/{id}/collection.json  its plugs' manifests, by depth
     GET {base}/presentation/deposit/{id}/collection.json    its drill cores' collections
     GET /viewer/plug/{plug_id}                      HTML page: OpenSeadragon on the plug's images
@@ -76,6 +78,8 @@ _PREFLIGHT = {
 _JSONLD = f'application/ld+json;profile="{iiif.IMAGE_CONTEXT}"'
 _JSONLD_P = f'application/ld+json;profile="{iiif.PRESENTATION_CONTEXT}"'
 _TILE_CACHE = "public, max-age=3600"
+#: Grains per image in its IIIF annotation page (the largest; a viewer draws every one).
+GRAIN_ANNOTATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -215,6 +219,41 @@ class IIIFService:
                 .where(im.c.plug_id == plug_id).order_by(im.c.id)
             ).mappings().all()
         return dict(plug), [dict(r) for r in images]
+
+    def grain_boxes(self, plug_id: int, image_id: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """The largest ``limit`` grains of the image's latest complete run with their pixel
+        boxes (``pub.grains``' pixelWindow), and how many grains the run has."""
+        from sqlalchemy import text
+
+        with self._engine().connect() as conn:
+            run = conn.execute(text(
+                "SELECT (SELECT sr.id FROM segmentation_run sr WHERE sr.image_id = i.id AND sr.status = 'complete' "
+                "ORDER BY sr.finished_at DESC NULLS LAST, sr.id DESC LIMIT 1) FROM image i "
+                "WHERE i.id = :image AND i.plug_id = :plug"), {"image": image_id, "plug": plug_id}).first()
+            if run is None:
+                raise IIIFError(404, f"no image {image_id} of plug {plug_id} in the catalogue")
+            if run[0] is None:
+                return 0, []
+            total = conn.execute(text("SELECT count(*) FROM grain WHERE run_id = :r"), {"r": run[0]}).scalar()
+            rows = conn.execute(text(
+                'SELECT id, mineral, "mineralName" AS name, area_um2, ecd_um, "pixelWindow" AS window '
+                "FROM pub.grains WHERE run_id = :r ORDER BY area_um2 DESC, id LIMIT :n"),
+                {"r": run[0], "n": limit}).mappings().all()
+        return int(total), [{**r, "window": json.loads(r["window"])} for r in rows]
+
+    def grain_images(self, image_ids: list[int]) -> set[int]:
+        """The images among ``image_ids`` whose latest complete run has grains."""
+        from sqlalchemy import text
+
+        if not image_ids:
+            return set()
+        with self._engine().connect() as conn:
+            rows = conn.execute(text(
+                "SELECT i.id FROM image i CROSS JOIN LATERAL (SELECT sr.id FROM segmentation_run sr "
+                "WHERE sr.image_id = i.id AND sr.status = 'complete' ORDER BY sr.finished_at DESC NULLS LAST, "
+                "sr.id DESC LIMIT 1) r WHERE i.id = ANY(:ids) AND EXISTS (SELECT 1 FROM grain g "
+                "WHERE g.run_id = r.id)"), {"ids": image_ids}).all()
+        return {r[0] for r in rows}
 
     def drillcore_plugs(self, drillcore_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A drill core and its plugs that have images, in depth order, each with its
@@ -380,6 +419,9 @@ class IIIFService:
                                      "has no images yet")
             label = f"{plug['hole']} / {plug['name']}"
             manifest_id = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+            with_grains = await run_in_threadpool(_catalogue_errors(self.grain_images), [r["id"] for r in images])
+            annotations = {i: str(request.url_for("iiif_grains", plug_id=str(plug_id), image_id=str(i)))
+                           for i in with_grains}
             feature = f"{self._root(request)}/collections/plugs/items/{plug_id}"
             place = None
             if plug["lon"] is not None:
@@ -402,9 +444,41 @@ class IIIFService:
                 part_of=[{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(plug["hole_id"]))),
                           "type": "Collection"}],
                 rights=self.rights,
+                annotations=annotations,
             )
         except IIIFError as exc:
             return _error(exc)
+        return self._presentation(doc, request)
+
+    async def grains_page(self, request: Request) -> Response:
+        """The image's grains as a IIIF AnnotationPage of its canvas: one ``commenting``
+        annotation per grain (mineral, area, ECD, its OGC API feature), targeting the
+        grain's pixel box; the largest :data:`GRAIN_ANNOTATIONS` grains."""
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            plug_id = self._plug_id(request.path_params["plug_id"])
+            image_id = self._plug_id(request.path_params["image_id"], "image")
+            total, grains = await run_in_threadpool(_catalogue_errors(self.grain_boxes), plug_id, image_id,
+                                                    GRAIN_ANNOTATIONS)
+        except IIIFError as exc:
+            return _error(exc)
+        manifest_id = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+        canvas_id = f"{manifest_id.rsplit('/', 1)[0]}/canvas/{image_id}"
+        page_id = str(request.url_for("iiif_grains", plug_id=str(plug_id), image_id=str(image_id)))
+        root = self._root(request)
+        items = []
+        for g in grains:
+            y, x, h, w = g["window"]
+            text = (f"{g['mineral']} ({g['name']}) grain {g['id']}: {g['area_um2']:.1f} µm², "
+                    f"ECD {g['ecd_um']:.1f} µm")
+            items.append({"id": f"{page_id}#grain-{g['id']}", "type": "Annotation", "motivation": "commenting",
+                          "body": {"type": "TextualBody", "value": text, "format": "text/plain", "language": "en"},
+                          "target": f"{canvas_id}#xywh={x},{y},{w},{h}",
+                          "seeAlso": [{"id": f"{root}/collections/grains/items/{g['id']}", "type": "Dataset",
+                                       "format": "application/geo+json"}]})
+        doc = {"@context": iiif.PRESENTATION_CONTEXT, "id": page_id, "type": "AnnotationPage",
+               "label": iiif.lang(f"{len(items)} largest of {total} grains", "en"), "items": items}
         return self._presentation(doc, request)
 
     async def drillcore_collection(self, request: Request) -> Response:
@@ -575,6 +649,8 @@ def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
         Route(f"{base}/3/{{rest:path}}", svc.malformed, methods=methods, name="iiif_malformed"),
         Route(f"{base}/presentation/plug/{{plug_id}}/manifest.json", svc.manifest,
               methods=methods, name="iiif_manifest"),
+        Route(f"{base}/presentation/plug/{{plug_id}}/canvas/{{image_id}}/grains.json", svc.grains_page,
+              methods=methods, name="iiif_grains"),
         Route(f"{base}/presentation/drillcore/{{drillcore_id}}/collection.json", svc.drillcore_collection,
               methods=methods, name="iiif_drillcore"),
         Route(f"{base}/presentation/deposit/{{deposit_id}}/collection.json", svc.deposit_collection,
