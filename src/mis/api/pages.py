@@ -507,6 +507,7 @@ def page_routes(url: str | None = None) -> list[BaseRoute]:
         Mount("/static/bootstrap", app=StaticFiles(directory=STATIC_DIR / "bootstrap"), name="mis_bootstrap"),
         Mount("/static/leaflet.markercluster", app=StaticFiles(directory=STATIC_DIR / "leaflet.markercluster"),
               name="mis_markercluster"),
+        Mount("/static/swagger-ui", app=StaticFiles(directory=STATIC_DIR / "swagger-ui"), name="mis_swagger_ui"),
         Mount("/static/mis", app=StaticFiles(directory=STATIC_DIR / "mis"), name="mis_static"),
     ]
 

@@ -10,7 +10,8 @@ pygeoapi also labels GeoJSON answers with the server's JSON media type
 (``application/json``); features and feature collections are ``application/geo+json``
 (OGC API - Features Part 1, requirement /req/geojson/content).
 
-pygeoapi's HTML pages load Leaflet, Leaflet.markercluster and Bootstrap from unpkg.com:
+pygeoapi's HTML pages load Leaflet, Leaflet.markercluster, Bootstrap and Swagger UI from
+unpkg.com:
 offline the map is blank (``L is not defined``). Their HTML goes out with MIS's vendored
 copies instead (:data:`OFFLINE_ASSETS`, files under ``mis/api/static``); the map's base
 tiles are MIS's own plain tiles (``/mis/tiles``, :mod:`mis.api.app`), set in the
@@ -41,6 +42,9 @@ OFFLINE_ASSETS = {
         "/static/leaflet.markercluster/MarkerCluster.Default.css",
     "https://unpkg.com/leaflet.markercluster/dist/leaflet.markercluster-src.js":
         "/static/leaflet.markercluster/leaflet.markercluster.js",
+    **{f"https://unpkg.com/swagger-ui-dist/{name}": f"/static/swagger-ui/{name}"
+       for name in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+                    "favicon-16x16.png", "favicon-32x32.png")},
 }
 
 
