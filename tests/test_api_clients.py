@@ -138,3 +138,19 @@ def test_gdal_where_equality_goes_to_the_server(live, api_db):
     assert pages and all("dominantClass=Ccp" in line and "limit=1000" in line for line in pages)
     assert out.stdout.count("OGRFeature(roxels):") == count(
         api_db, "SELECT count(*) FROM pub.roxels WHERE \"dominantClass\" = 'Ccp'")
+
+
+@pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="GDAL's ogr2ogr (Debian gdal-bin) is not installed")
+def test_gdal_copies_every_collection_to_a_geopackage(live, api_db, tmp_path):
+    """``ogr2ogr`` of the whole server: every collection a layer, every feature there, reals
+    stay reals and Z stays."""
+    gpkg = tmp_path / "mis.gpkg"
+    subprocess.run(["ogr2ogr", "-f", "GPKG", str(gpkg), f"OAPIF:{live.url}", "-oo", "PAGE_SIZE=1000"],
+                   capture_output=True, text=True, timeout=300, check=True)
+    for cid in COLLECTIONS:
+        info = subprocess.run(["ogrinfo", "-ro", "-so", str(gpkg), cid], capture_output=True, text=True,
+                              timeout=60, check=True).stdout
+        assert f"Feature Count: {count(api_db, COUNTS[cid])}" in info, (cid, info[-500:])
+    grains = subprocess.run(["ogrinfo", "-ro", "-so", str(gpkg), "grains"], capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    assert "area_um2: Real" in grains and "3D Point" in grains
