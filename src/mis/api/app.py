@@ -45,7 +45,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mis.api.auth import TokenStore, bearer, default_token_file
 from mis.api.provider import CURRENT_REQUEST, RAW_FEATURES, dispose_engines
-from mis.api.responses import adjust
+from mis.api.responses import adjust, translate_config_per_app
 
 __all__ = ["QueryGuard", "WriteAuth", "create_app", "serve"]
 
@@ -356,6 +356,7 @@ def create_app(
     openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
     _declare_filtering()
     accept_any_datetime()
+    translate_config_per_app()
     pygeoapi_module = _load_pygeoapi(config_path, openapi_path, config["server"]["url"])
 
     from mis.api.pages import page_routes
