@@ -424,9 +424,8 @@ def test_plug_viewer_fills_the_window_below_its_header(site, browser, visible_ru
 
 PYGEOAPI_PAGES = ["/?f=html", "/collections?f=html", "/collections/plugs?f=html", "/collections/plugs/items?f=html",
                   "/collections/plugs/items/1?f=html", "/collections/drillcore-traces/items?f=html",
+                  "/collections/surveys/items?f=html", "/collections/surveys/items/1?f=html",
                   "/collections/vocab-mineral?f=html", "/collections/plugs/queryables?f=html", "/openapi?f=html"]
-# (not /collections/surveys/items?f=html: pygeoapi 0.21's item list fits its map to the
-# features' bounds, which a collection without geometry has not: "Bounds are not valid")
 
 
 @pytest.mark.parametrize("path", PYGEOAPI_PAGES)

@@ -81,11 +81,17 @@ def translate_config_per_app() -> None:
     l10n.translate_struct = translate_struct
 
 
+#: pygeoapi's item(s) pages fit their map to the features' bounds, which features without
+#: geometry (surveys, vocabularies) have not: Leaflet throws "Bounds are not valid".
+_FIT = "map.fitBounds(items.getBounds()"
+
+
 def offline_html(page: str, base_url: str) -> str:
-    """``page`` with every CDN file of :data:`OFFLINE_ASSETS` taken from this server."""
+    """``page`` with every CDN file of :data:`OFFLINE_ASSETS` taken from this server (and
+    its map fitted to its features only where they have bounds)."""
     for cdn, local in OFFLINE_ASSETS.items():
         page = page.replace(cdn, base_url + local)
-    return page
+    return page.replace(_FIT, "items.getBounds().isValid() && " + _FIT)
 
 
 def _kind(api_call: Any) -> str | None:
