@@ -11,7 +11,10 @@
 --     the concept URI beside it ("lithology_uri");
 --   * lengths and depths carry their unit in the name (boreholeLength_m, depth_m);
 --   * parents are named and referenced: a plug has "drillcore" (the hole id) and
---     "drillcore_id" (its feature id in the drillcores collection), and so on upwards.
+--     "drillcore_id" (its feature id in the drillcores collection), and so on upwards;
+--   * every feature also carries its own id as a property of that name ("plug_id" of a
+--     plug, "grain_id" of a grain): clients such as QGIS 3.22 number features themselves
+--     and show no feature id, and with it a layer joins its children by one field name.
 --   * grains and roxels are big tables: their views use only joins the planner can turn
 --     into index lookups, and name mineral classes by their short symbol (IMA notation
 --     "Ccp", else the label) so that filters such as mineral = 'Ccp' stay readable.
@@ -50,6 +53,7 @@ GROUP BY rc.run_id;
 -- ------------------------------------------------------------------ deposits
 CREATE VIEW pub.deposits AS
 SELECT d.id,
+       d.id AS deposit_id,
        d.name,
        ot.pref_label AS "occurrenceType",
        d.occurrence_type_uri AS "occurrenceType_uri",
@@ -78,6 +82,7 @@ COMMENT ON VIEW pub.deposits IS 'Deposits (~ ERML MineralOccurrence): footprint 
 -- GeoSciML-Lite BoreholeView property names where one exists.
 CREATE VIEW pub.drillcores AS
 SELECT h.id,
+       h.id AS drillcore_id,
        h.name,
        d.name AS deposit,
        h.deposit_id,
@@ -113,6 +118,7 @@ COMMENT ON VIEW pub.drillcores IS 'Drill cores (~ GeoSciML-Lite BoreholeView): c
 
 CREATE VIEW pub.drillcore_traces AS
 SELECT h.id,
+       h.id AS drillcore_id,
        h.name,
        d.name AS deposit,
        h.deposit_id,
@@ -129,6 +135,7 @@ COMMENT ON VIEW pub.drillcore_traces IS 'Drill core traces: desurveyed LineStrin
 
 CREATE VIEW pub.surveys AS
 SELECT s.id,
+       s.id AS survey_id,
        h.name AS drillcore,
        s.drillcore_id,
        d.name AS deposit,
@@ -144,6 +151,7 @@ COMMENT ON VIEW pub.surveys IS 'Downhole survey stations: depth along hole, dip 
 -- ------------------------------------------------------------------ plugs
 CREATE VIEW pub.plugs AS
 SELECT p.id,
+       p.id AS plug_id,
        p.name,
        h.name AS drillcore,
        p.drillcore_id,
@@ -173,6 +181,7 @@ COMMENT ON VIEW pub.plugs IS 'Samples (plugs, sections, core photos) at a depth 
 -- ------------------------------------------------------------------ rocks
 CREATE VIEW pub.rocks AS
 SELECT r.id,
+       r.id AS rock_id,
        p.name AS plug,
        r.plug_id,
        h.name AS drillcore,
@@ -203,6 +212,7 @@ COMMENT ON VIEW pub.rocks IS 'Rock of a plug (~ GeoSciML RockMaterial): litholog
 -- ------------------------------------------------------------------ grains
 CREATE VIEW pub.grains AS
 SELECT g.id,
+       g.id AS grain_id,
        g.run_id,
        sr.image_id,
        i.plug_id,
@@ -320,6 +330,7 @@ CREATE FUNCTION pub.named_fractions(keys text[], f real[],
 -- properties=.
 CREATE VIEW pub.roxels AS
 SELECT x.id,
+       x.id AS roxel_id,
        x.run_id,
        sr.image_id,
        i.plug_id,
@@ -364,6 +375,7 @@ COMMENT ON VIEW pub.roxels IS 'Roxels (elementary rock cells): world PointZ, dep
 -- ------------------------------------------------------------------ vocabularies
 CREATE VIEW pub.concepts AS
 SELECT c.id,
+       c.id AS concept_id,
        c.uri,
        c.scheme,
        c.pref_label AS "prefLabel",

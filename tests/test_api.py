@@ -149,8 +149,9 @@ def test_roxels_grains_and_rocks_name_their_fractions(http):
     page = http.get("/collections/roxels/items", params={"filter": "row = 0 AND col <= 1"}).json()["features"]
     first, roxel = sorted(page, key=lambda f: f["properties"]["pixelWindow"][1])  # cols 0 and 1
     r = roxel["properties"]
-    assert set(r) == {"run_id", "plug_id", "depth_m", "dominantClass", "dominantGrain_id", "composition",
+    assert set(r) == {"roxel_id", "run_id", "plug_id", "depth_m", "dominantClass", "dominantGrain_id", "composition",
                       "pixelWindow", "imageRegion"}  # a page's lean default
+    assert r["roxel_id"] == roxel["id"]
     assert r["composition"] == {"Ccp": 0.13, "Qz": 0.77, "pore-epoxy": 0.1}
     assert first["properties"]["composition"] == {"Qz": 0.9, "pore-epoxy": 0.1}  # zero fractions left out
     assert r["dominantClass"] == "Qz"

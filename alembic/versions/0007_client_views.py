@@ -1,9 +1,11 @@
-"""Publication views rebuilt for real clients: links to pixels and images, dated traces.
+"""Publication views rebuilt for real clients: own ids, links to pixels and images, dated traces.
 
 Revision ID: 0007
 Revises: 0006
 
-``pub.grains`` gains ``pixelWindow`` (the grain's box in level-0 pixels, [y, x, height,
+Every view carries its feature's id as a named property too (``deposit_id`` of a deposit,
+``plug_id`` of a plug, ``grain_id`` of a grain ...): QGIS 3.22 numbers the features it
+reads itself and shows no feature id. ``pub.grains`` gains ``pixelWindow`` (the grain's box in level-0 pixels, [y, x, height,
 width], as roxels have it) and ``imageRegion``, ``pub.roxels`` gains ``imageRegion`` (the
 IIIF Image API request of those pixels, a path the API makes absolute), ``pub.plugs``
 ``iiifManifest`` (the plug's IIIF manifest, where it has images), and
