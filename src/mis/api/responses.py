@@ -1,4 +1,5 @@
-"""What MIS changes in pygeoapi's answers before they leave: links that compose, media types.
+"""What MIS changes in pygeoapi's answers before they leave: links that compose, media
+types, HTML that works offline.
 
 pygeoapi 0.21 writes the JSON ``items`` link of a collection as ``.../items?f=json``; GDAL's
 OAPIF driver builds a feature's URL by appending ``/{id}`` to it, and asks for
@@ -11,8 +12,7 @@ pygeoapi also labels GeoJSON answers with the server's JSON media type
 (OGC API - Features Part 1, requirement /req/geojson/content).
 
 pygeoapi's HTML pages load Leaflet, Leaflet.markercluster, Bootstrap and Swagger UI from
-unpkg.com:
-offline the map is blank (``L is not defined``). Their HTML goes out with MIS's vendored
+unpkg.com: offline the map is blank (``L is not defined``). Their HTML goes out with MIS's vendored
 copies instead (:data:`OFFLINE_ASSETS`, files under ``mis/api/static``); the map's base
 tiles are MIS's own plain tiles (``/mis/tiles``, :mod:`mis.api.app`), set in the
 configuration (:func:`mis.api.config.build_config`). Whatever template renders a page

@@ -623,6 +623,7 @@ class Rights:
     statement: str | None = None
 
     def apply(self, doc: dict[str, Any]) -> None:
+        """Set ``rights`` and ``requiredStatement`` of a manifest or collection ``doc``."""
         if self.uri:
             # IIIF wants these URIs as their owners publish them: http, no query
             doc["rights"] = self.uri.replace("https://creativecommons.org/", "http://creativecommons.org/")
