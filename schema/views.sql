@@ -11,7 +11,10 @@
 --     the concept URI beside it ("lithology_uri");
 --   * lengths and depths carry their unit in the name (boreholeLength_m, depth_m);
 --   * parents are named and referenced: a plug has "drillcore" (the hole id) and
---     "drillcore_id" (its feature id in the drillcores collection), and so on upwards.
+--     "drillcore_id" (its feature id in the drillcores collection), and so on upwards;
+--   * every feature also carries its own id as a property of that name ("plug_id" of a
+--     plug, "grain_id" of a grain): clients such as QGIS 3.22 number features themselves
+--     and show no feature id, and with it a layer joins its children by one field name.
 --   * grains and roxels are big tables: their views use only joins the planner can turn
 --     into index lookups, and name mineral classes by their short symbol (IMA notation
 --     "Ccp", else the label) so that filters such as mineral = 'Ccp' stay readable.
@@ -50,6 +53,7 @@ GROUP BY rc.run_id;
 -- ------------------------------------------------------------------ deposits
 CREATE VIEW pub.deposits AS
 SELECT d.id,
+       d.id AS deposit_id,
        d.name,
        ot.pref_label AS "occurrenceType",
        d.occurrence_type_uri AS "occurrenceType_uri",
@@ -78,6 +82,7 @@ COMMENT ON VIEW pub.deposits IS 'Deposits (~ ERML MineralOccurrence): footprint 
 -- GeoSciML-Lite BoreholeView property names where one exists.
 CREATE VIEW pub.drillcores AS
 SELECT h.id,
+       h.id AS drillcore_id,
        h.name,
        d.name AS deposit,
        h.deposit_id,
@@ -113,6 +118,7 @@ COMMENT ON VIEW pub.drillcores IS 'Drill cores (~ GeoSciML-Lite BoreholeView): c
 
 CREATE VIEW pub.drillcore_traces AS
 SELECT h.id,
+       h.id AS drillcore_id,
        h.name,
        d.name AS deposit,
        h.deposit_id,
@@ -120,6 +126,8 @@ SELECT h.id,
        h.desurvey_method AS "desurveyMethod",
        CASE WHEN h.local_epsg IS NULL THEN NULL ELSE 'EPSG:' || h.local_epsg END AS "desurveySrs",
        (SELECT count(*) FROM public.survey_station s WHERE s.drillcore_id = h.id)::integer AS "surveyCount",
+       h.start_date AS "drillStartDate",
+       h.end_date AS "drillEndDate",
        h.trace AS geom
 FROM public.drillcore h
 JOIN public.deposit d ON d.id = h.deposit_id;
@@ -127,6 +135,7 @@ COMMENT ON VIEW pub.drillcore_traces IS 'Drill core traces: desurveyed LineStrin
 
 CREATE VIEW pub.surveys AS
 SELECT s.id,
+       s.id AS survey_id,
        h.name AS drillcore,
        s.drillcore_id,
        d.name AS deposit,
@@ -142,6 +151,7 @@ COMMENT ON VIEW pub.surveys IS 'Downhole survey stations: depth along hole, dip 
 -- ------------------------------------------------------------------ plugs
 CREATE VIEW pub.plugs AS
 SELECT p.id,
+       p.id AS plug_id,
        p.name,
        h.name AS drillcore,
        p.drillcore_id,
@@ -157,6 +167,8 @@ SELECT p.id,
        p.preparation,
        p.description,
        (SELECT count(*) FROM public.image i WHERE i.plug_id = p.id)::integer AS "imageCount",
+       CASE WHEN EXISTS (SELECT 1 FROM public.image i WHERE i.plug_id = p.id)
+            THEN '/iiif/presentation/plug/' || p.id || '/manifest.json' END AS "iiifManifest",
        p.updated_at AS updated,
        p.position AS geom
 FROM public.plug p
@@ -169,6 +181,7 @@ COMMENT ON VIEW pub.plugs IS 'Samples (plugs, sections, core photos) at a depth 
 -- ------------------------------------------------------------------ rocks
 CREATE VIEW pub.rocks AS
 SELECT r.id,
+       r.id AS rock_id,
        p.name AS plug,
        r.plug_id,
        h.name AS drillcore,
@@ -199,6 +212,7 @@ COMMENT ON VIEW pub.rocks IS 'Rock of a plug (~ GeoSciML RockMaterial): litholog
 -- ------------------------------------------------------------------ grains
 CREATE VIEW pub.grains AS
 SELECT g.id,
+       g.id AS grain_id,
        g.run_id,
        sr.image_id,
        i.plug_id,
@@ -224,12 +238,24 @@ SELECT g.id,
        g.centroid_x_um,
        g.centroid_y_um,
        array_to_string(g.chunk_keys, ' ') AS "chunkKeys",
+       '[' || w.y0 || ',' || w.x0 || ',' || (w.y1 - w.y0) || ',' || (w.x1 - w.x0) || ']' AS "pixelWindow",
+       '/iiif/3/' || sr.image_id || '/' || w.x0 || ',' || w.y0 || ',' || (w.x1 - w.x0) || ','
+           || (w.y1 - w.y0) || '/max/0/default.png' AS "imageRegion",
        p.position AS geom
 FROM public.grain g
 JOIN public.concept m ON m.id = g.mineral_id
 JOIN public.segmentation_run sr ON sr.id = g.run_id
 JOIN public.image i ON i.id = sr.image_id
-JOIN public.plug p ON p.id = i.plug_id;
+JOIN public.plug p ON p.id = i.plug_id
+CROSS JOIN LATERAL (
+    -- the grain's pixels: its outline's box (image um, pixel centres at index * pixel size)
+    -- in level-0 pixels, whole pixels, inside the image
+    SELECT greatest(0, floor(ST_XMin(b) / i.pixel_size_um + 0.5))::integer AS x0,
+           greatest(0, floor(ST_YMin(b) / i.pixel_size_um + 0.5))::integer AS y0,
+           least(i.shape[3], greatest(1, ceil(ST_XMax(b) / i.pixel_size_um + 0.5)))::integer AS x1,
+           least(i.shape[2], greatest(1, ceil(ST_YMax(b) / i.pixel_size_um + 0.5)))::integer AS y1
+    FROM (SELECT g.outline::box2d AS b) o
+) w;
 COMMENT ON VIEW pub.grains IS 'Segmented mineral grains: shape metrics in image micrometres; located at their plug';
 
 -- ------------------------------------------------------------------ roxels
@@ -304,6 +330,7 @@ CREATE FUNCTION pub.named_fractions(keys text[], f real[],
 -- properties=.
 CREATE VIEW pub.roxels AS
 SELECT x.id,
+       x.id AS roxel_id,
        x.run_id,
        sr.image_id,
        i.plug_id,
@@ -326,6 +353,9 @@ SELECT x.id,
        '[' || x.row * sr.roxel_size || ',' || x.col * sr.roxel_size || ','
            || least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size) || ','
            || least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size) || ']' AS "pixelWindow",
+       '/iiif/3/' || sr.image_id || '/' || x.col * sr.roxel_size || ',' || x.row * sr.roxel_size || ','
+           || least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size) || ','
+           || least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size) || '/max/0/default.png' AS "imageRegion",
        x.position AS geom
 FROM public.roxel x
 LEFT JOIN public.concept c ON c.id = x.dominant_class_id
@@ -345,6 +375,7 @@ COMMENT ON VIEW pub.roxels IS 'Roxels (elementary rock cells): world PointZ, dep
 -- ------------------------------------------------------------------ vocabularies
 CREATE VIEW pub.concepts AS
 SELECT c.id,
+       c.id AS concept_id,
        c.uri,
        c.scheme,
        c.pref_label AS "prefLabel",

@@ -149,8 +149,9 @@ def test_roxels_grains_and_rocks_name_their_fractions(http):
     page = http.get("/collections/roxels/items", params={"filter": "row = 0 AND col <= 1"}).json()["features"]
     first, roxel = sorted(page, key=lambda f: f["properties"]["pixelWindow"][1])  # cols 0 and 1
     r = roxel["properties"]
-    assert set(r) == {"run_id", "plug_id", "depth_m", "dominantClass", "dominantGrain_id", "composition",
-                      "pixelWindow"}  # a page's lean default
+    assert set(r) == {"roxel_id", "run_id", "plug_id", "depth_m", "dominantClass", "dominantGrain_id", "composition",
+                      "pixelWindow", "imageRegion"}  # a page's lean default
+    assert r["roxel_id"] == roxel["id"]
     assert r["composition"] == {"Ccp": 0.13, "Qz": 0.77, "pore-epoxy": 0.1}
     assert first["properties"]["composition"] == {"Qz": 0.9, "pore-epoxy": 0.1}  # zero fractions left out
     assert r["dominantClass"] == "Qz"
@@ -178,7 +179,7 @@ def test_roxels_grains_and_rocks_name_their_fractions(http):
 
     grains = http.get("/collections/grains/items",
                       params={"filter": "mineral = 'Ccp' AND area_um2 > 100", "limit": 100}).json()
-    expected = [g for g in range(1, N_GRAINS + 1) if g % 3 == 0 and g * 5 > 100]
+    expected = [g for g in range(1, N_GRAINS + 1) if g % 3 == 0 and g * 5 + (g > 20) / 4 > 100]
     assert grains["numberReturned"] == len(expected)
     assert all(f["properties"]["mineralName"] == "chalcopyrite" for f in grains["features"])
     rock = http.get("/collections/rocks/items").json()["features"][0]["properties"]
@@ -386,3 +387,203 @@ def test_generated_configuration_holds_the_filled_template(live):
     prov = config["resources"]["plugs"]["providers"][0]
     assert prov["data"]["search_path"] == ["pub", "public"] and prov["data"]["dbname"]
     assert (live.token_file.parent / "pygeoapi-config.generated.yml").stat().st_mode & 0o077 == 0
+
+
+# --------------------------------------------------------------------------- what real clients need
+def _typed(text: str):
+    """JSON with every integer literal kept apart (``("int", "10")``), so that a real written
+    as ``10`` cannot pass for ``10.0``."""
+    return json.loads(text, parse_int=lambda s: ("int", s))
+
+
+@pytest.mark.parametrize("cid", list(load_template()["resources"]))
+def test_every_value_has_its_schema_type(http, cid):
+    """QGIS types a field from the first page it reads: a real column must never be written
+    as an integer (``"area_um2": 29424``), or later non-integral values are lost. Every
+    property of every feature (page and item) has the JSON type of its schema entry."""
+    schema = http.get(f"/collections/{cid}/schema", params={"f": "json"}).json()["properties"]
+    queryables = http.get(f"/collections/{cid}/queryables", params={"f": "json"}).json()["properties"]
+    names = [n for n in schema if n != "geometry"]
+    page = http.get(f"/collections/{cid}/items", params={"limit": 10000, "properties": ",".join(
+        n for n in names if not n.endswith("_broader") and n != "narrowerOf")})
+    assert page.status_code == 200, page.text[:300]
+    features = _typed(page.text)["features"]
+    assert features, cid
+    item = http.get(f"/collections/{cid}/items/{features[-1]['id'][1]}")
+    seen: dict[str, set[str]] = {}
+    for feature in [*features, _typed(item.text)]:
+        for name, value in feature["properties"].items():
+            kind = ("null" if value is None else "integer" if isinstance(value, tuple) else
+                    "number" if isinstance(value, float) else "string" if isinstance(value, str) else
+                    "boolean" if isinstance(value, bool) else "array" if isinstance(value, list) else "object")
+            seen.setdefault(name, set()).add(kind)
+    for name, kinds in seen.items():
+        expected = schema[name]["type"]
+        assert queryables[name]["type"] == expected, (cid, name)
+        assert kinds - {"null"} <= {expected}, (cid, name, expected, kinds)
+    reals = [n for n in seen if schema[n]["type"] == "number" and seen[n] != {"null"}]
+    if cid in ("grains", "surveys", "plugs", "drillcores", "roxels"):
+        assert reals, cid  # the test sees real columns, whole values among them (area 5.0, depth 0.0)
+
+
+@pytest.mark.parametrize("value,names", [
+    ("2025-03-01/2025-04-30", {"QA-001", "QA-002"}),
+    ("2025-09-01/2025-12-31", set()),                       # a range with no data: empty, not a 400
+    ("0000-01-01T00:00:00Z/2025-03-31T23:59:59Z", {"QA-001"}),  # QGIS 3.22's open start
+    ("../2025-03-31", {"QA-001"}),
+    ("/2025-03-31", {"QA-001"}),
+    ("2025-07-01T00:00:00+02:00/..", None),
+    ("1900-01-01/1900-12-31", set()),
+    ("2025-03-01", {"QA-001"}),
+    ("2025-03-01T10:15:00.123456789Z", {"QA-001"}),
+    ("2025-03-01t10:15:00z", {"QA-001"}),
+    ("0000-01-01T00:00:00Z", set()),
+    ("../..", None),
+])
+def test_any_rfc3339_datetime_is_answered(http, value, names):
+    response = http.get("/collections/drillcores/items", params={"datetime": value, "limit": 100})
+    assert response.status_code == 200, response.text
+    got = {f["properties"]["name"] for f in response.json()["features"]}
+    if names is not None:
+        assert got == names, value
+    traces = http.get("/collections/drillcore-traces/items", params={"datetime": value, "limit": 100})
+    assert traces.status_code == 200 and {f["properties"]["name"] for f in traces.json()["features"]} == got
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2025-13-45", "2025-02-30", "2025-05-01/2025-01-01",
+                                   "2025-01-01/2025-02-01/2025-03-01", "2025-03-01T25:00:00Z", "20250301"])
+def test_a_datetime_that_is_not_rfc3339_is_a_400(http, value):
+    response = http.get("/collections/drillcores/items", params={"datetime": value})
+    assert response.status_code == 400 and "datetime" in response.json()["description"], response.text
+
+
+def test_links_compose_and_features_are_geojson(http, live):
+    """GDAL appends ``/{id}`` to the items link: it must carry no query (``?f=json``)."""
+    for body in (http.get("/collections", params={"f": "json"}).json()["collections"],
+                 [http.get("/collections/drillcores", params={"f": "json"}).json()]):
+        for collection in body:
+            items = [link for link in collection["links"] if link["rel"] == "items"]
+            geojson = [link["href"] for link in items if link["type"] == "application/geo+json"]
+            assert geojson == [f"{live.url}/collections/{collection['id']}/items"]
+            assert any(link["href"].endswith("?f=html") for link in items)  # the others keep theirs
+            one = http.get(geojson[0] + "/1", headers={"Accept": "application/geo+json"})
+            assert one.status_code in (200, 404), one.text
+    page = http.get("/collections/plugs/items", params={"limit": 1})
+    item = http.get("/collections/plugs/items/1")
+    for response in (page, item):
+        assert response.headers["content-type"].startswith("application/geo+json"), response.headers
+    missing = http.get("/collections/plugs/items/999999")
+    assert missing.status_code == 404 and missing.headers["content-type"].startswith("application/json")
+    assert http.get("/collections/plugs", params={"f": "json"}).headers["content-type"].startswith("application/json")
+
+
+def test_openapi_shares_the_limit_parameter(http):
+    """QGIS reads page sizes from #/components/parameters/limit only."""
+    spec = http.get("/openapi", params={"f": "json"}).json()
+    limit = spec["components"]["parameters"]["limit"]
+    assert limit["schema"]["maximum"] == 10000 and limit["schema"]["default"] == 100 and limit["in"] == "query"
+    for path, item in spec["paths"].items():
+        if path.endswith("/items"):
+            params = item["get"]["parameters"]
+            assert {"$ref": "#/components/parameters/limit"} in params, path
+            assert not any(p.get("name") == "limit" for p in params), path
+
+
+def test_extents_are_where_the_data_is(http, api_db):
+    collections = {c["id"]: c for c in http.get("/collections", params={"f": "json"}).json()["collections"]}
+    with_grains = count(api_db, "SELECT count(DISTINCT i.plug_id) FROM grain g JOIN segmentation_run r "
+                                "ON r.id = g.run_id JOIN image i ON i.id = r.image_id")
+    assert with_grains == 1
+    x, y = [float(v) for v in count(api_db, "SELECT ST_X(p.position) || ' ' || ST_Y(p.position) FROM plug p "
+                                            "JOIN image i ON i.plug_id = p.id LIMIT 1").split()]
+    box = collections["grains"]["extent"]["spatial"]["bbox"][0]
+    assert box == pytest.approx([x - 1e-4, y - 1e-4, x + 1e-4, y + 1e-4], abs=2e-6)  # one plug: its point
+    deposit = collections["deposits"]["extent"]["spatial"]["bbox"][0]
+    assert (box[2] - box[0]) < (deposit[2] - deposit[0]) / 100
+    for cid in ("drillcores", "drillcore-traces"):
+        temporal = collections[cid]["extent"]["temporal"]
+        assert temporal["interval"] == [["2025-03-01T00:00:00+00:00", "2025-08-01T23:59:59+00:00"]], cid
+        assert temporal["trs"].endswith("/Gregorian")
+
+
+def test_grains_and_roxels_link_to_their_pixels(http, live):
+    """A grain's and a roxel's imageRegion is the IIIF Image API request of its pixels."""
+    grain = http.get("/collections/grains/items/3").json()["properties"]
+    # outline: a 3 um buffer around (30, 30) um, 1.5 um pixels, pixel centres at index * size
+    assert grain["pixelWindow"] == [18, 18, 5, 5]  # pixels 18..22: centres 27..33 um
+    assert grain["imageRegion"] == f"{live.url}/iiif/3/{grain['image_id']}/18,18,5,5/max/0/default.png"
+    queryables = http.get("/collections/grains/queryables", params={"f": "json"}).json()["properties"]
+    assert queryables["imageRegion"]["format"] == "uri"
+    roxel = http.get("/collections/roxels/items", params={"filter": f"row = {ROXEL_GRID - 1} AND col = 17"}).json()
+    props = roxel["features"][0]["properties"]
+    y, x, h, w = props["pixelWindow"]
+    assert props["imageRegion"].endswith(f"/iiif/3/1/{x},{y},{w},{h}/max/0/default.png") and (y, x) == (1008, 272)
+    plug = http.get("/collections/plugs/items/1").json()["properties"]
+    assert plug["iiifManifest"] == f"{live.url}/iiif/presentation/plug/1/manifest.json"
+    assert http.get("/collections/plugs/items/2").json()["properties"]["iiifManifest"] is None  # no images
+
+
+def test_plug_manifests_are_on_the_map_and_in_drill_core_and_deposit_collections(http, live, api_db):
+    """A plug's manifest: navPlace at the plug's point, seeAlso its OGC API feature, partOf
+    its drill core's collection, a thumbnail, rights and a required statement; the drill
+    core's collection lists its imaged plugs by depth, the deposit's its drill cores."""
+    plug = http.get("/collections/plugs/items/1").json()
+    manifest = http.get("/iiif/presentation/plug/1/manifest.json")
+    assert manifest.status_code == 200 and manifest.headers["access-control-allow-origin"] == "*"
+    doc = manifest.json()
+    assert doc["@context"][0] == "http://iiif.io/api/extension/navplace/context.json"
+    assert doc["@context"][-1] == "http://iiif.io/api/presentation/3/context.json"
+    point = doc["navPlace"]["features"][0]["geometry"]
+    assert point["type"] == "Point" and point["coordinates"] == pytest.approx(plug["geometry"]["coordinates"])
+    assert doc["seeAlso"][0]["id"] == f"{live.url}/collections/plugs/items/1"
+    assert doc["seeAlso"][0]["format"] == "application/geo+json"
+    assert http.get(doc["seeAlso"][0]["id"]).json()["properties"]["iiifManifest"] == doc["id"]
+    assert doc["thumbnail"][0]["id"].startswith(f"{live.url}/iiif/3/") and doc["thumbnail"][0]["type"] == "Image"
+    assert doc["rights"] == "http://creativecommons.org/licenses/by/4.0/"
+    assert "CC-BY 4.0" in doc["requiredStatement"]["value"]["en"][0]
+    collection_url = doc["partOf"][0]["id"]
+    hole = http.get(collection_url).json()
+    assert hole["type"] == "Collection" and hole["label"]["none"] == ["Drill core QA-001"]
+    imaged = count(api_db, "SELECT count(DISTINCT plug_id) FROM image i JOIN plug p ON p.id = i.plug_id "
+                           "WHERE p.drillcore_id = 1")
+    assert [m["id"] for m in hole["items"]] == [doc["id"]] and len(hole["items"]) == imaged
+    assert hole["items"][0]["thumbnail"][0]["id"].endswith("/full/!200,200/0/default.jpg")
+    deposit = http.get(hole["partOf"][0]["id"]).json()
+    assert [c["id"] for c in deposit["items"]] == [collection_url]
+    # the grains are annotations of the image's canvas: a box and a text each, linked to the feature
+    page_url = doc["items"][0]["annotations"][0]["id"]
+    page = http.get(page_url).json()
+    assert page["type"] == "AnnotationPage" and len(page["items"]) == N_GRAINS
+    grain = http.get("/collections/grains/items/3").json()["properties"]
+    y, x, h, w = grain["pixelWindow"]
+    three = [a for a in page["items"] if a["seeAlso"][0]["id"].endswith("/collections/grains/items/3")]
+    assert three[0]["target"] == f"{doc['items'][0]['id']}#xywh={x},{y},{w},{h}"
+    assert three[0]["body"]["value"].startswith("Ccp (chalcopyrite) grain 3: 15.0 µm²")
+    for path in ("/iiif/presentation/plug/2/canvas/1/grains.json", "/iiif/presentation/plug/1/canvas/x/grains.json",
+                 "/iiif/presentation/drillcore/999/collection.json", "/iiif/presentation/deposit/0/collection.json",
+                 "/iiif/presentation/drillcore/x/collection.json", "/iiif/presentation/plug/2/manifest.json"):
+        assert http.get(path).status_code == 404, path
+
+
+def test_each_app_renders_html_with_its_own_url(live, api_db, tmp_path):
+    """pygeoapi caches its templates' configuration process-wide; two apps in one process
+    (as here: the module's server and this one) each link pages to their own URL."""
+    import asyncio
+    import re
+
+    import httpx
+
+    from mis.api.app import create_app
+
+    other = create_app(api_db, port=1, public_url="http://other.example:8080", state_dir=tmp_path / "state",
+                       token_file=tmp_path / "tokens.json")
+
+    async def landing() -> str:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://other.example:8080",
+                                     timeout=60) as client:
+            return (await client.get("/", params={"f": "html"})).text
+
+    page = asyncio.run(landing())
+    mine = httpx.get(f"{live.url}/?f=html", timeout=60).text
+    assert set(re.findall(r'(https?://[^/"]+)/static/', page)) == {"http://other.example:8080"}
+    assert set(re.findall(r'(https?://[^/"]+)/static/', mine)) == {live.url}

@@ -111,3 +111,46 @@ def test_mis_serve_command_serves(api_db, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL's ogrinfo (Debian gdal-bin) is not installed")
+def test_gdal_fetches_one_feature_of_every_collection(live, http):
+    """``ogrinfo ... -fid N`` asks for ``{items link}/N``: the items link must compose."""
+    for cid in COLLECTIONS:
+        first = http.get(f"/collections/{cid}/items", params={"limit": 1}).json()["features"][0]
+        out = subprocess.run(["ogrinfo", "-ro", f"OAPIF:{live.url}", cid, "-fid", str(first["id"])],
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert out.returncode == 0 and "ERROR" not in out.stderr, (cid, out.stderr[-500:])
+        assert f"OGRFeature({cid}):{first['id']}" in out.stdout, cid
+    real = subprocess.run(["ogrinfo", "-ro", "-so", f"OAPIF:{live.url}", "grains"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "area_um2: Real" in real and "imageRegion: String" in real
+
+
+@pytest.mark.skipif(shutil.which("ogrinfo") is None, reason="GDAL's ogrinfo (Debian gdal-bin) is not installed")
+def test_gdal_where_equality_goes_to_the_server(live, api_db):
+    """GDAL 3.6 turns ``-where "x = 'v'"`` on a queryable into ``?x=v`` (the guides say so)."""
+    out = subprocess.run(["ogrinfo", "-ro", "-q", f"OAPIF:{live.url}", "roxels", "-where", "dominantClass = 'Ccp'",
+                          "-oo", "PAGE_SIZE=1000", "--debug", "on"], capture_output=True, text=True, timeout=120,
+                         check=True)
+    fetched = [line for line in out.stderr.splitlines() if "Fetch(" in line and "/roxels/items" in line]
+    pages = fetched[1:]  # the first reads the layer's fields, unfiltered
+    assert pages and all("dominantClass=Ccp" in line and "limit=1000" in line for line in pages)
+    assert out.stdout.count("OGRFeature(roxels):") == count(
+        api_db, "SELECT count(*) FROM pub.roxels WHERE \"dominantClass\" = 'Ccp'")
+
+
+@pytest.mark.skipif(shutil.which("ogr2ogr") is None, reason="GDAL's ogr2ogr (Debian gdal-bin) is not installed")
+def test_gdal_copies_every_collection_to_a_geopackage(live, api_db, tmp_path):
+    """``ogr2ogr`` of the whole server: every collection a layer, every feature there, reals
+    stay reals and Z stays."""
+    gpkg = tmp_path / "mis.gpkg"
+    subprocess.run(["ogr2ogr", "-f", "GPKG", str(gpkg), f"OAPIF:{live.url}", "-oo", "PAGE_SIZE=1000"],
+                   capture_output=True, text=True, timeout=300, check=True)
+    for cid in COLLECTIONS:
+        info = subprocess.run(["ogrinfo", "-ro", "-so", str(gpkg), cid], capture_output=True, text=True,
+                              timeout=60, check=True).stdout
+        assert f"Feature Count: {count(api_db, COUNTS[cid])}" in info, (cid, info[-500:])
+    grains = subprocess.run(["ogrinfo", "-ro", "-so", str(gpkg), "grains"], capture_output=True, text=True,
+                            timeout=60, check=True).stdout
+    assert "area_um2: Real" in grains and "3D Point" in grains

@@ -3,7 +3,8 @@
 ``api_db`` is one database per test module: the sample deposit registered through the
 real registration service, plus a small synthetic segmentation run (image, run, class
 list, 4,096 roxels, 60 grains, a rock) written with SQL, so that every collection has
-features. ``LiveServer`` runs the real app (:func:`mis.api.app.create_app`) under uvicorn
+features. The first 20 grains have whole areas and the others not, as in real data: a
+client that types a field from its first page sees an integer there. ``LiveServer`` runs the real app (:func:`mis.api.app.create_app`) under uvicorn
 in a thread on a free 127.0.0.1 port: the tests talk HTTP to it like any client.
 """
 
@@ -65,7 +66,8 @@ INSERT INTO grain (run_id, label, mineral_id, outline, centroid_x_um, centroid_y
                    roundness, feret_max_um, feret_min_um, mean_probability, touches_border, chunk_keys)
 SELECT (SELECT id FROM segmentation_run), g,
        (SELECT id FROM concept WHERE uri = CASE WHEN g % 3 = 0 THEN '{CHALCOPYRITE}' ELSE '{QUARTZ}' END),
-       ST_Buffer(ST_MakePoint(g * 10, g * 10), 3), g * 10, g * 10, g * 5.0, 20, 5, 6, 4, 30, 1.5, 0.9,
+       ST_Buffer(ST_MakePoint(g * 10, g * 10), 3), g * 10, g * 10,
+       CASE WHEN g <= 20 THEN g * 5.0 ELSE g * 5.0 + 0.25 END, 20, 5, 6, 4, 30, 1.5, 0.9,
        0.8, 0.7, 7, 4, 0.95, false, ARRAY['c/0/0/0']
 FROM generate_series(1, {N_GRAINS}) g;
 

@@ -49,6 +49,14 @@ def _server(name: str) -> Callable[[], Path]:
     return lambda: find_bindir() / name
 
 
+def _qgis_core() -> Path:
+    """The ``qgis.core`` package that ``/usr/bin/python3`` imports (the bindings tests/qgis_client.py uses)."""
+    out = subprocess.run(["/usr/bin/python3", "-c", "import qgis.core; print(qgis.core.__file__)"],
+                         capture_output=True, text=True, check=False)
+    assert out.returncode == 0, f"/usr/bin/python3 cannot import qgis.core: {out.stderr.strip()[-300:]}"
+    return Path(out.stdout.strip())
+
+
 def _postgis(index: int) -> Callable[[], Path]:
     return lambda: postgis_files(find_bindir())[index]
 
@@ -63,6 +71,8 @@ REQUIREMENTS: dict[str, Callable[[], Path]] = {
     "ogrinfo (GDAL's OGC API client)": _program("ogrinfo"),
     "ogr2ogr (the guides' GeoPackage recipe)": _program("ogr2ogr"),
     "chromium (web page tests)": _program("chromium"),
+    "qgis (QGIS, the OGC API client of tests/test_qgis.py)": _program("qgis"),
+    "QGIS Python bindings (tests/qgis_client.py)": lambda: _qgis_core(),
     "curl (the guides' HTTP recipes)": _program("curl"),
     "psql (the README's recipe)": _program("psql"),
     "useradd (the unprivileged server user, when run as root)": _program("useradd"),

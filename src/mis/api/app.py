@@ -16,8 +16,10 @@
    ``/``; the landing page, ``/openapi``, ``/conformance``, ``/collections/...`` with
    their HTML pages are pygeoapi's;
 3. adds MIS's routes before it: ``/mis/health``, ``/mis/register`` (bulk registration,
-   the same service as ``mis register``; needs a token), and ``extra_routes`` (other stages
-   add theirs this way, e.g. the IIIF image service);
+   the same service as ``mis register``; needs a token), ``/mis/tiles/{z}/{x}/{y}.png``
+   (the offline base map of pygeoapi's HTML pages), the pages, the IIIF service, and
+   ``extra_routes`` (other stages add theirs this way); every answer of pygeoapi passes
+   :func:`mis.api.responses.adjust`;
 4. wraps everything in :class:`WriteAuth`: writes need a bearer token (:mod:`mis.api.auth`),
    reads stay open.
 """
@@ -25,6 +27,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import itertools
 import json
@@ -38,12 +41,13 @@ from typing import Any
 import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mis.api.auth import TokenStore, WriteRefused, authorise_write, default_token_file, duplicated_header
 from mis.api.provider import CURRENT_REQUEST, RAW_FEATURES, dispose_engines
+from mis.api.responses import adjust, translate_config_per_app
 
 __all__ = ["QueryGuard", "WriteAuth", "create_app", "serve"]
 
@@ -54,14 +58,16 @@ RAW_SLOT = '"features":[]'
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 
 
-def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore):
+def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, base_url: str):
     """A fresh instance of ``pygeoapi.starlette_app`` for one configuration.
 
     pygeoapi reads its configuration when the module is imported; loading the module
     file anew gives each app its own configuration and API object. Its
     ``call_api_threadsafe`` (which runs every API call in a worker thread) is replaced by
     one that tells the provider which request it serves (:data:`CURRENT_REQUEST`): the
-    provider needs it for its keyset ``next`` links and for write options.
+    provider needs it for its keyset ``next`` links and for write options. Every answer
+    then goes through :func:`mis.api.responses.adjust` (links that compose, GeoJSON media
+    type).
 
     Its ``APIRequest`` is replaced by one that keeps the request's raw header list and the
     server's token store, so that the provider authorises each write itself
@@ -105,7 +111,7 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore):
             headers, status, content = result
             if isinstance(content, str) and RAW_SLOT in content:
                 result = (headers, status, content.replace(RAW_SLOT, '"features":' + raw, 1))
-        return result
+        return adjust(api_call, *result, base_url=base_url)
 
     module.call_api_threadsafe = call_api_threadsafe
     return module
@@ -383,8 +389,40 @@ def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
         payload = {**report.to_dict(), "report": report.render()}
         return JSONResponse(payload, status_code=200 if report.ok else 400)
 
+    async def tile(request: Request) -> Response:
+        """The offline base map of pygeoapi's HTML pages: one plain tile for every
+        ``{z}/{x}/{y}`` (the configuration's ``server.map.url`` points here)."""
+        return Response(_plain_tile(), media_type="image/png", headers={"Cache-Control": "public, max-age=86400"})
+
     return [Route("/mis/health", health, methods=["GET"]),
-            Route("/mis/register", register_route, methods=["POST"])]
+            Route("/mis/register", register_route, methods=["POST"]),
+            Route("/mis/tiles/{z:int}/{x:int}/{y:int}.png", tile, methods=["GET"], name="mis_tile")]
+
+
+@functools.cache
+def _plain_tile() -> bytes:
+    """A 256 px PNG of the MIS map's background with a faint edge (the tile grid)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (256, 256), (238, 241, 238))
+    draw = ImageDraw.Draw(image)
+    draw.line([(0, 255), (255, 255), (255, 0)], fill=(214, 220, 214))
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def _rights(config: dict[str, Any]):
+    """The reuse terms of the IIIF manifests: the licence and provider of the configuration."""
+    from mis.imagery.iiif import Rights
+
+    metadata = config.get("metadata") or {}
+    licence = metadata.get("license") or {}
+    provider = (metadata.get("provider") or {}).get("name")
+    statement = ", ".join(v for v in (provider, licence.get("name")) if v) or None
+    return Rights(uri=licence.get("url"), statement=statement)
 
 
 def create_app(
@@ -409,6 +447,7 @@ def create_app(
     from pygeoapi.openapi import get_oas
 
     from mis.api.config import build_config, offline_openapi
+    from mis.api.datetimes import accept_any_datetime
     from mis.config import database_url, mis_home, normalise_url
 
     url = normalise_url(url or database_url())
@@ -422,13 +461,16 @@ def create_app(
     openapi_path = state / "openapi.json"
     openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
     _declare_filtering()
+    accept_any_datetime()
+    translate_config_per_app()
     tokens = TokenStore(Path(token_file) if token_file else default_token_file())
-    pygeoapi_module = _load_pygeoapi(config_path, openapi_path, tokens)
+    pygeoapi_module = _load_pygeoapi(config_path, openapi_path, tokens, config["server"]["url"])
 
     from mis.api.pages import page_routes
     from mis.imagery.iiif_routes import iiif_routes
 
-    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url, tokens), *page_routes(url), *iiif_routes(url),
+    routes: list[BaseRoute] = [*extra_routes, *_mis_routes(url, tokens), *page_routes(url),
+                               *iiif_routes(url, rights=_rights(config)),
                                Mount("/", app=pygeoapi_module.APP)]
 
     from contextlib import asynccontextmanager

@@ -62,7 +62,11 @@ def _extent(conn, table: str, geom: str | None, scheme: str | None) -> list[floa
         f'(SELECT ST_Extent("{geom}") AS e FROM pub."{table}") s')).first()
     if row is None or row[0] is None:
         return None
-    box = [round(v, 6) for v in row]
+    return _padded([round(v, 6) for v in row])
+
+
+def _padded(box: list[float]) -> list[float]:
+    """A box with no zero width or height (one point: 1e-4 degrees around it)."""
     if box[0] == box[2]:
         box[0], box[2] = box[0] - 1e-4, box[2] + 1e-4
     if box[1] == box[3]:
@@ -72,6 +76,15 @@ def _extent(conn, table: str, geom: str | None, scheme: str | None) -> list[floa
 
 #: Base table and geometry column whose extent stands for each big view (no full scan).
 ESTIMATED = {"roxels": ("roxel", "position"), "grains": None}
+#: Grains are located at their plug: their extent is that of the plugs holding grains
+#: (a run's grains are one partition, so EXISTS reads an index entry per run).
+GRAIN_PLUGS_EXTENT = text(
+    "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(p.position) AS e "
+    "FROM public.plug p WHERE EXISTS (SELECT 1 FROM public.image i JOIN public.segmentation_run r "
+    "ON r.image_id = i.id WHERE i.plug_id = p.id AND EXISTS (SELECT 1 FROM public.grain g "
+    "WHERE g.run_id = r.id))) s")
+#: The temporal reference system of every temporal extent (the Gregorian calendar, UTC).
+GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 
 
 def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -97,6 +110,10 @@ def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any
                     "  WHERE i.inhparent = to_regclass(:t)) s"), {"t": f"public.{base}", "c": column}).first()
                 if row is not None and row[0] is not None:
                     box = [round(v, 6) for v in row]
+            if box is None and table == "grains":
+                row = conn.execute(GRAIN_PLUGS_EXTENT).first()
+                if row is not None and row[0] is not None:
+                    box = _padded([round(v, 6) for v in row])
             if box is None and table not in ESTIMATED:
                 box = _extent(conn, table, geom, None)
             if table == "deposits":
@@ -135,6 +152,8 @@ def build_config(url: str, *, host: str = "127.0.0.1", port: int = 5000, public_
     server = config["server"]
     server["bind"] = {"host": host, "port": port}
     server["url"] = base
+    # pygeoapi's HTML maps: MIS's plain offline tiles, never a tile server on the internet
+    server["map"] = {"url": base + "/mis/tiles/{z}/{x}/{y}.png", "attribution": "MIS (offline base map)"}
     OGC_SCHEMAS_DIR.mkdir(parents=True, exist_ok=True)
     server["ogc_schemas_location"] = str(OGC_SCHEMAS_DIR)
     server["templates"] = {"path": str(TEMPLATES_DIR)}
@@ -149,7 +168,8 @@ def build_config(url: str, *, host: str = "127.0.0.1", port: int = 5000, public_
         ext = extents.get(cid, {})
         res["extents"] = {"spatial": {"bbox": ext.get("bbox") or [-180, -90, 180, 90], "crs": CRS84}}
         if ext.get("temporal"):
-            res["extents"]["temporal"] = {"begin": ext["temporal"][0], "end": ext["temporal"][1]}
+            res["extents"]["temporal"] = {"begin": ext["temporal"][0], "end": ext["temporal"][1],
+                                          "trs": GREGORIAN}
         for prov in res["providers"]:
             if prov.get("data") == CATALOGUE:
                 prov["data"] = dict(data)
@@ -234,7 +254,31 @@ def offline_openapi(doc: dict[str, Any]) -> dict[str, Any]:
         section = components.setdefault(kind, {})
         for name, value in made.items():
             section.setdefault(name, value)
-    return out
+    return share_limit(out)
+
+
+def share_limit(doc: dict[str, Any]) -> dict[str, Any]:
+    """The items paths' ``limit`` parameter as one shared ``#/components/parameters/limit``.
+
+    pygeoapi writes ``limit`` inline in every ``/collections/{id}/items`` path; QGIS reads a
+    server's page sizes (``schema.default``, ``schema.maximum``) from the shared component
+    only, and without it pages by 100 whatever the server allows. The component takes the
+    first inline one's schema (the server's ``limits``: default_items, max_items)."""
+    shared = None
+    for path, item in (doc.get("paths") or {}).items():
+        if not path.endswith("/items"):
+            continue
+        for operation in item.values():
+            if not isinstance(operation, dict):
+                continue
+            params = operation.get("parameters") or []
+            for k, param in enumerate(params):
+                if isinstance(param, dict) and param.get("name") == "limit" and param.get("in") == "query":
+                    shared = shared or param
+                    params[k] = {"$ref": "#/components/parameters/limit"}
+    if shared is not None:
+        doc.setdefault("components", {}).setdefault("parameters", {})["limit"] = shared
+    return doc
 
 
 def _parameter(name: str) -> dict[str, Any]:

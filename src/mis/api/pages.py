@@ -203,8 +203,13 @@ class PageData:
 
     def drillcore_log(self, drillcore_id: int, from_m: float | None, to_m: float | None,
                       bins: int) -> dict[str, Any]:
-        """Roxel class fractions averaged in ``bins`` depth bins between ``from_m`` and ``to_m``
-        (default: the whole hole). Only each image's latest complete run counts."""
+        """Roxel class fractions of ``bins`` depth bins between ``from_m`` and ``to_m``
+        (default: the whole hole). Only each image's latest complete run counts.
+
+        A bin's fraction of a class is its share of the bin's pixels: every roxel of the bin
+        counts, weighted by its pixels (a roxel at an image's edge has fewer), and a class
+        a roxel's run does not have is 0 there, so that a bin's fractions sum to 1 where
+        images with different class lists meet."""
         from sqlalchemy import text
 
         with self.engine().connect() as conn:
@@ -230,14 +235,18 @@ class PageData:
                     WHERE rc.run_id IN (SELECT id FROM runs)),
                 cells AS (
                     SELECT x.run_id, x.composition,
+                           (least(sr.roxel_size, i.shape[2] - x.row * sr.roxel_size)
+                            * least(sr.roxel_size, i.shape[3] - x.col * sr.roxel_size))::float8 AS pixels,
                            least(floor((x.depth_m - :top) / :width)::int, :last) AS bin
-                    FROM roxel x
-                    WHERE x.run_id IN (SELECT id FROM runs) AND x.depth_m BETWEEN :top AND :bottom)
-                SELECT cells.bin, n.name, avg(u.f) AS fraction, count(*) AS roxels
+                    FROM roxel x JOIN segmentation_run sr ON sr.id = x.run_id JOIN image i ON i.id = sr.image_id
+                    WHERE x.run_id IN (SELECT id FROM runs) AND x.depth_m BETWEEN :top AND :bottom),
+                totals AS (SELECT bin, sum(pixels) AS pixels, count(*) AS roxels FROM cells GROUP BY bin)
+                SELECT cells.bin, n.name, sum(u.f * cells.pixels) / t.pixels AS fraction, t.roxels
                 FROM cells
+                JOIN totals t ON t.bin = cells.bin
                 CROSS JOIN LATERAL unnest(cells.composition) WITH ORDINALITY AS u(f, k)
                 JOIN names n ON n.run_id = cells.run_id AND n.class_index = u.k - 1
-                GROUP BY cells.bin, n.name
+                GROUP BY cells.bin, n.name, t.pixels, t.roxels
                 ORDER BY cells.bin, n.name"""),
                 {"id": drillcore_id, "top": top, "bottom": bottom, "width": width,
                  "last": bins - 1}).mappings().all()
@@ -246,12 +255,12 @@ class PageData:
         for r in rows:
             b = by_bin.setdefault(int(r["bin"]), {"roxels": 0, "fractions": {}})
             b["fractions"][r["name"]] = round(float(r["fraction"]), 4)
-            b["roxels"] = max(b["roxels"], int(r["roxels"]))
+            b["roxels"] = int(r["roxels"])
             classes[r["name"]] = classes.get(r["name"], 0.0) + float(r["fraction"]) * int(r["roxels"])
         out = [{"top_m": round(top + k * width, 4), "bottom_m": round(top + (k + 1) * width, 4), **v}
                for k, v in sorted(by_bin.items())]
         return {"drillcore_id": drillcore_id, "from_m": top, "to_m": bottom, "bin_m": width,
-                "classes": sorted(classes, key=lambda c: -classes[c]), "bins": out}
+                "classes": sorted(classes, key=lambda c: (-classes[c], c)), "bins": out}
 
     # ------------------------------------------------------------------ plug
     def plug(self, plug_id: int) -> dict[str, Any]:
@@ -500,6 +509,11 @@ def page_routes(url: str | None = None) -> list[BaseRoute]:
         Route("/mis/api/plug/{id}.json", plug_json, methods=get, name="mis_plug_json"),
         Route("/mis/api/image/{id}/grains.json", image_grains, methods=get, name="mis_image_grains"),
         Mount("/static/leaflet", app=StaticFiles(directory=STATIC_DIR / "leaflet"), name="mis_leaflet"),
+        # for pygeoapi's HTML pages (mis.api.responses.OFFLINE_ASSETS)
+        Mount("/static/bootstrap", app=StaticFiles(directory=STATIC_DIR / "bootstrap"), name="mis_bootstrap"),
+        Mount("/static/leaflet.markercluster", app=StaticFiles(directory=STATIC_DIR / "leaflet.markercluster"),
+              name="mis_markercluster"),
+        Mount("/static/swagger-ui", app=StaticFiles(directory=STATIC_DIR / "swagger-ui"), name="mis_swagger_ui"),
         Mount("/static/mis", app=StaticFiles(directory=STATIC_DIR / "mis"), name="mis_static"),
     ]
 

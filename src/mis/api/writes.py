@@ -106,11 +106,11 @@ URI_PAIRS: dict[str, dict[str, str]] = {
 }
 #: Computed or parent-id properties a client may send back; never registered.
 READ_ONLY: dict[str, set[str]] = {
-    "deposits": {"id", "drillcoreCount", "updated"},
+    "deposits": {"id", "deposit_id", "drillcoreCount", "updated"},
     "collars": {"id", "deposit_id", "inclinationType", "elevation_srs", "desurveySrs", "desurveyMethod",
                 "plugCount", "updated", "collar_x", "collar_y", "collar_srs", "surveys", "drillcore_id"},
-    "samples": {"id", "drillcore_id", "deposit_id", "depth_m", "imageCount", "updated"},
-    "surveys": {"id", "drillcore_id", "deposit_id"},
+    "samples": {"id", "plug_id", "drillcore_id", "deposit_id", "depth_m", "imageCount", "iiifManifest", "updated"},
+    "surveys": {"id", "survey_id", "drillcore_id", "deposit_id"},
 }
 
 

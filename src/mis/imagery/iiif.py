@@ -80,12 +80,18 @@ __all__ = [
     "info_json",
     "image_service_ref",
     "manifest_json",
+    "collection_json",
+    "lang",
+    "nav_place",
+    "Rights",
     "supported_formats",
     "MEDIA_TYPES",
 ]
 
 IMAGE_CONTEXT = "http://iiif.io/api/image/3/context.json"
 PRESENTATION_CONTEXT = "http://iiif.io/api/presentation/3/context.json"
+#: The navPlace extension's context (listed before the Presentation context, as it requires).
+NAVPLACE_CONTEXT = "http://iiif.io/api/extension/navplace/context.json"
 PROTOCOL = "http://iiif.io/api/image"
 PROFILE = "level1"
 PROFILE_URI = "http://iiif.io/api/image/3/level1.json"
@@ -593,12 +599,13 @@ def image_service_ref(service_id: str) -> dict[str, Any]:
     return {"id": service_id, "type": "ImageService3", "profile": PROFILE}
 
 
-def _lang(value: str, lang: str = "none") -> dict[str, list[str]]:
-    return {lang: [value]}
+def lang(value: str, language: str = "none") -> dict[str, list[str]]:
+    """A Presentation 3 language map of one value (``none``: not in a language, e.g. a name)."""
+    return {language: [value]}
 
 
 def _meta(label: str, value: str) -> dict[str, Any]:
-    return {"label": _lang(label, "en"), "value": _lang(value)}
+    return {"label": lang(label, "en"), "value": lang(value)}
 
 
 @dataclass(frozen=True)
@@ -617,16 +624,48 @@ class CanvasImage:
     displayed_bands: int = 3
 
 
+@dataclass(frozen=True)
+class Rights:
+    """What a manifest says about its reuse: ``rights`` (a Creative Commons or
+    RightsStatements.org URI) and the ``requiredStatement`` a viewer shows."""
+
+    uri: str | None = None
+    label: str = "Attribution"
+    statement: str | None = None
+
+    def apply(self, doc: dict[str, Any]) -> None:
+        """Set ``rights`` and ``requiredStatement`` of a manifest or collection ``doc``."""
+        if self.uri:
+            # IIIF wants these URIs as their owners publish them: http, no query
+            doc["rights"] = self.uri.replace("https://creativecommons.org/", "http://creativecommons.org/")
+        if self.statement:
+            doc["requiredStatement"] = {"label": lang(self.label, "en"), "value": lang(self.statement, "en")}
+
+
+def nav_place(feature_id: str, label: str, lon: float, lat: float, z: float | None = None) -> dict[str, Any]:
+    """The navPlace of a resource at one point (a GeoJSON-LD FeatureCollection)."""
+    coordinates = [lon, lat] + ([z] if z is not None else [])
+    return {"id": f"{feature_id}/place", "type": "FeatureCollection", "features": [{
+        "id": f"{feature_id}/place/1", "type": "Feature", "properties": {"label": lang(label, "en")},
+        "geometry": {"type": "Point", "coordinates": coordinates}}]}
+
+
 def _max_size(width: int, height: int, limits: Limits) -> tuple[int, int]:
     return parse_size("max", width, height, limits)
 
 
 def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *,
                   metadata: Sequence[tuple[str, str]] = (), summary: str | None = None,
-                  limits: Limits = DEFAULT_LIMITS, viewer_url: str | None = None
-                  ) -> dict[str, Any]:
+                  limits: Limits = DEFAULT_LIMITS, viewer_url: str | None = None,
+                  place: dict[str, Any] | None = None, see_also: Sequence[dict[str, Any]] = (),
+                  part_of: Sequence[dict[str, Any]] = (), rights: Rights = Rights(),
+                  annotations: dict[int, str] | None = None) -> dict[str, Any]:
     """A Presentation API 3 manifest: one canvas per image, each painted by its image
-    service (``full/max`` as the static body, the service for deep zoom)."""
+    service (``full/max`` as the static body, the service for deep zoom); the first
+    image's thumbnail is the manifest's. ``place`` (:func:`nav_place`) puts it on a map
+    (navPlace extension), ``see_also`` and ``part_of`` link it to its record and its
+    collections, ``rights`` says how it may be reused, ``annotations`` names the
+    AnnotationPage of an image's canvas (image id -> its URL: the grains)."""
     if not images:
         raise ValueError("a IIIF manifest needs at least one canvas")
     base = manifest_id.rsplit("/", 1)[0]
@@ -643,10 +682,13 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
             md.append(_meta("pixel size", f"{im.pixel_size_um:g} µm"))
         if im.bands:
             md.append(_meta("bands", ", ".join(im.bands)))
+        canvas_annotations = ({"annotations": [{"id": annotations[im.image_id], "type": "AnnotationPage"}]}
+                              if annotations and im.image_id in annotations else {})
         items.append({
+            **canvas_annotations,
             "id": canvas_id,
             "type": "Canvas",
-            "label": _lang(im.name),
+            "label": lang(im.name),
             "width": im.width,
             "height": im.height,
             "metadata": md,
@@ -675,16 +717,40 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
             }],
         })
     doc: dict[str, Any] = {
-        "@context": PRESENTATION_CONTEXT,
+        "@context": [NAVPLACE_CONTEXT, PRESENTATION_CONTEXT] if place else PRESENTATION_CONTEXT,
         "id": manifest_id,
         "type": "Manifest",
-        "label": _lang(label),
+        "label": lang(label),
         "metadata": [_meta(k, v) for k, v in metadata],
+        "thumbnail": items[0]["thumbnail"],
         "items": items,
     }
+    rights.apply(doc)
+    if place:
+        doc["navPlace"] = place
+    if see_also:
+        doc["seeAlso"] = list(see_also)
+    if part_of:
+        doc["partOf"] = list(part_of)
     if summary:
-        doc["summary"] = _lang(summary, "en")
+        doc["summary"] = lang(summary, "en")
     if viewer_url:
-        doc["homepage"] = [{"id": viewer_url, "type": "Text", "label": _lang(label),
+        doc["homepage"] = [{"id": viewer_url, "type": "Text", "label": lang(label),
                             "format": "text/html"}]
+    return doc
+
+
+def collection_json(collection_id: str, label: str, items: Sequence[dict[str, Any]], *,
+                    summary: str | None = None, rights: Rights = Rights(),
+                    see_also: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """A Presentation API 3 collection of manifests or collections (``items``: each
+    ``{"id", "type", "label"}``, with a ``thumbnail`` where there is one), in the given
+    order."""
+    doc: dict[str, Any] = {"@context": PRESENTATION_CONTEXT, "id": collection_id, "type": "Collection",
+                           "label": lang(label), "items": list(items)}
+    if summary:
+        doc["summary"] = lang(summary, "en")
+    rights.apply(doc)
+    if see_also:
+        doc["seeAlso"] = list(see_also)
     return doc

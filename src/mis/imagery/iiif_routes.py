@@ -8,7 +8,14 @@ Routes (``base_path`` defaults to ``/iiif``)::
     GET {base}/3/{identifier}/{region}/{size}/{rotation}/{quality}.{format}
     GET {base}/3/...anything else...                400 with the expected syntax
     GET {base}/presentation/plug/{plug_id}/manifest.json   Presentation 3 manifest
+    GET {base}/presentation/plug/{plug_id}/canvas/{image_id}/grains.json
+                                                    AnnotationPage: the image's grains (boxes)
+    GET {base}/presentation/drillcore/{id}/collection.json  its plugs' manifests, by depth
+    GET {base}/presentation/deposit/{id}/collection.json    its drill cores' collections
     GET /viewer/plug/{plug_id}                      HTML page: OpenSeadragon on the plug's images
+    GET /viewer/mirador/plug/{plug_id}              HTML page: Mirador on the plug's manifest
+    GET /static/mirador/mirador.min.js              vendored Mirador 4 (npm, Apache-2.0, see
+                                                    src/mis/api/static/mirador/VENDOR.md)
     GET /static/openseadragon/...                   vendored OpenSeadragon (npm, BSD-3, see
                                                     src/mis/api/static/openseadragon/VENDOR.md)
 
@@ -64,6 +71,7 @@ __all__ = ["iiif_routes", "create_iiif_app", "IIIFService", "STATIC_DIR", "CORS_
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "api" / "static" / "openseadragon"
+MIRADOR_DIR = STATIC_DIR.parent / "mirador"
 CORS_HEADERS = {"Access-Control-Allow-Origin": "*"}
 _PREFLIGHT = {
     **CORS_HEADERS,
@@ -74,6 +82,8 @@ _PREFLIGHT = {
 _JSONLD = f'application/ld+json;profile="{iiif.IMAGE_CONTEXT}"'
 _JSONLD_P = f'application/ld+json;profile="{iiif.PRESENTATION_CONTEXT}"'
 _TILE_CACHE = "public, max-age=3600"
+#: Grains per image in its IIIF annotation page (the largest; a viewer draws every one).
+GRAIN_ANNOTATIONS = 1000
 
 
 @dataclass(frozen=True)
@@ -122,12 +132,14 @@ class IIIFService:
     """Endpoints of the IIIF service over the catalogue at ``url``."""
 
     def __init__(self, url: str | None = None, *, limits: iiif.Limits = iiif.DEFAULT_LIMITS,
-                 row_ttl_s: float = 5.0, max_open: int = 64, max_renders: int = MAX_RENDERS):
+                 row_ttl_s: float = 5.0, max_open: int = 64, max_renders: int = MAX_RENDERS,
+                 rights: iiif.Rights = iiif.Rights()):
         self.url = url
         #: renders at a time (each holds its output and the source window in memory);
         #: further requests wait their turn rather than all decoding at once
         self._renders = asyncio.Semaphore(max_renders)
         self.limits = limits
+        self.rights = rights
         self.row_ttl_s = row_ttl_s
         self.max_open = max_open
         self.formats = iiif.supported_formats()
@@ -194,7 +206,7 @@ class IIIFService:
         return pyr
 
     def plug_images(self, plug_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        from sqlalchemy import select
+        from sqlalchemy import func, select
 
         from mis.catalogue import models as m
 
@@ -202,7 +214,9 @@ class IIIFService:
                        m.Concept.__table__)
         with self._engine().connect() as conn:
             plug = conn.execute(
-                select(p.c.id, p.c.name, p.c.from_m, p.c.to_m, d.c.name.label("hole"))
+                select(p.c.id, p.c.name, p.c.from_m, p.c.to_m, d.c.name.label("hole"), d.c.id.label("hole_id"),
+                       func.ST_X(p.c.position).label("lon"), func.ST_Y(p.c.position).label("lat"),
+                       func.ST_Z(p.c.position).label("z"))
                 .join(d, d.c.id == p.c.drillcore_id).where(p.c.id == plug_id)
             ).mappings().first()
             if plug is None:
@@ -214,6 +228,73 @@ class IIIFService:
             ).mappings().all()
         return dict(plug), [dict(r) for r in images]
 
+    def grain_boxes(self, plug_id: int, image_id: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """The largest ``limit`` grains of the image's latest complete run with their pixel
+        boxes (``pub.grains``' pixelWindow), and how many grains the run has."""
+        from sqlalchemy import text
+
+        with self._engine().connect() as conn:
+            run = conn.execute(text(
+                "SELECT (SELECT sr.id FROM segmentation_run sr WHERE sr.image_id = i.id AND sr.status = 'complete' "
+                "ORDER BY sr.finished_at DESC NULLS LAST, sr.id DESC LIMIT 1) FROM image i "
+                "WHERE i.id = :image AND i.plug_id = :plug"), {"image": image_id, "plug": plug_id}).first()
+            if run is None:
+                raise IIIFError(404, f"no image {image_id} of plug {plug_id} in the catalogue")
+            if run[0] is None:
+                return 0, []
+            total = conn.execute(text("SELECT count(*) FROM grain WHERE run_id = :r"), {"r": run[0]}).scalar()
+            rows = conn.execute(text(
+                'SELECT id, mineral, "mineralName" AS name, area_um2, ecd_um, "pixelWindow" AS window '
+                "FROM pub.grains WHERE run_id = :r ORDER BY area_um2 DESC, id LIMIT :n"),
+                {"r": run[0], "n": limit}).mappings().all()
+        return int(total), [{**r, "window": json.loads(r["window"])} for r in rows]
+
+    def grain_images(self, image_ids: list[int]) -> set[int]:
+        """The images among ``image_ids`` whose latest complete run has grains."""
+        from sqlalchemy import text
+
+        if not image_ids:
+            return set()
+        with self._engine().connect() as conn:
+            rows = conn.execute(text(
+                "SELECT i.id FROM image i CROSS JOIN LATERAL (SELECT sr.id FROM segmentation_run sr "
+                "WHERE sr.image_id = i.id AND sr.status = 'complete' ORDER BY sr.finished_at DESC NULLS LAST, "
+                "sr.id DESC LIMIT 1) r WHERE i.id = ANY(:ids) AND EXISTS (SELECT 1 FROM grain g "
+                "WHERE g.run_id = r.id)"), {"ids": image_ids}).all()
+        return {r[0] for r in rows}
+
+    def drillcore_plugs(self, drillcore_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A drill core and its plugs that have images, in depth order, each with its
+        first image (the thumbnail)."""
+        from sqlalchemy import text
+
+        with self._engine().connect() as conn:
+            hole = conn.execute(text("SELECT h.id, h.name, h.deposit_id, d.name AS deposit FROM drillcore h "
+                                     "JOIN deposit d ON d.id = h.deposit_id WHERE h.id = :id"),
+                                {"id": drillcore_id}).mappings().first()
+            if hole is None:
+                raise IIIFError(404, f"no drill core {drillcore_id} in the catalogue")
+            plugs = conn.execute(text(
+                "SELECT p.id, p.name, p.from_m, p.to_m, (SELECT min(i.id) FROM image i WHERE i.plug_id = p.id) "
+                "AS image_id FROM plug p WHERE p.drillcore_id = :id AND EXISTS (SELECT 1 FROM image i "
+                "WHERE i.plug_id = p.id) ORDER BY p.from_m, p.to_m, p.id"), {"id": drillcore_id}).mappings().all()
+        return dict(hole), [dict(r) for r in plugs]
+
+    def deposit_drillcores(self, deposit_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A deposit and its drill cores that have imaged plugs, by name."""
+        from sqlalchemy import text
+
+        with self._engine().connect() as conn:
+            deposit = conn.execute(text("SELECT id, name FROM deposit WHERE id = :id"),
+                                   {"id": deposit_id}).mappings().first()
+            if deposit is None:
+                raise IIIFError(404, f"no deposit {deposit_id} in the catalogue")
+            holes = conn.execute(text(
+                "SELECT h.id, h.name FROM drillcore h WHERE h.deposit_id = :id AND EXISTS (SELECT 1 FROM plug p "
+                "JOIN image i ON i.plug_id = p.id WHERE p.drillcore_id = h.id) ORDER BY h.name, h.id"),
+                {"id": deposit_id}).mappings().all()
+        return dict(deposit), [dict(r) for r in holes]
+
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _bands_text(request: Request, in_identifier: str | None) -> str | None:
@@ -224,10 +305,26 @@ class IIIFService:
         return q if q is not None else in_identifier
 
     @staticmethod
-    def _plug_id(text: str) -> int:
+    def _plug_id(text: str, what: str = "plug") -> int:
         if not iiif.ID_DIGITS.fullmatch(text) or int(text) == 0:
-            raise IIIFError(404, f"no plug {text!r} (plug ids are positive integers)")
+            raise IIIFError(404, f"no {what} {text!r} ({what} ids are positive integers)")
         return int(text)
+
+    @staticmethod
+    def _root(request: Request) -> str:
+        """The server's root URL (the OGC API beside this service)."""
+        return str(request.base_url).rstrip("/")
+
+    def _thumbnail(self, request: Request, image_id: int) -> list[dict[str, Any]]:
+        sid = str(request.url_for("iiif_info", identifier=str(image_id)))[: -len("/info.json")]
+        return [{"id": f"{sid}/full/!200,200/0/default.jpg", "type": "Image", "format": "image/jpeg",
+                 "service": [iiif.image_service_ref(sid)]}]
+
+    @staticmethod
+    def _presentation(doc: dict[str, Any], request: Request) -> JSONResponse:
+        accept = request.headers.get("accept", "")
+        media = _JSONLD_P if "application/ld+json" in accept else "application/json"
+        return JSONResponse(doc, media_type=media, headers=CORS_HEADERS)
 
     # ------------------------------------------------------------------ endpoints
     async def options(self, request: Request) -> Response:
@@ -330,8 +427,17 @@ class IIIFService:
                 raise IIIFError(404, f"plug {plug_id} ({plug['hole']} / {plug['name']}) "
                                      "has no images yet")
             label = f"{plug['hole']} / {plug['name']}"
+            manifest_id = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+            with_grains = await run_in_threadpool(_catalogue_errors(self.grain_images), [r["id"] for r in images])
+            annotations = {i: str(request.url_for("iiif_grains", plug_id=str(plug_id), image_id=str(i)))
+                           for i in with_grains}
+            feature = f"{self._root(request)}/collections/plugs/items/{plug_id}"
+            place = None
+            if plug["lon"] is not None:
+                place = iiif.nav_place(manifest_id, f"{label} at {(plug['from_m'] + plug['to_m']) / 2:g} m along hole",
+                                       plug["lon"], plug["lat"], plug["z"])
             doc = iiif.manifest_json(
-                str(request.url_for("iiif_manifest", plug_id=str(plug_id))),
+                manifest_id,
                 label,
                 self._canvas_images(request, images, bands),
                 metadata=[("drill core", str(plug["hole"])), ("plug", str(plug["name"])),
@@ -341,12 +447,88 @@ class IIIFService:
                         "along hole (MIS)",
                 limits=self.limits,
                 viewer_url=str(request.url_for("plug_viewer", plug_id=str(plug_id))),
+                place=place,
+                see_also=[{"id": feature, "type": "Dataset", "format": "application/geo+json",
+                           "label": iiif.lang(f"{label}: OGC API - Features record", "en")}],
+                part_of=[{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(plug["hole_id"]))),
+                          "type": "Collection"}],
+                rights=self.rights,
+                annotations=annotations,
             )
         except IIIFError as exc:
             return _error(exc)
-        accept = request.headers.get("accept", "")
-        media = _JSONLD_P if "application/ld+json" in accept else "application/json"
-        return JSONResponse(doc, media_type=media, headers=CORS_HEADERS)
+        return self._presentation(doc, request)
+
+    async def grains_page(self, request: Request) -> Response:
+        """The image's grains as a IIIF AnnotationPage of its canvas: one ``commenting``
+        annotation per grain (mineral, area, ECD, its OGC API feature), targeting the
+        grain's pixel box; the largest :data:`GRAIN_ANNOTATIONS` grains."""
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            plug_id = self._plug_id(request.path_params["plug_id"])
+            image_id = self._plug_id(request.path_params["image_id"], "image")
+            total, grains = await run_in_threadpool(_catalogue_errors(self.grain_boxes), plug_id, image_id,
+                                                    GRAIN_ANNOTATIONS)
+        except IIIFError as exc:
+            return _error(exc)
+        manifest_id = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+        canvas_id = f"{manifest_id.rsplit('/', 1)[0]}/canvas/{image_id}"
+        page_id = str(request.url_for("iiif_grains", plug_id=str(plug_id), image_id=str(image_id)))
+        root = self._root(request)
+        items = []
+        for g in grains:
+            y, x, h, w = g["window"]
+            text = (f"{g['mineral']} ({g['name']}) grain {g['id']}: {g['area_um2']:.1f} µm², "
+                    f"ECD {g['ecd_um']:.1f} µm")
+            items.append({"id": f"{page_id}#grain-{g['id']}", "type": "Annotation", "motivation": "commenting",
+                          "body": {"type": "TextualBody", "value": text, "format": "text/plain", "language": "en"},
+                          "target": f"{canvas_id}#xywh={x},{y},{w},{h}",
+                          "seeAlso": [{"id": f"{root}/collections/grains/items/{g['id']}", "type": "Dataset",
+                                       "format": "application/geo+json"}]})
+        doc = {"@context": iiif.PRESENTATION_CONTEXT, "id": page_id, "type": "AnnotationPage",
+               "label": iiif.lang(f"{len(items)} largest of {total} grains", "en"), "items": items}
+        return self._presentation(doc, request)
+
+    async def drillcore_collection(self, request: Request) -> Response:
+        """The manifests of a drill core's plugs, in depth order."""
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            hole_id = self._plug_id(request.path_params["drillcore_id"], "drill core")
+            hole, plugs = await run_in_threadpool(_catalogue_errors(self.drillcore_plugs), hole_id)
+            items = [{"id": str(request.url_for("iiif_manifest", plug_id=str(p["id"]))), "type": "Manifest",
+                      "label": iiif.lang(f"{hole['name']} / {p['name']} ({p['from_m']:g}-{p['to_m']:g} m)"),
+                      "thumbnail": self._thumbnail(request, p["image_id"])} for p in plugs]
+            doc = iiif.collection_json(
+                str(request.url_for("iiif_drillcore", drillcore_id=str(hole_id))), f"Drill core {hole['name']}",
+                items, summary=f"Imaged samples of drill core {hole['name']} ({hole['deposit']}), by depth (MIS)",
+                rights=self.rights,
+                see_also=[{"id": f"{self._root(request)}/collections/drillcores/items/{hole_id}", "type": "Dataset",
+                           "format": "application/geo+json"}])
+            doc["partOf"] = [{"id": str(request.url_for("iiif_deposit", deposit_id=str(hole["deposit_id"]))),
+                              "type": "Collection"}]
+        except IIIFError as exc:
+            return _error(exc)
+        return self._presentation(doc, request)
+
+    async def deposit_collection(self, request: Request) -> Response:
+        """The collections of a deposit's drill cores that have imaged plugs."""
+        if request.method == "OPTIONS":
+            return await self.options(request)
+        try:
+            deposit_id = self._plug_id(request.path_params["deposit_id"], "deposit")
+            deposit, holes = await run_in_threadpool(_catalogue_errors(self.deposit_drillcores), deposit_id)
+            items = [{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(h["id"]))), "type": "Collection",
+                      "label": iiif.lang(f"Drill core {h['name']}")} for h in holes]
+            doc = iiif.collection_json(
+                str(request.url_for("iiif_deposit", deposit_id=str(deposit_id))), f"Deposit {deposit['name']}",
+                items, summary=f"Drill cores of {deposit['name']} with imaged samples (MIS)", rights=self.rights,
+                see_also=[{"id": f"{self._root(request)}/collections/deposits/items/{deposit_id}", "type": "Dataset",
+                           "format": "application/geo+json"}])
+        except IIIFError as exc:
+            return _error(exc)
+        return self._presentation(doc, request)
 
     async def viewer(self, request: Request) -> Response:
         try:
@@ -380,6 +562,26 @@ class IIIFService:
         return HTMLResponse(page, headers=CORS_HEADERS)
 
 
+    async def mirador(self, request: Request) -> Response:
+        """Mirador (vendored) on a plug's manifest: thumbnails, deep zoom, metadata, rights."""
+        try:
+            plug_id = self._plug_id(request.path_params["plug_id"])
+            plug, images = await run_in_threadpool(_catalogue_errors(self.plug_images), plug_id)
+            if not images:
+                raise IIIFError(404, f"plug {plug_id} ({plug['hole']} / {plug['name']}) has no images yet")
+        except IIIFError as exc:
+            return _error(exc)
+        manifest = str(request.url_for("iiif_manifest", plug_id=str(plug_id)))
+        page = _MIRADOR.format(
+            title=html.escape(f"MIS plug {plug['hole']} / {plug['name']} in Mirador"),
+            script=html.escape(str(request.url_for("mirador_static", path="/mirador.min.js"))),
+            config=_script_json({"id": "mirador", "windows": [{"manifestId": manifest, "thumbnailNavigationPosition":
+                                                                "far-bottom"}],
+                                 "window": {"allowClose": False, "defaultSideBarPanel": "info", "sideBarOpen": True},
+                                 "workspaceControlPanel": {"enabled": False}}))
+        return HTMLResponse(page, headers=CORS_HEADERS)
+
+
 def _script_json(value: Any) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace(
         "&", "\\u0026")
@@ -392,10 +594,11 @@ _VIEWER = """<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title}</title>
 <style>
-  html, body {{ margin: 0; height: 100%; font-family: system-ui, sans-serif; }}
-  header {{ padding: .4em .8em; background: #222; color: #eee; }}
+  html, body {{ margin: 0; height: 100%; font-family: system-ui, sans-serif; background: #000; }}
+  body {{ display: flex; flex-direction: column; }}
+  header {{ flex: none; padding: .4em .8em; background: #222; color: #eee; }}
   header a {{ color: #9cf; }}
-  #osd {{ position: absolute; top: 3.2em; bottom: 0; left: 0; right: 0; background: #000; }}
+  #osd {{ flex: 1; min-height: 0; position: relative; background: #000; }}
   #name {{ margin-left: 1em; color: #fc6; }}
 </style>
 </head>
@@ -420,12 +623,31 @@ _VIEWER = """<!doctype html>
 """
 
 
+_MIRADOR = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>html, body {{ margin: 0; height: 100%; }} #mirador {{ position: absolute; inset: 0; }}</style>
+</head>
+<body>
+<div id="mirador"></div>
+<script src="{script}"></script>
+<script>window.miradorInstance = Mirador.viewer({config});</script>
+</body>
+</html>
+"""
+
+
 def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
                 viewer_path: str = "/viewer", static_path: str = "/static/openseadragon",
-                limits: iiif.Limits = iiif.DEFAULT_LIMITS) -> list[BaseRoute]:
-    """The IIIF image service, plug manifests, plug viewer and OpenSeadragon files over the
-    catalogue at ``url`` (default: ``MIS_DATABASE_URL`` / the embedded database)."""
-    svc = IIIFService(url, limits=limits)
+                limits: iiif.Limits = iiif.DEFAULT_LIMITS, rights: iiif.Rights = iiif.Rights()) -> list[BaseRoute]:
+    """The IIIF image service, plug manifests, drill core and deposit collections, plug
+    viewer and OpenSeadragon files over the catalogue at ``url`` (default:
+    ``MIS_DATABASE_URL`` / the embedded database); ``rights``: the reuse terms every
+    manifest and collection states."""
+    svc = IIIFService(url, limits=limits, rights=rights)
     base = base_path.rstrip("/")
     methods = ["GET", "HEAD", "OPTIONS"]
     return [
@@ -436,8 +658,17 @@ def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
         Route(f"{base}/3/{{rest:path}}", svc.malformed, methods=methods, name="iiif_malformed"),
         Route(f"{base}/presentation/plug/{{plug_id}}/manifest.json", svc.manifest,
               methods=methods, name="iiif_manifest"),
+        Route(f"{base}/presentation/plug/{{plug_id}}/canvas/{{image_id}}/grains.json", svc.grains_page,
+              methods=methods, name="iiif_grains"),
+        Route(f"{base}/presentation/drillcore/{{drillcore_id}}/collection.json", svc.drillcore_collection,
+              methods=methods, name="iiif_drillcore"),
+        Route(f"{base}/presentation/deposit/{{deposit_id}}/collection.json", svc.deposit_collection,
+              methods=methods, name="iiif_deposit"),
         Route(f"{viewer_path.rstrip('/')}/plug/{{plug_id}}", svc.viewer, methods=["GET", "HEAD"],
               name="plug_viewer"),
+        Route(f"{viewer_path.rstrip('/')}/mirador/plug/{{plug_id}}", svc.mirador, methods=["GET", "HEAD"],
+              name="plug_mirador"),
+        Mount("/static/mirador", app=_CORSStaticFiles(directory=MIRADOR_DIR), name="mirador_static"),
         Mount(static_path.rstrip("/"), app=_CORSStaticFiles(directory=STATIC_DIR),
               name="openseadragon"),
     ]

@@ -166,21 +166,34 @@
         lastLabel = y0;
       }
     }
-    // modal compositions of the rocks
-    const classes = new Set(log.classes);
+    // One class order for every row of both tracks (the log's, most abundant first, then
+    // the rocks' other classes by their total): a class keeps its place from row to row.
+    const shown = data.rocks.filter((r) => r.composition && inRange(r.from_m, r.to_m));
+    const extra = {};
+    for (const r of shown) for (const [name, f] of Object.entries(r.composition)) {
+      if (!log.classes.includes(name)) extra[name] = (extra[name] || 0) + f;
+    }
+    const order = [...log.classes, ...Object.keys(extra).sort((a, b) => extra[b] - extra[a] || (a < b ? -1 : 1))];
+    // modal compositions of the rocks; the rocks of one plug (one per image) share its band
     const rockG = el(svgLog, "g", { class: "track-rocks" });
-    for (const r of data.rocks) {
-      if (!r.composition || !inRange(r.from_m, r.to_m)) continue;
-      const [y0, h] = band(r.from_m, r.to_m, 6);
-      let x = tracks.rock[0];
-      const wTrack = tracks.rock[1] - tracks.rock[0];
-      for (const [name, f] of Object.entries(r.composition).sort((a, b) => b[1] - a[1])) {
-        classes.add(name);
-        const rect = el(rockG, "rect", { x, y: y0, width: Math.max(0, f * wTrack), height: h, fill: MIS.classColour(name) });
-        el(rect, "title", {}, `${r.plug} (${r.depth_m.toFixed(2)} m): ${name} ${(100 * f).toFixed(1)} %`);
-        link(rect, plugUrl(r.plug_id));
-        x += f * wTrack;
-      }
+    const perPlug = {};
+    for (const r of shown) (perPlug[r.plug_id] = perPlug[r.plug_id] || []).push(r);
+    for (const rocks of Object.values(perPlug)) {
+      rocks.forEach((r, k) => {
+        const [b0, bh] = band(r.from_m, r.to_m, 6 * rocks.length);
+        const h = bh / rocks.length, y0 = b0 + k * h;
+        let x = tracks.rock[0];
+        const wTrack = tracks.rock[1] - tracks.rock[0];
+        for (const name of order) {
+          const f = r.composition[name] || 0;
+          if (f <= 0) continue;
+          const rect = el(rockG, "rect", { x, y: y0, width: f * wTrack, height: h, fill: MIS.classColour(name),
+            "data-rock": r.id, "data-class": name });
+          el(rect, "title", {}, `${r.plug} (${r.depth_m.toFixed(2)} m, run ${r.run_id}): ${name} ${(100 * f).toFixed(1)} %`);
+          link(rect, plugUrl(r.plug_id));
+          x += f * wTrack;
+        }
+      });
     }
     // roxel class fractions per depth bin
     const roxG = el(svgLog, "g", { class: "track-roxels" });
@@ -188,11 +201,11 @@
     for (const b of log.bins) {
       const [y0, h] = band(b.top_m, b.bottom_m, 2);
       let x = tracks.rox[0];
-      for (const name of log.classes) {
+      for (const name of order) {
         const f = b.fractions[name] || 0;
         if (f <= 0) continue;
         const rect = el(roxG, "rect", { x, y: y0, width: f * wRox, height: h, fill: MIS.classColour(name), class: "bin",
-          "shape-rendering": "crispEdges" });
+          "shape-rendering": "crispEdges", "data-class": name });
         el(rect, "title", {}, `${b.top_m.toFixed(3)}-${b.bottom_m.toFixed(3)} m (${b.roxels} roxels): ${name} ${(100 * f).toFixed(1)} %`);
         x += f * wRox;
       }
@@ -200,7 +213,7 @@
     if (!log.bins.length) {
       el(roxG, "text", { x: tracks.rox[0] + 10, y: top + 20 }, "no roxels in this depth range");
     }
-    MIS.legend(legendBox, [...classes], MIS.classColour);
+    MIS.legend(legendBox, order, MIS.classColour);
     svgLog.dataset.bins = String(log.bins.length);
     svgLog.dataset.rocks = String(rockG.childElementCount);
   }

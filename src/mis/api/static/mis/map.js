@@ -92,10 +92,12 @@
       collars.addLayer(m);
       bounds.extend(m.getLatLng());
     }
-    if (bounds.isValid()) map.fitBounds(bounds, { padding: [30, 30] });
-    drawGraticule();
     status.textContent = dep.length + " deposit(s), " + holes.length + " drill core(s), " + lines.length +
       " trace(s). Click a collar or trace to open its drill core page.";
+    // the status box sits over the map's bottom edge: keep the data clear of it
+    const below = status.offsetHeight + 20;
+    if (bounds.isValid()) map.fitBounds(bounds, { paddingTopLeft: [30, 30], paddingBottomRight: [30, 30 + below] });
+    drawGraticule();
     node.dataset.loaded = String(holes.length);
   }
   load().catch((err) => {

@@ -4,12 +4,14 @@
   const SVGNS = "http://www.w3.org/2000/svg";
 
   // Colours for common mineral symbols (IMA) and segmentation classes; others hash to a palette.
+  // Any two differ by at least 15 in CIELAB (delta E 1976; tests/test_pages.py checks it):
+  // pyrite and chalcopyrite, or magnetite and the epoxy, must not look alike on a log.
   const KNOWN = {
-    Ccp: "#e6b800", Py: "#c9a227", Bn: "#9c27b0", Cct: "#5e35b1", Cv: "#3949ab", Mol: "#78909c",
-    Mag: "#263238", Hem: "#b71c1c", Gn: "#607d8b", Sp: "#8d6e63", Au: "#ffd54f",
-    Qz: "#cfd8dc", Pl: "#a5d6a7", Kfs: "#f48fb1", Bt: "#6d4c41", Ms: "#dce775", Chl: "#66bb6a",
-    Ser: "#c5e1a5", Cal: "#80deea", Anh: "#b39ddb", Ep: "#9ccc65", Amp: "#2e7d32", Hbl: "#2e7d32",
-    "pore/epoxy": "#212121", epoxy: "#212121", pore: "#212121", background: "#424242",
+    Ccp: "#e6b800", Py: "#8d6e00", Bn: "#9c27b0", Cct: "#5e35b1", Cv: "#3949ab", Mol: "#a1887f",
+    Mag: "#00695c", Hem: "#b71c1c", Gn: "#455a64", Sp: "#ff7043", Au: "#ffab00",
+    Qz: "#b0bec5", Pl: "#a5d6a7", Kfs: "#f48fb1", Bt: "#6d4c41", Ms: "#dce775", Chl: "#66bb6a",
+    Ser: "#fff9c4", Cal: "#80deea", Anh: "#b39ddb", Ep: "#c0ca33", Amp: "#2e7d32", Hbl: "#2e7d32",
+    "pore/epoxy": "#212121", "pore-epoxy": "#212121", epoxy: "#212121", pore: "#212121", background: "#ffffff",
   };
   const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
     "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"];
@@ -100,7 +102,7 @@
     return node ? JSON.parse(node.textContent) : null;
   }
 
-  global.MIS = { SVGNS, classColour, lithologyColour, el, clear, ticks, tickStep, getJSON, fetchAll, legend,
+  global.MIS = { SVGNS, KNOWN, classColour, lithologyColour, el, clear, ticks, tickStep, getJSON, fetchAll, legend,
     paintSwatches, pageData };
   document.addEventListener("DOMContentLoaded", paintSwatches);
 })(window);
