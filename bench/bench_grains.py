@@ -47,14 +47,14 @@ from machine import describe, versions
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-from mis.grains.cleaning import DEFAULT_MIN_GRAIN_PX, RAW_COMPONENTS, GrainRules, read_cleaned
+from mis.grains.cleaning import RAW_COMPONENTS, GrainRules, read_cleaned, window_reader
 from mis.grains.labelling import ComponentStream, ignore_lut, iter_tiles, label_tile, tile_components
 from mis.grains.metrics import tile_grain_stats
 from mis.grains.rock import weighted_percentiles
 
 HERE = Path(__file__).resolve().parent
 N_MINERALS = 5
-LINE_UM = 1.0
+LINE_UM = 1.5
 TILE = (256, 256)
 LEVELS = {
     "none": {"salt": 0.0, "jitter": 0.0, "blobs": 0.0},
@@ -116,44 +116,57 @@ def true_grains(s: Section) -> tuple[np.ndarray, np.ndarray]:
     return best.reshape(n_px, n_px).astype(np.int32), cls
 
 
-def observe(cell: np.ndarray, cls: np.ndarray, s: Section, level: dict[str, float], seed: int) -> np.ndarray:
-    """What a classifier makes of the section: boundary lines, then the noise ``level``."""
+def observe(cell: np.ndarray, cls: np.ndarray, s: Section, level: dict[str, float], seed: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """What a classifier makes of the section: boundary lines, then the noise ``level``;
+    the class map and the probability of each pixel's class."""
     rng = np.random.default_rng(seed)
     truth = cls[cell].astype(np.uint8)
     out = truth.copy()
+    shape = cell.shape
     width = max(1, round(LINE_UM / s.pixel_um))
-    line = np.zeros(cell.shape, dtype=bool)
+    line = np.zeros(shape, dtype=bool)
     line[:, 1:] |= cell[:, 1:] != cell[:, :-1]
     line[1:, :] |= cell[1:, :] != cell[:-1, :]
     if width > 1:
         line = ndi.binary_dilation(line, iterations=width // 2)
-    seen = min(0.9, LINE_UM / s.pixel_um)
-    out[line & (rng.random(cell.shape) < seen)] = 0
+    cover = min(1.0, LINE_UM / s.pixel_um)  # share of a boundary pixel the line darkens
+    dark = line & (rng.random(shape) < min(0.9, cover))
+    out[dark] = 0
+    # a boundary pixel called the mineral is a mixed pixel: uncertain in proportion to the line's share
+    mixed = dark | (line & (rng.random(shape) < min(1.0, 2 * cover)))
     k = N_MINERALS + 1
     if level["jitter"]:
         for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
             nb = np.roll(out, (dy, dx), axis=(0, 1))
-            flip = (nb != out) & (rng.random(cell.shape) < level["jitter"] / 2)
+            flip = (nb != out) & (rng.random(shape) < level["jitter"] / 2)
             out[flip] = nb[flip]
     if level["blobs"]:
-        n_px = out.size
         for radius in (1.0, 1.5, 2.0, 2.5):
-            n = int(level["blobs"] * n_px / 4 / (math.pi * radius ** 2))
-            centre = np.zeros(out.shape, dtype=np.int16)
-            cy, cx = rng.integers(0, out.shape[0], n), rng.integers(0, out.shape[1], n)
+            n = int(level["blobs"] * out.size / 4 / (math.pi * radius ** 2))
+            centre = np.zeros(shape, dtype=np.int16)
+            cy, cx = rng.integers(0, shape[0], n), rng.integers(0, shape[1], n)
             centre[cy, cx] = (out[cy, cx] + rng.integers(1, k, n)) % k + 1
             ry = int(math.ceil(radius))
             yy, xx = np.mgrid[-ry : ry + 1, -ry : ry + 1]
             grown = ndi.grey_dilation(centre, footprint=(yy ** 2 + xx ** 2) <= radius ** 2 + 1e-9)
             out[grown > 0] = (grown[grown > 0] - 1).astype(np.uint8)
     if level["salt"]:
-        salt = rng.random(out.shape) < level["salt"]
+        salt = rng.random(shape) < level["salt"]
         out[salt] = (out[salt] + rng.integers(1, k, int(salt.sum()))) % k
-    return out
+    # probability: confident and smooth where right (features are smooth), 0.25-0.65 where
+    # wrong or mixed (under 0.5 for 60 % of those: some errors are confident)
+    smooth = ndi.gaussian_filter(rng.random(shape).astype(np.float32), 3.0)
+    smooth = (smooth - smooth.min()) / (np.ptp(smooth) + 1e-9)
+    prob = (0.75 + 0.24 * smooth).astype(np.float32)
+    wrong = (out != truth) | mixed
+    prob[wrong] = rng.uniform(0.25, 0.65, int(wrong.sum())).astype(np.float32)
+    return out, prob
 
 
 # ------------------------------------------------------------------ grains, as the ingestion finds them
-def census(values: np.ndarray, rules: GrainRules, pixel_um: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def census(values: np.ndarray, prob: np.ndarray | None, rules: GrainRules, pixel_um: float
+           ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Grains of a class map (class, pixel count, touches border), chunk by chunk through
     the ingestion's cleaning and labelling; and the class map the run reports from."""
     H, W = values.shape
@@ -163,12 +176,10 @@ def census(values: np.ndarray, rules: GrainRules, pixel_um: float) -> tuple[dict
     out: dict[str, list[np.ndarray]] = {"cls": [], "count": [], "border": []}
     cleaned_map = np.empty_like(values)
 
-    def read(y0: int, x0: int, h: int, w: int) -> np.ndarray:
-        return values[y0 : y0 + h, x0 : x0 + w]
-
     for _, row in iter_tiles((H, W), TILE):
         for iy, ix, y0, x0, h, w in row:
-            _, cleaned, cut = read_cleaned(read, (y0, x0, h, w), (H, W), forms, rules, pixel_um)
+            cleaned, cut = read_cleaned(window_reader(values), (y0, x0, h, w), (H, W), forms, rules, pixel_um,
+                                        None if prob is None else window_reader(prob))
             cleaned_map[y0 : y0 + h, x0 : x0 + w] = cleaned
             local = label_tile(cleaned, lut, exclude=cut)
             tc = tile_components(local, iy, ix, y0, x0, W)
@@ -256,11 +267,11 @@ def main() -> None:
         print(head, flush=True)
         lines.append(head)
         for lname, level in levels.items():
-            obs = observe(cell, cls, s, level, s.seed * 100 + len(lname))
+            obs, prob = observe(cell, cls, s, level, s.seed * 100 + len(lname))
             row = {"section": s.name, "level": lname, "truth": truth}
-            for which, r in (("raw", RAW_COMPONENTS), ("new", rules)):
+            for which, r, p in (("raw", RAW_COMPONENTS, None), ("new", rules, prob)):
                 t = time.perf_counter()
-                g, cmap = census(obs, r, s.pixel_um)
+                g, cmap = census(obs, p, r, s.pixel_um)
                 secs = time.perf_counter() - t
                 st = statistics(g, cmap, s.pixel_um, cutoff)
                 row[which] = {"stats": st, "cmp": compare(st, truth), "seconds": secs}

@@ -67,6 +67,8 @@ __all__ = [
     "clean_image",
     "clean_chunked",
     "read_cleaned",
+    "window_reader",
+    "describe_rules",
 ]
 
 #: Default minimum grain area, in pixels of the image (the default in µm² is this times
@@ -76,6 +78,16 @@ __all__ = [
 DEFAULT_MIN_GRAIN_PX = 16
 #: Default length of gaps bridged in a boundary line, in pixels on either side.
 DEFAULT_BRIDGE_PX = 2
+#: Default confidence: a pixel whose class probability is under 0.5 has another class
+#: (or several) about as likely as its own; its class is taken from its certain neighbours.
+DEFAULT_CONFIDENCE = 0.5
+#: Default reach of that fill, in pixels (classification blobs are a few pixels across).
+DEFAULT_FILL_PX = 3
+#: Widest dark line taken for a grain boundary rather than a pore (µm; at least 3 px):
+#: grain-boundary grooves of polished sections are 1-3 µm wide.
+DEFAULT_BOUNDARY_UM = 3.0
+#: Boundary evidence comes in lines: 8-connected sets of fewer pixels are specks, not lines.
+MIN_LINE_PX = 3
 
 _DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 _EIGHT = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
@@ -88,17 +100,29 @@ class GrainRules:
     ``min_area_um2``: minimum grain area in µm² (None: :data:`DEFAULT_MIN_GRAIN_PX` pixels
     of the image; 0: no cleaning, every raw component is a grain). ``split``: cut same-class
     grains along boundary lines (step 2). ``bridge_px``: gaps in a boundary line bridged.
+    ``confidence``: pixels whose class probability is below it are *uncertain* (step 0;
+    0 = ignore the probability). ``fill_px``: how far (in pixels) uncertain pixels are
+    filled from their certain neighbours.
     """
 
     min_area_um2: float | None = None
     split: bool = True
     bridge_px: int = DEFAULT_BRIDGE_PX
+    confidence: float = DEFAULT_CONFIDENCE
+    fill_px: int = DEFAULT_FILL_PX
+    boundary_um: float = DEFAULT_BOUNDARY_UM
 
     def __post_init__(self) -> None:
         if self.min_area_um2 is not None and (not math.isfinite(self.min_area_um2) or self.min_area_um2 < 0):
             raise ValueError(f"minimum grain area must be a finite number >= 0 µm², got {self.min_area_um2!r}")
-        if not isinstance(self.bridge_px, (int, np.integer)) or not 0 <= int(self.bridge_px) <= 16:
-            raise ValueError(f"bridge must be an integer number of pixels in 0..16, got {self.bridge_px!r}")
+        for name, hi in (("bridge_px", 16), ("fill_px", 16)):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 0 <= int(v) <= hi:
+                raise ValueError(f"{name} must be an integer number of pixels in 0..{hi}, got {v!r}")
+        if not (isinstance(self.boundary_um, (int, float)) and 0.0 <= float(self.boundary_um) <= 1000.0):
+            raise ValueError(f"boundary width must be in 0..1000 µm, got {self.boundary_um!r}")
+        if not (isinstance(self.confidence, (int, float)) and 0.0 <= float(self.confidence) < 1.0):
+            raise ValueError(f"confidence must be a probability in [0, 1), got {self.confidence!r}")
 
     def min_px(self, pixel_size_um: float) -> int:
         """The minimum grain area in whole pixels (at least 1: 1 px = no cleaning)."""
@@ -107,17 +131,29 @@ class GrainRules:
         p = float(pixel_size_um)
         return max(1, math.ceil(self.min_area_um2 / (p * p) - 1e-9))
 
+    def boundary_px(self, pixel_size_um: float) -> int:
+        """Side of the square opening that tells boundary lines from pores: non-grain
+        structures narrower than it are lines (0: none are)."""
+        if self.boundary_um <= 0:
+            return 0
+        return 2 * math.ceil(float(self.boundary_um) / (2 * float(pixel_size_um)) - 1e-9) + 1
+
+    def thinning(self, pixel_size_um: float) -> int:
+        """Thinning iterations that reduce a boundary line to its centre line."""
+        return max(self.boundary_px(pixel_size_um), 3) // 2 + int(self.bridge_px) + 1
+
     def active(self, pixel_size_um: float) -> bool:
         return self.min_px(pixel_size_um) > 1 or self.split
 
     def halo(self, pixel_size_um: float) -> int:
         """Pixels read around a chunk so that cleaning it alone equals the whole image
-        (see the module docstring): 3 ``min_px`` for steps 1 and 3, ``2 bridge + 2``
-        for step 2, and a margin of 2."""
+        (see the module docstring): ``fill_px`` for step 0, 3 ``min_px`` for steps 1 and
+        3, ``2 bridge + 2 + MIN_LINE_PX`` for step 2, and a margin of 2."""
         if not self.active(pixel_size_um):
             return 0
         n = self.min_px(pixel_size_um)
-        return 3 * n + (2 * int(self.bridge_px) + 2 if self.split else 0) + 2
+        split = 2 * int(self.bridge_px) + 2 * self.thinning(pixel_size_um) + MIN_LINE_PX + 4 if self.split else 0
+        return self.boundary_px(pixel_size_um) + int(self.fill_px) + 3 * n + split + 2
 
     def parameters(self, pixel_size_um: float) -> dict[str, Any]:
         """The rules as the run's provenance and reports state them."""
@@ -129,13 +165,33 @@ class GrainRules:
             "min_grain_area_source": "default (%d px of the image)" % DEFAULT_MIN_GRAIN_PX
             if self.min_area_um2 is None else "user",
             "clean": n > 1,
+            "confidence": float(self.confidence),
+            "fill_px": int(self.fill_px),
+            "boundary_um": float(self.boundary_um),
+            "boundary_px": self.boundary_px(pixel_size_um),
             "split": bool(self.split),
-            "split_method": "boundary lines (dark non-grain pixels between grains of one class)"
+            "split_method": "boundary lines (dark non-grain or uncertain pixels between grains of one class)"
             if self.split else None,
             "bridge_px": int(self.bridge_px) if self.split else None,
             "size_statistics": "grains not touching the image border",
             "connectivity": 4,
         }
+
+
+def describe_rules(parameters: dict[str, Any]) -> str:
+    """The grain rules of a run (:meth:`GrainRules.parameters`) in one sentence, as
+    reports and pages state them."""
+    if not parameters:
+        return "grains: raw 4-connected components of the class map (no rules recorded)"
+    if parameters.get("clean"):
+        source = "default" if str(parameters.get("min_grain_area_source", "")).startswith("default") else "set by the user"
+        text = (f"grains: cleaned class map, minimum grain area {parameters['min_grain_area_um2']:.4g} µm² "
+                f"({parameters['min_grain_px']} px, {source}); smaller components absorbed by their surroundings")
+    else:
+        text = "grains: raw 4-connected components of the class map (no minimum grain area)"
+    if parameters.get("split"):
+        text += f"; touching grains of one mineral split along boundary lines (gaps up to {parameters['bridge_px']} px bridged)"
+    return text + "; sizes (D10/D50/D90 of the area-weighted ECD) over grains not touching the image border"
 
 
 #: Today's raw components: no cleaning, no split (every component is a grain).
@@ -216,10 +272,58 @@ def _shift(a: np.ndarray, dy: int, dx: int, fill: Any) -> np.ndarray:
     return out
 
 
-def _cuts(raw: np.ndarray, cleaned: np.ndarray, forms: NDArray[np.bool_], bridge: int) -> NDArray[np.bool_]:
-    """Step 2: grain pixels on a boundary line (or bridging a gap in one) between two
-    regions of their own class."""
-    evidence = ~forms[raw]
+def _fill_uncertain(values: np.ndarray, uncertain: NDArray[np.bool_], k: int, reach: int,
+                    ) -> np.ndarray:
+    """Step 0: uncertain pixels take the class most frequent among their certain
+    8-neighbours (ties: the lower class index), ring by ring, ``reach`` times; those
+    with no certain pixel within reach keep their class. Computed at the uncertain
+    pixels only."""
+    h, w = values.shape
+    out = values.copy()
+    flat = out.reshape(-1)
+    pending = uncertain.copy().reshape(-1)
+    idx = np.flatnonzero(pending)
+    for _ in range(reach):
+        if not idx.size:
+            break
+        r, c = np.divmod(idx, w)
+        votes = np.zeros(idx.size * k, dtype=np.int32)
+        for dy, dx in _EIGHT:
+            rr, cc = r + dy, c + dx
+            ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            nb = rr[ok] * w + cc[ok]
+            good = ~pending[nb]
+            at = np.flatnonzero(ok)[good]
+            votes += np.bincount(at * k + flat[nb[good]].astype(np.int64), minlength=votes.size).astype(np.int32)
+        votes = votes.reshape(idx.size, k)
+        has = votes.max(axis=1) > 0
+        if not has.any():
+            break
+        flat[idx[has]] = np.argmax(votes[has], axis=1).astype(values.dtype)
+        pending[idx[has]] = False
+        idx = idx[~has]
+    return out
+
+
+def _lines(evidence: NDArray[np.bool_], open_edges: Sequence[bool]) -> NDArray[np.bool_]:
+    """Evidence in 8-connected sets of at least :data:`MIN_LINE_PX` pixels (lines, not specks)."""
+    from skimage.measure import label
+
+    lab = label(evidence, background=0, connectivity=2)
+    count = np.bincount(lab.ravel())
+    keep = count >= MIN_LINE_PX
+    keep[0] = False
+    keep[_edge_labels(lab, open_edges)] = True
+    keep[0] = False
+    return keep[lab]
+
+
+def _cuts(evidence: NDArray[np.bool_], cleaned: np.ndarray, forms: NDArray[np.bool_], bridge: int,
+          thinning: int, open_edges: Sequence[bool]) -> NDArray[np.bool_]:
+    """Step 2: the centre line of boundary evidence (bridged over gaps) where it separates
+    two regions of one class."""
+    from skimage.morphology import thin
+
     if bridge > 0:
         # evidence within ``bridge`` steps along each of the 8 directions (0 = east,
         # counter-clockwise in 45° steps); a pixel with evidence in two directions at
@@ -236,28 +340,35 @@ def _cuts(raw: np.ndarray, cleaned: np.ndarray, forms: NDArray[np.bool_], bridge
                 if j % 8 > i:
                     bridged |= near[i] & near[j % 8]
         evidence = evidence | bridged
-    grain = forms[cleaned]
-    candidate = evidence & grain
-    if not candidate.any():
-        return candidate
-    reach = bridge + 1
-    cut = np.zeros_like(candidate)
+    if not (evidence & forms[cleaned]).any():
+        return np.zeros_like(evidence)
+    # a one-pixel (8-connected) centre line separates 4-connected grains; the rest of a
+    # thick line goes back to the grains on either side (bounded iterations: local)
+    # (lines run on beyond the image border: mirrored there, so thinning does not shorten them)
+    t, b, l, r = (0 if is_open else thinning for is_open in open_edges)
+    padded = np.pad(evidence, ((t, b), (l, r)), mode="symmetric")
+    line = thin(padded, max_num_iter=thinning)[t : t + evidence.shape[0], l : l + evidence.shape[1]]
+    line &= forms[cleaned]
+    own = cleaned.astype(np.int64)
+    inside = np.ones(cleaned.shape, bool)
+    cut = np.zeros_like(line)
     for dy, dx in _DIRECTIONS:
-        sides = []
+        same = np.ones_like(line)
         for sign in (1, -1):
-            found = np.full(cleaned.shape, -1, dtype=np.int64)  # class of the first non-evidence pixel
-            for s in range(1, reach + 1):
-                ev = _shift(evidence, sign * s * dy, sign * s * dx, True)
-                cl = _shift(cleaned, sign * s * dy, sign * s * dx, 0).astype(np.int64)
-                take = (found < 0) & ~ev
-                found[take] = cl[take]
-                # outside the image there is no class: mark as "none" so it never matches
-                outside = _shift(np.ones(cleaned.shape, bool), sign * s * dy, sign * s * dx, False)
-                found[(found < 0) & ~outside] = -2
-            sides.append(found)
-        own = cleaned.astype(np.int64)
-        cut |= (sides[0] == own) & (sides[1] == own)
-    return cut & candidate
+            sy, sx = sign * dy, sign * dx
+            # beyond the image border nothing differs: a line meeting the border is cut to it
+            same &= (~_shift(inside, sy, sx, False)
+                     | (~_shift(line, sy, sx, True) & (_shift(cleaned, sy, sx, 0).astype(np.int64) == own)))
+        cut |= same
+    cut &= line
+    # a cut ends where its line meets a boundary between two other classes: carried on
+    # along the line for two pixels, so that it reaches that boundary (no gap at a T)
+    for _ in range(2):
+        grown = cut.copy()
+        for dy, dx in _EIGHT:
+            grown |= _shift(cut, dy, dx, False)
+        cut = grown & line
+    return cut
 
 
 def _drop_fragments(cleaned: np.ndarray, cut: NDArray[np.bool_], forms: NDArray[np.bool_], min_px: int,
@@ -277,16 +388,21 @@ def _drop_fragments(cleaned: np.ndarray, cut: NDArray[np.bool_], forms: NDArray[
     return cut | small[lab]
 
 
-def clean_window(values: np.ndarray, forms_grains: Sequence[bool] | NDArray[np.bool_], rules: GrainRules,
-                 pixel_size_um: float, open_edges: Sequence[bool] = (False, False, False, False),
+Forms = Sequence[bool] | NDArray[np.bool_]
+
+
+def clean_window(values: np.ndarray, forms_grains: Forms, rules: GrainRules, pixel_size_um: float,
+                 probability: np.ndarray | None = None,
+                 open_edges: Sequence[bool] = (False, False, False, False),
                  ) -> tuple[np.ndarray, NDArray[np.bool_]]:
     """Clean a class map (a whole image, or a chunk with its halo) and find its cut pixels.
 
     ``forms_grains[c]``: whether class ``c`` forms grains (minerals) or is boundary evidence
-    (background, pore/epoxy, unclassified). ``open_edges``: which window edges (top, bottom,
-    left, right) lie inside the image: components touching them are taken as large.
-    Returns ``(cleaned values, cut mask)``; only pixels farther than ``rules.halo`` from an
-    open edge are exact.
+    (background, pore/epoxy, unclassified). ``probability``: the classifier's probability of
+    each pixel's class (optional; NaN counts as certain). ``open_edges``: which window edges
+    (top, bottom, left, right) lie inside the image: components touching them are taken as
+    large. Returns ``(cleaned values, cut mask)``; only pixels farther than
+    :meth:`GrainRules.halo` from an open edge are exact.
     """
     forms = np.asarray(forms_grains, dtype=bool)
     k = forms.size
@@ -296,26 +412,46 @@ def clean_window(values: np.ndarray, forms_grains: Sequence[bool] | NDArray[np.b
     if not v.size or not rules.active(pixel_size_um):
         return v, cut
     n = rules.min_px(pixel_size_um)
-    cleaned = _absorb_small(v, n, k, open_edges) if n > 1 else v
+    nongrain = ~forms[v]
+    uncertain = np.zeros(v.shape, dtype=bool)
+    b = rules.boundary_px(pixel_size_um)
+    if b and nongrain.any():
+        from scipy.ndimage import binary_opening
+
+        uncertain |= nongrain & ~binary_opening(nongrain, structure=np.ones((b, b), dtype=bool))
+    if probability is not None and rules.confidence > 0:
+        prob = np.asarray(probability, dtype=np.float32)
+        if prob.shape != v.shape:
+            raise ValueError(f"the probability window is {prob.shape}, the class window {v.shape}")
+        uncertain |= prob < np.float32(rules.confidence)
+    evidence = nongrain | uncertain
+    cleaned = _fill_uncertain(v, uncertain, k, int(rules.fill_px)) if rules.fill_px and uncertain.any() else v
+    if n > 1:
+        cleaned = _absorb_small(cleaned, n, k, open_edges)
     if rules.split:
-        cut = _cuts(v, cleaned, forms, int(rules.bridge_px))
+        cut = _cuts(_lines(evidence, open_edges), cleaned, forms, int(rules.bridge_px),
+                    rules.thinning(pixel_size_um), open_edges)
     if n > 1:
         cut = _drop_fragments(cleaned, cut, forms, n, open_edges)
     return cleaned, cut
 
 
-def clean_image(values: np.ndarray, forms_grains: Sequence[bool] | NDArray[np.bool_], rules: GrainRules,
-                pixel_size_um: float) -> tuple[np.ndarray, NDArray[np.bool_]]:
+def clean_image(values: np.ndarray, forms_grains: Forms, rules: GrainRules, pixel_size_um: float,
+                probability: np.ndarray | None = None) -> tuple[np.ndarray, NDArray[np.bool_]]:
     """The reference: :func:`clean_window` on the whole image at once."""
-    return clean_window(values, forms_grains, rules, pixel_size_um)
+    return clean_window(values, forms_grains, rules, pixel_size_um, probability)
 
 
-def read_cleaned(read: Callable[[int, int, int, int], np.ndarray], box: tuple[int, int, int, int],
-                 image_shape: tuple[int, int], forms_grains: Sequence[bool] | NDArray[np.bool_],
-                 rules: GrainRules, pixel_size_um: float) -> tuple[np.ndarray, np.ndarray, NDArray[np.bool_]]:
-    """One chunk ``box = (y0, x0, h, w)``: its raw values, cleaned values and cut mask,
-    from a window of :meth:`GrainRules.halo` pixels around it (clipped at the image);
-    ``read(y0, x0, h, w)`` reads a window of the raw class map."""
+Reader = Callable[[int, int, int, int], np.ndarray]
+
+
+def read_cleaned(read: Reader, box: tuple[int, int, int, int], image_shape: tuple[int, int],
+                 forms_grains: Forms, rules: GrainRules, pixel_size_um: float,
+                 read_probability: Reader | None = None) -> tuple[np.ndarray, NDArray[np.bool_]]:
+    """One chunk ``box = (y0, x0, h, w)``: its cleaned values and cut mask, from a window
+    of :meth:`GrainRules.halo` pixels around it (clipped at the image);
+    ``read(y0, x0, h, w)`` reads a window of the raw class map, ``read_probability`` one
+    of the probabilities (optional)."""
     y0, x0, h, w = box
     H, W = image_shape
     g = rules.halo(pixel_size_um)
@@ -325,14 +461,18 @@ def read_cleaned(read: Callable[[int, int, int, int], np.ndarray], box: tuple[in
     core = (slice(y0 - wy0, y0 - wy0 + h), slice(x0 - wx0, x0 - wx0 + w))
     if g == 0:
         check_values(window, len(forms_grains))
-        return window, window, np.zeros(window.shape, dtype=bool)
-    cleaned, cut = clean_window(window, forms_grains, rules, pixel_size_um,
+        return window, np.zeros(window.shape, dtype=bool)
+    prob = None
+    if read_probability is not None and rules.confidence > 0:
+        prob = np.asarray(read_probability(wy0, wx0, wy1 - wy0, wx1 - wx0))
+    cleaned, cut = clean_window(window, forms_grains, rules, pixel_size_um, prob,
                                 open_edges=(wy0 > 0, wy1 < H, wx0 > 0, wx1 < W))
-    return window[core], cleaned[core], cut[core]
+    return cleaned[core], cut[core]
 
 
-def clean_chunked(values: np.ndarray, tile: Sequence[int], forms_grains: Sequence[bool] | NDArray[np.bool_],
-                  rules: GrainRules, pixel_size_um: float) -> tuple[np.ndarray, NDArray[np.bool_]]:
+def clean_chunked(values: np.ndarray, tile: Sequence[int], forms_grains: Forms, rules: GrainRules,
+                  pixel_size_um: float, probability: np.ndarray | None = None,
+                  ) -> tuple[np.ndarray, NDArray[np.bool_]]:
     """:func:`clean_image`, computed chunk by chunk as the ingestion does (for checking)."""
     from mis.grains.labelling import iter_tiles
 
@@ -340,13 +480,19 @@ def clean_chunked(values: np.ndarray, tile: Sequence[int], forms_grains: Sequenc
     H, W = v.shape
     cleaned = np.empty_like(v)
     cut = np.zeros(v.shape, dtype=bool)
-
-    def read(y0: int, x0: int, h: int, w: int) -> np.ndarray:
-        return v[y0 : y0 + h, x0 : x0 + w]
-
+    read_p = None if probability is None else window_reader(probability)
     for _, row in iter_tiles((H, W), tile):
         for _iy, _ix, y0, x0, h, w in row:
-            _, c, k = read_cleaned(read, (y0, x0, h, w), (H, W), forms_grains, rules, pixel_size_um)
+            c, k = read_cleaned(window_reader(v), (y0, x0, h, w), (H, W), forms_grains, rules, pixel_size_um, read_p)
             cleaned[y0 : y0 + h, x0 : x0 + w] = c
             cut[y0 : y0 + h, x0 : x0 + w] = k
     return cleaned, cut
+
+
+def window_reader(array: Any) -> Reader:
+    """``read(y0, x0, h, w)`` of a 2-D array (numpy or zarr)."""
+
+    def read(y0: int, x0: int, h: int, w: int) -> np.ndarray:
+        return np.asarray(array[y0 : y0 + h, x0 : x0 + w])
+
+    return read
