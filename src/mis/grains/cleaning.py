@@ -62,6 +62,7 @@ __all__ = [
     "DEFAULT_BRIDGE_PX",
     "GrainRules",
     "RAW_COMPONENTS",
+    "BadValue",
     "check_values",
     "clean_window",
     "clean_image",
@@ -140,7 +141,7 @@ class GrainRules:
 
     def thinning(self, pixel_size_um: float) -> int:
         """Thinning iterations that reduce a boundary line to its centre line."""
-        return max(self.boundary_px(pixel_size_um), 3) // 2 + int(self.bridge_px) + 1
+        return max(self.boundary_px(pixel_size_um), 3) // 2 + 1
 
     def active(self, pixel_size_um: float) -> bool:
         return self.min_px(pixel_size_um) > 1 or self.split
@@ -198,15 +199,29 @@ def describe_rules(parameters: dict[str, Any]) -> str:
 RAW_COMPONENTS = GrainRules(min_area_um2=0.0, split=False)
 
 
+class BadValue(ValueError):
+    """A class map holds a value that is no class index; ``pixel`` is where (row, col of
+    the array checked), None for a wrong dtype."""
+
+    def __init__(self, message: str, pixel: tuple[int, int] | None = None) -> None:
+        super().__init__(message)
+        self.pixel = pixel
+
+
 def check_values(values: np.ndarray, n_classes: int) -> None:
-    """Class values must be integers in ``0..n_classes-1`` (ValueError saying which)."""
+    """Class values must be integers in ``0..n_classes-1`` (:class:`BadValue` saying which
+    and where)."""
     v = np.asarray(values)
     if v.dtype.kind not in "ui":
-        raise ValueError(f"the label array must hold integers (class indices), not {v.dtype}")
-    if v.size and int(v.max()) >= n_classes:
-        raise ValueError(f"class value {int(v.max())} is outside the class list (0..{n_classes - 1})")
-    if v.size and v.dtype.kind == "i" and int(v.min()) < 0:
-        raise ValueError(f"class value {int(v.min())} is negative")
+        raise BadValue(f"the label array must hold integers (class indices), not {v.dtype}")
+    if not v.size:
+        return
+    hi, lo = int(v.max()), int(v.min())
+    if hi >= n_classes or lo < 0:
+        bad = hi if hi >= n_classes else lo
+        y, x = (int(i) for i in np.unravel_index(int(np.argmax(v == bad)), v.shape))
+        raise BadValue(f"class value {bad} is " + (f"outside the class list (0..{n_classes - 1})" if bad >= 0
+                                                   else "negative"), (y, x))
 
 
 def _label_all(values: np.ndarray) -> tuple[NDArray[np.int32], int]:
@@ -318,10 +333,10 @@ def _lines(evidence: NDArray[np.bool_], open_edges: Sequence[bool]) -> NDArray[n
     return keep[lab]
 
 
-def _cuts(evidence: NDArray[np.bool_], cleaned: np.ndarray, forms: NDArray[np.bool_], bridge: int,
-          thinning: int, open_edges: Sequence[bool]) -> NDArray[np.bool_]:
-    """Step 2: the centre line of boundary evidence (bridged over gaps) where it separates
-    two regions of one class."""
+def _cuts(evidence: NDArray[np.bool_], uncertain: NDArray[np.bool_], cleaned: np.ndarray,
+          forms: NDArray[np.bool_], bridge: int, thinning: int, open_edges: Sequence[bool]) -> NDArray[np.bool_]:
+    """Step 2: the centre line of boundary evidence (bridged over gaps between uncertain
+    line pixels, not between pores) where it separates two regions of one class."""
     from skimage.morphology import thin
 
     if bridge > 0:
@@ -332,7 +347,7 @@ def _cuts(evidence: NDArray[np.bool_], cleaned: np.ndarray, forms: NDArray[np.bo
         for dy, dx in _EIGHT:
             seen = np.zeros_like(evidence)
             for s in range(1, bridge + 1):
-                seen |= _shift(evidence, s * dy, s * dx, False)
+                seen |= _shift(uncertain, s * dy, s * dx, False)
             near.append(seen)
         bridged = np.zeros_like(evidence)
         for i in range(8):
@@ -416,9 +431,13 @@ def clean_window(values: np.ndarray, forms_grains: Forms, rules: GrainRules, pix
     uncertain = np.zeros(v.shape, dtype=bool)
     b = rules.boundary_px(pixel_size_um)
     if b and nongrain.any():
-        from scipy.ndimage import binary_opening
+        # a square opening (separable min/max filters; outside the window counts as grain,
+        # as in a binary opening): what it removes is thinner than b pixels
+        from scipy.ndimage import maximum_filter, minimum_filter
 
-        uncertain |= nongrain & ~binary_opening(nongrain, structure=np.ones((b, b), dtype=bool))
+        ng = nongrain.view(np.uint8)
+        opened = maximum_filter(minimum_filter(ng, size=b, mode="constant", cval=0), size=b, mode="constant", cval=0)
+        uncertain |= nongrain & (opened == 0)
     if probability is not None and rules.confidence > 0:
         prob = np.asarray(probability, dtype=np.float32)
         if prob.shape != v.shape:
@@ -429,7 +448,8 @@ def clean_window(values: np.ndarray, forms_grains: Forms, rules: GrainRules, pix
     if n > 1:
         cleaned = _absorb_small(cleaned, n, k, open_edges)
     if rules.split:
-        cut = _cuts(_lines(evidence, open_edges), cleaned, forms, int(rules.bridge_px),
+        lines = _lines(evidence, open_edges)
+        cut = _cuts(lines, lines & uncertain, cleaned, forms, int(rules.bridge_px),
                     rules.thinning(pixel_size_um), open_edges)
     if n > 1:
         cut = _drop_fragments(cleaned, cut, forms, n, open_edges)
@@ -459,8 +479,14 @@ def read_cleaned(read: Reader, box: tuple[int, int, int, int], image_shape: tupl
     wy1, wx1 = min(H, y0 + h + g), min(W, x0 + w + g)
     window = np.asarray(read(wy0, wx0, wy1 - wy0, wx1 - wx0))
     core = (slice(y0 - wy0, y0 - wy0 + h), slice(x0 - wx0, x0 - wx0 + w))
-    if g == 0:
+    try:
         check_values(window, len(forms_grains))
+    except BadValue as exc:  # where in the image
+        if exc.pixel is None:
+            raise
+        y, x = exc.pixel[0] + wy0, exc.pixel[1] + wx0
+        raise BadValue(f"{exc} at pixel ({y}, {x})", (y, x)) from None
+    if g == 0:
         return window, np.zeros(window.shape, dtype=bool)
     prob = None
     if read_probability is not None and rules.confidence > 0:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from mis.grains.cleaning import GrainRules, describe_rules, read_cleaned
+from mis.grains.cleaning import BadValue, GrainRules, describe_rules, read_cleaned, window_reader
 from mis.grains.labelling import (
     ComponentStream,
     Ragged,
@@ -185,24 +185,28 @@ class TileResult:
 def _process_tile(labels: Any, probability: Any, box: tuple[int, int, int, int, int, int],
                   image_shape: tuple[int, int], grain_lut: NDArray[np.int32],
                   particle_lut: NDArray[np.int32] | None, k: int, r: int, rules: GrainRules,
-                  pixel_size_um: float) -> TileResult:
+                  pixel_size_um: float, tile: tuple[int, int]) -> TileResult:
     """One chunk: its class map cleaned (read with the cleaning's halo), grains labelled
     without the cut pixels, particles, roxels and class-boundary edges of the cleaned map."""
     t0 = time.perf_counter()
     iy, ix, y0, x0, h, w = box
 
-    def read(wy: int, wx: int, wh: int, ww: int) -> np.ndarray:
-        return np.asarray(labels[wy : wy + wh, wx : wx + ww])
-
     prob = None
     if probability is not None:
         prob = np.asarray(probability[y0 : y0 + h, x0 : x0 + w], dtype=np.float32)
     try:
-        _, values, cut = read_cleaned(read, (y0, x0, h, w), image_shape, grain_lut > 0, rules, pixel_size_um)
+        values, cut = read_cleaned(window_reader(labels), (y0, x0, h, w), image_shape, grain_lut > 0, rules,
+                                   pixel_size_um, None if probability is None else window_reader(probability))
         local = label_tile(values, grain_lut, exclude=cut)
-    except ValueError as exc:
+    except BadValue as exc:
+        if exc.pixel is not None:  # maybe in a neighbouring chunk, read for the halo
+            iy, ix = exc.pixel[0] // tile[0], exc.pixel[1] // tile[1]
+            y0, x0 = iy * tile[0], ix * tile[1]
+            h, w = min(tile[0], image_shape[0] - y0), min(tile[1], image_shape[1] - x0)
         raise IngestError(f"label array, chunk ({iy}, {ix}) (pixels {y0}..{y0 + h - 1} x {x0}..{x0 + w - 1}): "
                           f"{exc}") from None
+    except ValueError as exc:
+        raise IngestError(f"label array, chunk ({iy}, {ix}): {exc}") from None
     grains = grain_tile(local, iy, ix, y0, x0, image_shape, prob)
     particles = None
     if particle_lut is not None:
@@ -488,7 +492,7 @@ def ingest(
                 while submitted < len(boxes) and len(inflight) < window:
                     inflight.append(executor.submit(_process_tile, labels, probability, boxes[submitted], (H, W),
                                                     grain_lut, particle_lut, k, roxel_size, grain_rules,
-                                                    info.pixel_size_um))
+                                                    info.pixel_size_um, tile))
                     submitted += 1
                 res: TileResult = inflight.pop(0).result()
                 times["waiting"] += time.perf_counter() - t0
