@@ -87,6 +87,9 @@ DEFAULT_FILL_PX = 3
 #: Widest dark line taken for a grain boundary rather than a pore (µm; at least 3 px):
 #: grain-boundary grooves of polished sections are 1-3 µm wide.
 DEFAULT_BOUNDARY_UM = 3.0
+#: A component of which the classifier was unsure for most pixels is noise up to this
+#: many times the minimum grain area (classification blobs; a grain it is sure of stays).
+UNSURE_FACTOR = 3
 #: Boundary evidence comes in lines: 8-connected sets of fewer pixels are specks, not lines.
 MIN_LINE_PX = 3
 
@@ -148,13 +151,13 @@ class GrainRules:
 
     def halo(self, pixel_size_um: float) -> int:
         """Pixels read around a chunk so that cleaning it alone equals the whole image
-        (see the module docstring): ``fill_px`` for step 0, 3 ``min_px`` for steps 1 and
-        3, ``2 bridge + 2 + MIN_LINE_PX`` for step 2, and a margin of 2."""
+        (see the module docstring): ``fill_px`` for step 0, ``2 UNSURE_FACTOR min_px``
+        for step 1, ``min_px`` for step 3, ``2 bridge + 2 + MIN_LINE_PX`` for step 2, and a margin of 2."""
         if not self.active(pixel_size_um):
             return 0
         n = self.min_px(pixel_size_um)
         split = 2 * int(self.bridge_px) + 2 * self.thinning(pixel_size_um) + MIN_LINE_PX + 4 if self.split else 0
-        return self.boundary_px(pixel_size_um) + int(self.fill_px) + 3 * n + split + 2
+        return self.boundary_px(pixel_size_um) + int(self.fill_px) + (2 * UNSURE_FACTOR + 1) * n + split + 2
 
     def parameters(self, pixel_size_um: float) -> dict[str, Any]:
         """The rules as the run's provenance and reports state them."""
@@ -243,11 +246,16 @@ def _pairs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             np.concatenate([a[:, 1:].ravel(), a[1:, :].ravel()]))
 
 
-def _absorb_small(values: np.ndarray, min_px: int, k: int, open_edges: Sequence[bool]) -> np.ndarray:
-    """Step 1: components under ``min_px`` pixels take their most bordering class."""
+def _absorb_small(values: np.ndarray, min_px: int, k: int, open_edges: Sequence[bool],
+                  uncertain: NDArray[np.bool_] | None = None) -> np.ndarray:
+    """Step 1: components under ``min_px`` pixels, and those under ``UNSURE_FACTOR *
+    min_px`` of which most pixels were uncertain, take their most bordering class."""
     lab, n = _label_all(values)
     count = np.bincount(lab.ravel(), minlength=n + 1)
     small = count < min_px
+    if uncertain is not None and uncertain.any():
+        unsure = np.bincount(lab.ravel(), weights=uncertain.ravel(), minlength=n + 1)
+        small |= (count < UNSURE_FACTOR * min_px) & (2 * unsure > count)
     small[0] = False
     small[_edge_labels(lab, open_edges)] = False
     if not small.any():
@@ -333,28 +341,30 @@ def _lines(evidence: NDArray[np.bool_], open_edges: Sequence[bool]) -> NDArray[n
     return keep[lab]
 
 
-def _cuts(evidence: NDArray[np.bool_], uncertain: NDArray[np.bool_], cleaned: np.ndarray,
-          forms: NDArray[np.bool_], bridge: int, thinning: int, open_edges: Sequence[bool]) -> NDArray[np.bool_]:
-    """Step 2: the centre line of boundary evidence (bridged over gaps between uncertain
-    line pixels, not between pores) where it separates two regions of one class."""
+def _bridge(evidence: NDArray[np.bool_], uncertain: NDArray[np.bool_], bridge: int) -> NDArray[np.bool_]:
+    """Evidence plus the pixels in gaps of a line of uncertain pixels (not between pores):
+    those with uncertain pixels within ``bridge`` steps in two directions at least 135°
+    apart (a straight line, or one turning at a junction)."""
+    near = []
+    for dy, dx in _EIGHT:  # 0 = east, counter-clockwise in 45° steps
+        seen = np.zeros_like(uncertain)
+        for s in range(1, bridge + 1):
+            seen |= _shift(uncertain, s * dy, s * dx, False)
+        near.append(seen)
+    bridged = evidence.copy()
+    for i in range(8):
+        for j in (i + 3, i + 4, i + 5):
+            if j % 8 > i:
+                bridged |= near[i] & near[j % 8]
+    return bridged
+
+
+def _cuts(evidence: NDArray[np.bool_], cleaned: np.ndarray, forms: NDArray[np.bool_], thinning: int,
+          open_edges: Sequence[bool]) -> NDArray[np.bool_]:
+    """Step 2: the centre line of boundary evidence where it separates two grains of one
+    mineral."""
     from skimage.morphology import thin
 
-    if bridge > 0:
-        # evidence within ``bridge`` steps along each of the 8 directions (0 = east,
-        # counter-clockwise in 45° steps); a pixel with evidence in two directions at
-        # least 135° apart lies in a gap of a line (straight, or turning at a junction)
-        near = []
-        for dy, dx in _EIGHT:
-            seen = np.zeros_like(evidence)
-            for s in range(1, bridge + 1):
-                seen |= _shift(uncertain, s * dy, s * dx, False)
-            near.append(seen)
-        bridged = np.zeros_like(evidence)
-        for i in range(8):
-            for j in (i + 3, i + 4, i + 5):
-                if j % 8 > i:
-                    bridged |= near[i] & near[j % 8]
-        evidence = evidence | bridged
     if not (evidence & forms[cleaned]).any():
         return np.zeros_like(evidence)
     # a one-pixel (8-connected) centre line separates 4-connected grains; the rest of a
@@ -364,19 +374,14 @@ def _cuts(evidence: NDArray[np.bool_], uncertain: NDArray[np.bool_], cleaned: np
     padded = np.pad(evidence, ((t, b), (l, r)), mode="symmetric")
     line = thin(padded, max_num_iter=thinning)[t : t + evidence.shape[0], l : l + evidence.shape[1]]
     line &= forms[cleaned]
-    own = cleaned.astype(np.int64)
-    inside = np.ones(cleaned.shape, bool)
-    cut = np.zeros_like(line)
-    for dy, dx in _DIRECTIONS:
-        same = np.ones_like(line)
-        for sign in (1, -1):
-            sy, sx = sign * dy, sign * dx
-            # beyond the image border nothing differs: a line meeting the border is cut to it
-            same &= (~_shift(inside, sy, sx, False)
-                     | (~_shift(line, sy, sx, True) & (_shift(cleaned, sy, sx, 0).astype(np.int64) == own)))
-        cut |= same
-    cut &= line
-    # a cut ends where its line meets a boundary between two other classes: carried on
+    # cut where no other mineral borders the line pixel: a line between two grains of one
+    # mineral (between two minerals it separates them anyway and goes to the grains)
+    other = np.zeros_like(line)
+    for dy, dx in _EIGHT:
+        nb = _shift(cleaned, dy, dx, 0)
+        other |= ~_shift(line, dy, dx, True) & forms[nb] & (nb != cleaned)
+    cut = line & ~other
+    # a cut ends where its line meets a boundary with another mineral: carried on
     # along the line for two pixels, so that it reaches that boundary (no gap at a T)
     for _ in range(2):
         grown = cut.copy()
@@ -446,11 +451,11 @@ def clean_window(values: np.ndarray, forms_grains: Forms, rules: GrainRules, pix
     evidence = nongrain | uncertain
     cleaned = _fill_uncertain(v, uncertain, k, int(rules.fill_px)) if rules.fill_px and uncertain.any() else v
     if n > 1:
-        cleaned = _absorb_small(cleaned, n, k, open_edges)
+        cleaned = _absorb_small(cleaned, n, k, open_edges, uncertain)
     if rules.split:
-        lines = _lines(evidence, open_edges)
-        cut = _cuts(lines, lines & uncertain, cleaned, forms, int(rules.bridge_px),
-                    rules.thinning(pixel_size_um), open_edges)
+        if rules.bridge_px:
+            evidence = _bridge(evidence, uncertain, int(rules.bridge_px))
+        cut = _cuts(_lines(evidence, open_edges), cleaned, forms, rules.thinning(pixel_size_um), open_edges)
     if n > 1:
         cut = _drop_fragments(cleaned, cut, forms, n, open_edges)
     return cleaned, cut
