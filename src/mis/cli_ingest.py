@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from mis.cli_segment import _fail, console, err
+from mis.grains.cleaning import DEFAULT_BRIDGE_PX, DEFAULT_MIN_GRAIN_PX
 
 
 def ingest_cmd(
@@ -39,12 +40,12 @@ def ingest_cmd(
         "--liberation", help="Mineral whose liberation to report (repeat); default: sulfides and native elements.")] = None,
     min_grain_area: Annotated[float | None, typer.Option(
         "--min-grain-area", help="Minimum grain area in µm²: smaller components of the class map are absorbed by "
-                                 "their surroundings, smaller grains are not grains (default: 16 pixels of the "
-                                 "image; 0: raw components, no cleaning).")] = None,
+                                 "their surroundings, smaller grains are not grains (default: "
+                                 f"{DEFAULT_MIN_GRAIN_PX} pixels of the image; 0: raw components, no cleaning).")] = None,
     split: Annotated[bool, typer.Option(
         "--split/--no-split", help="Split touching grains of one mineral along the boundary lines between them.")] = True,
     bridge: Annotated[int, typer.Option(
-        "--bridge", help="Gaps in a boundary line bridged when splitting, in pixels.")] = 2,
+        "--bridge", help="Gaps in a boundary line bridged when splitting, in pixels.")] = DEFAULT_BRIDGE_PX,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="dask.distributed scheduler address (default: local threads).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,

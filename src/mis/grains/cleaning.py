@@ -78,7 +78,7 @@ __all__ = [
 #: pixel size; 16 px (an ECD of 4.5 px) removes specks and blobs of up to ~2.5 px radius.
 DEFAULT_MIN_GRAIN_PX = 16
 #: Default length of gaps bridged in a boundary line, in pixels on either side.
-DEFAULT_BRIDGE_PX = 2
+DEFAULT_BRIDGE_PX = 1
 #: Default confidence: a pixel whose class probability is under 0.5 has another class
 #: (or several) about as likely as its own; its class is taken from its certain neighbours.
 DEFAULT_CONFIDENCE = 0.5
