@@ -36,7 +36,7 @@ of ingesting a 4x larger image; time per stage end to end.
     OME-Zarr, a random forest (8 trees, the fast features) trained on 0.2 % of its pixels,
     ``mis predict`` over the store (the prediction stage), then ``ingest()`` of that
     prediction with its probability (default grain rules: cleaning, boundary cuts; the grain
-    stage = the ingestion's wall time less its database writes). Target: grain stage <=
+    stage = ``ingest()``'s own wall time less its database writes). Target: grain stage <=
     prediction stage.
 
 Labels are synthetic "thin sections": 6 smooth random fields (bilinear from a coarse grid
@@ -459,9 +459,13 @@ def bench_predict(url: str, n: int, workdir: Path) -> dict:
     from mis.segment.predict import PREDICTIONS, predict
 
     rng = np.random.default_rng(7)
-    truth = label_chunk(3, (n, n), 0, 0, n, n)
-    rgb = COLOURS[truth] + rng.normal(0.0, 14.0, (n, n, 3)).astype(np.float32)
-    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    truth = np.empty((n, n), np.uint8)
+    rgb = np.empty((n, n, 3), np.uint8)
+    for y0 in range(0, n, 1024):  # in strips: bounded memory
+        h = min(1024, n - y0)
+        truth[y0 : y0 + h] = label_chunk(3, (n, n), y0, 0, h, n)
+        strip = COLOURS[truth[y0 : y0 + h]] + rng.normal(0.0, 14.0, (h, n, 3)).astype(np.float32)
+        rgb[y0 : y0 + h] = np.clip(strip, 0, 255).astype(np.uint8)
     folder = workdir / f"predict_{n}"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -479,8 +483,7 @@ def bench_predict(url: str, n: int, workdir: Path) -> dict:
     cfg = FeatureConfig.fast()
     feats, names = compute_features(crop, cfg)
     X, y = training_data(feats, torch.as_tensor(scribbles))
-    clf = RandomForestPixelClassifier(CLASSES, cfg, names, n_estimators=8, max_depth=8, backend="compile",
-                                      random_state=0).fit(X, y)
+    clf = RandomForestPixelClassifier(CLASSES, cfg, names, n_estimators=8, max_depth=8, random_state=0).fit(X, y)
     model = folder / "rf8.pt"
     clf.save(model)
     del feats, X, y, crop, truth
@@ -490,7 +493,7 @@ def bench_predict(url: str, n: int, workdir: Path) -> dict:
     t_predict = time.perf_counter() - t
     run = ingest_subprocess(url, image, f"{store}::{PREDICTIONS}/bench/classes",
                             f"{store}::{PREDICTIONS}/bench/probability")
-    grain_stage = run["wall_s"] - run["seconds"].get("write", 0.0)
+    grain_stage = run["seconds"]["total"] - run["seconds"]["write"]  # ingest() itself, not the interpreter
     shutil.rmtree(folder, ignore_errors=True)
     return {"size": n, "predict_s": t_predict, "ingest": run, "grain_stage_s": grain_stage,
             "ratio_grain_to_predict": grain_stage / t_predict}
@@ -513,6 +516,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.quick:
         args.grains, args.roxels, args.reps, args.rss, args.predict = 2_000, 20_000, 1, 256, 512
+        args.orm_grains, args.orm_roxels = 500, 5_000
         args.e2e = min(args.e2e, 1024)
         args.workdir = args.workdir.with_name(args.workdir.name + "-quick")
         args.out = None
@@ -606,7 +610,7 @@ def main() -> None:
                  f"  ingestion of that prediction (default grain rules): wall {ing['wall_s']:.1f} s, "
                  f"{ing['grains']:,} grains, {ing['roxels']:,} roxels; stages: "
                  + ", ".join(f"{k} {v:.1f}" for k, v in ing["seconds"].items()),
-                 f"  grain stage (wall less database writes) {r['grain_stage_s']:.1f} s = "
+                 f"  grain stage (ingest() total less database writes) {r['grain_stage_s']:.1f} s = "
                  f"{r['ratio_grain_to_predict']:.2f} x the prediction stage   (target <= 1: "
                  f"{'PASS' if r['ratio_grain_to_predict'] <= 1 else 'FAIL'})"]
         print("\n".join(block), flush=True)
