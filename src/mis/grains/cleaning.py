@@ -3,48 +3,60 @@ mineral split along the boundary lines between them; chunk by chunk, equal to th
 
 Automated mineralogy (QEMSCAN, MLA, TIMA, Mineralogic) never reports raw pixel components
 of a classified map: classification noise would become "grains" and touching grains of
-one mineral would merge. The ingestion therefore labels grains on a *cleaned* map, in
-three steps (:func:`clean_window`), all with 4-connectivity like the labelling itself
+one mineral would merge. The ingestion therefore labels grains on a *cleaned* map
+(:func:`clean_window`), with 4-connectivity like the labelling itself
 (:mod:`mis.grains.labelling`):
 
+0. **Uncertain pixels.** A pixel is *uncertain* when the classifier's probability of its
+   class is under ``confidence`` (default 0.5: another class is about as likely), or when
+   it belongs to a dark non-grain structure (background, pore/epoxy, unclassified)
+   thinner than ``boundary_um`` (default 3 µm, at least 3 px: a square opening removes
+   it): a grain-boundary groove, not a pore. Uncertain pixels take the class most
+   frequent among their certain 8-neighbours, ring by ring for up to ``fill_px`` rings.
+   Boundary lines thus go back to the grains on either side (modal mineralogy counts
+   them, as the true grains hold them) and low-confidence blobs shrink to what the
+   classifier was sure of.
 1. **Absorb small components.** Every component (any class, background included) of
-   fewer than ``min_px`` pixels takes the class that borders it most (4-neighbour pixel
-   edges counted), preferring neighbours that are not small themselves; ties go to the
-   lower class index. Salt-and-pepper pixels, specks and blobs go back to the grain they
-   sit in; small pores inside a grain are filled, as the anchors do. The cleaned map is
-   what modal mineralogy, roxels and rock statistics are computed from, so everything a
-   run reports is consistent with it.
-2. **Boundary cuts (splitting touching grains).** Between two grains of one mineral an
-   image shows a dark boundary line, which a classifier labels as a dark non-grain class
-   (background, pore/epoxy, unclassified), mostly in fragments that step 1 absorbs.
-   Those absorbed *boundary-evidence* pixels, plus grain pixels lying on a straight run of
-   at most ``2 * bridge_px + 1`` pixels between two evidence pixels (gaps in the line
-   bridged), become **cut** pixels where they separate the same class: along one of the
-   four directions the first non-evidence pixel on both sides (within ``bridge_px + 1``)
-   is of their own class. Cut pixels keep their class (modal mineralogy, roxels) but
-   belong to no grain, so two grains meeting at a boundary line stay two. A line
-   between two *different* minerals separates them anyway and is not cut: it joins
-   the grain that borders it most.
+   fewer than ``min_px`` pixels, and every one under ``UNSURE_FACTOR x min_px`` pixels
+   most of whose pixels were uncertain, takes the class that borders it most
+   (4-neighbour pixel edges counted), preferring neighbours that are not small
+   themselves; ties go to the lower class index. Salt-and-pepper pixels, specks and
+   blobs go back to the grain they sit in; small pores inside a grain are filled, as the
+   anchors do. The cleaned map is what modal mineralogy, roxels and rock statistics are
+   computed from, so everything a run reports is consistent with it.
+2. **Boundary cuts (splitting touching grains).** *Evidence* of a boundary: non-grain and
+   uncertain pixels, plus pixels in gaps of a line of uncertain pixels (uncertain pixels
+   within ``bridge_px`` in two directions at least 135° apart), kept where they form
+   8-connected sets of :data:`MIN_LINE_PX` or more (lines, not specks). The evidence is
+   thinned (scikit-image ``thin``, bounded iterations) to its one-pixel centre line; a
+   centre-line pixel of a mineral that no other mineral borders is **cut**, and cuts are
+   carried two pixels on along their line so that they reach a boundary with another
+   mineral (no gap at a T-junction). Cut pixels keep their class (modal mineralogy,
+   roxels) but belong to no grain: an 8-connected line of them separates 4-connected
+   grains, so two grains meeting at a boundary line stay two. A line between two
+   *different* minerals separates them anyway and is not cut.
 3. **Minimum grain size.** Grains (components of one class without the cut pixels) of
-   fewer than ``min_px`` pixels (slivers between a cut and a border) are not grains:
-   their pixels become cut pixels too. Every grain a run writes has ``min_px`` pixels or
-   more, which is the size cut-off its statistics are stated over.
+   fewer than ``min_px`` pixels (slivers between cuts) are not grains: their pixels
+   become cut pixels too. Every grain a run writes has ``min_px`` pixels or more, which
+   is the size cut-off its statistics are stated over.
 
 Why no distance-transform watershed: touching Voronoi-like grains of one mineral share a
 long straight boundary without a neck, which a shape-only split does not find without
 over-splitting every elongated grain; and its floods reach across any number of chunks.
-The boundary line is the evidence a mineralogist uses, it is local, and so is every step
-above.
+The boundary line is the evidence a mineralogist uses, and it is local. Where the image
+does not show it (a 1.5 µm boundary at 5 µm per pixel), grains of one mineral stay merged:
+bench/bench_grains.py measures how often.
 
-Seamless over chunks. Each step only looks a bounded distance away: step 1 decides a
-component's fate from its pixels and their neighbours, and a component of fewer than
-``min_px`` pixels spans fewer than ``min_px`` pixels; steps 2 and 3 look at most
-``2 * bridge_px + 1`` and ``min_px`` pixels away. A chunk read with a halo of
-:func:`halo` pixels (clipped at the image border) and cleaned on its own is therefore
-exactly the whole-image result on the chunk: components that touch the window's edge
-inside the image are treated as large, which is right for every pixel farther than the
-halo from that edge (tested against :func:`clean_image`, pixel for pixel, with tiles of
-a few pixels).
+Seamless over chunks. Each step only looks a bounded distance away: step 0 ``fill_px``
+and ``boundary_px`` pixels; step 1 decides a component's fate from its pixels and their
+neighbours, and a component of fewer than ``m`` pixels spans fewer than ``m``; step 2
+looks ``bridge_px``, :data:`MIN_LINE_PX` and twice the thinning iterations away; step 3
+``min_px``. A chunk read with a halo of :meth:`GrainRules.halo` pixels (clipped at the
+image border) and cleaned on its own is therefore exactly the whole-image result on the
+chunk: components that touch the window's edge inside the image are taken as large, and
+lines are mirrored only at the image border, which is right for every pixel farther than
+the halo from an inner edge (tested against :func:`clean_image`, pixel for pixel, with
+tiles of a few pixels, and through the ingestion).
 """
 
 from __future__ import annotations
@@ -93,7 +105,6 @@ UNSURE_FACTOR = 3
 #: Boundary evidence comes in lines: 8-connected sets of fewer pixels are specks, not lines.
 MIN_LINE_PX = 3
 
-_DIRECTIONS = ((0, 1), (1, 0), (1, 1), (1, -1))
 _EIGHT = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
 
 
@@ -151,8 +162,9 @@ class GrainRules:
 
     def halo(self, pixel_size_um: float) -> int:
         """Pixels read around a chunk so that cleaning it alone equals the whole image
-        (see the module docstring): ``fill_px`` for step 0, ``2 UNSURE_FACTOR min_px``
-        for step 1, ``min_px`` for step 3, ``2 bridge + 2 + MIN_LINE_PX`` for step 2, and a margin of 2."""
+        (see the module docstring): ``boundary_px + fill_px`` for step 0, ``2 UNSURE_FACTOR
+        min_px`` for step 1 (a component and its neighbours), ``2 bridge + 2 thinning +
+        MIN_LINE_PX + 4`` for step 2, ``min_px`` for step 3, and a margin of 2."""
         if not self.active(pixel_size_um):
             return 0
         n = self.min_px(pixel_size_um)
@@ -169,6 +181,7 @@ class GrainRules:
             "min_grain_area_source": "default (%d px of the image)" % DEFAULT_MIN_GRAIN_PX
             if self.min_area_um2 is None else "user",
             "clean": n > 1,
+            "uncertain_noise_px": UNSURE_FACTOR * n if n > 1 else 0,
             "confidence": float(self.confidence),
             "fill_px": int(self.fill_px),
             "boundary_um": float(self.boundary_um),
