@@ -83,7 +83,7 @@ def test_uncertain_blobs_up_to_three_times_the_cut_off_are_noise():
 
 
 def test_a_boundary_line_splits_two_grains_of_one_mineral_even_with_gaps():
-    for gaps in ((), (3,), (3, 9, 15)):
+    for gaps in ((), (3,), (3, 9, 10, 15)):
         cleaned, cut = clean_image(two_grains(gaps=gaps), FORMS, GrainRules(), P)
         g = grains(cleaned, cut)
         assert g.max() == 2, gaps

@@ -89,8 +89,10 @@ __all__ = [
 #: errors live at the scale of the classifier's features, a few pixels, whatever the
 #: pixel size; 16 px (an ECD of 4.5 px) removes specks and blobs of up to ~2.5 px radius.
 DEFAULT_MIN_GRAIN_PX = 16
-#: Default length of gaps bridged in a boundary line, in pixels on either side.
-DEFAULT_BRIDGE_PX = 1
+#: Default length of gaps bridged in a boundary line, in pixels on either side. Measured on
+#: the truth bench: 1 px splits fewer grains falsely under heavy noise but leaves the gaps
+#: of faint lines (2 µm per pixel and coarser) open; 2 px does better on the suite.
+DEFAULT_BRIDGE_PX = 2
 #: Default confidence: a pixel whose class probability is under 0.5 has another class
 #: (or several) about as likely as its own; its class is taken from its certain neighbours.
 DEFAULT_CONFIDENCE = 0.5
@@ -389,19 +391,26 @@ def _cuts(evidence: NDArray[np.bool_], cleaned: np.ndarray, forms: NDArray[np.bo
     line &= forms[cleaned]
     # cut where no other mineral borders the line pixel: a line between two grains of one
     # mineral (between two minerals it separates them anyway and goes to the grains)
-    other = np.zeros_like(line)
+    # (computed at the line pixels only)
+    h, w = line.shape
+    idx = np.flatnonzero(line)
+    r, c = np.divmod(idx, w)
+    flat, flat_line = cleaned.reshape(-1), line.reshape(-1)
+    own = flat[idx]
+    other = np.zeros(idx.size, dtype=bool)
     for dy, dx in _EIGHT:
-        nb = _shift(cleaned, dy, dx, 0)
-        other |= ~_shift(line, dy, dx, True) & forms[nb] & (nb != cleaned)
-    cut = line & ~other
+        rr, cc = r + dy, c + dx
+        ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        nb = rr[ok] * w + cc[ok]
+        cls = flat[nb]
+        other[ok] |= ~flat_line[nb] & forms[cls] & (cls != own[ok])
+    cut = np.zeros_like(line)
+    cut.reshape(-1)[idx[~other]] = True
     # a cut ends where its line meets a boundary with another mineral: carried on
     # along the line for two pixels, so that it reaches that boundary (no gap at a T)
-    for _ in range(2):
-        grown = cut.copy()
-        for dy, dx in _EIGHT:
-            grown |= _shift(cut, dy, dx, False)
-        cut = grown & line
-    return cut
+    from scipy.ndimage import binary_dilation
+
+    return binary_dilation(cut, structure=np.ones((3, 3), dtype=bool), iterations=2, mask=line)
 
 
 def _drop_fragments(cleaned: np.ndarray, cut: NDArray[np.bool_], forms: NDArray[np.bool_], min_px: int,
