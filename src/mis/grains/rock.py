@@ -546,9 +546,9 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
-    from mis.grains.cleaning import describe_rules
     from mis.catalogue.session import transaction
     from mis.config import database_url
+    from mis.grains.cleaning import describe_rules
     from mis.imagery.catalogue import find_plug
     from mis.catalogue.postgres import libpq_url
 

@@ -190,7 +190,6 @@ def _process_tile(labels: Any, probability: Any, box: tuple[int, int, int, int, 
     without the cut pixels, particles, roxels and class-boundary edges of the cleaned map."""
     t0 = time.perf_counter()
     iy, ix, y0, x0, h, w = box
-
     prob = None
     if probability is not None:
         prob = np.asarray(probability[y0 : y0 + h, x0 : x0 + w], dtype=np.float32)
