@@ -150,3 +150,16 @@ def test_rules_are_validated_and_stated():
     assert "raw 4-connected components" in describe_rules(RAW_COMPONENTS.parameters(2.0))
     with pytest.raises(BadValue, match=r"class value 9 is outside the class list \(0..3\)"):
         clean_image(np.full((4, 4), 9, np.uint8), FORMS, GrainRules(), P)
+
+
+def test_a_thin_sliver_beside_a_cut_is_no_grain():
+    a = two_grains()
+    a[5:25, 27] = 0  # a second line: a strip 1 px wide (20 px) between two cuts
+    cleaned, cut = clean_image(a, FORMS, GrainRules(), P)
+    g = grains(cleaned, cut)
+    assert g.max() == 2 and cut[5:25, 26].all() and (cleaned[5:25, 26] == 1).all()
+    b = two_grains()
+    b[5:25, 30] = 0  # a strip 4 px wide, 80 px: a grain
+    cleaned, cut = clean_image(b, FORMS, GrainRules(), P)
+    assert grains(cleaned, cut).max() == 3
+

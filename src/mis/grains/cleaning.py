@@ -36,9 +36,11 @@ one mineral would merge. The ingestion therefore labels grains on a *cleaned* ma
    grains, so two grains meeting at a boundary line stay two. A line between two
    *different* minerals separates them anyway and is not cut.
 3. **Minimum grain size.** Grains (components of one class without the cut pixels) of
-   fewer than ``min_px`` pixels (slivers between cuts) are not grains: their pixels
-   become cut pixels too. Every grain a run writes has ``min_px`` pixels or more, which
-   is the size cut-off its statistics are stated over.
+   fewer than ``min_px`` pixels, and *slivers* (under ``SLIVER_FACTOR x min_px`` pixels,
+   beside a cut and no more than ``2 SLIVER_PX`` pixels thick: what a cut along a noisy
+   line chops off a grain) are not grains: their pixels become cut pixels too. Every
+   grain a run writes has ``min_px`` pixels or more, which is the size cut-off its
+   statistics are stated over.
 
 Why no distance-transform watershed: touching Voronoi-like grains of one mineral share a
 long straight boundary without a neck, which a shape-only split does not find without
@@ -104,6 +106,11 @@ DEFAULT_BOUNDARY_UM = 3.0
 #: A component of which the classifier was unsure for most pixels is noise up to this
 #: many times the minimum grain area (classification blobs; a grain it is sure of stays).
 UNSURE_FACTOR = 3
+#: Grains beside a cut under this many times the minimum grain area are slivers that a
+#: cut along a noisy line chopped off a grain, not grains.
+SLIVER_FACTOR = 3
+#: ... and thin: no pixel farther than this from the sliver's edge.
+SLIVER_PX = 2.0
 #: Boundary evidence comes in lines: 8-connected sets of fewer pixels are specks, not lines.
 MIN_LINE_PX = 3
 
@@ -164,14 +171,15 @@ class GrainRules:
 
     def halo(self, pixel_size_um: float) -> int:
         """Pixels read around a chunk so that cleaning it alone equals the whole image
-        (see the module docstring): ``boundary_px + fill_px`` for step 0, ``2 UNSURE_FACTOR
-        min_px`` for step 1 (a component and its neighbours), ``2 bridge + 2 thinning +
-        MIN_LINE_PX + 4`` for step 2, ``min_px`` for step 3, and a margin of 2."""
+        (see the module docstring): ``boundary_px + fill_px`` for step 0, ``(UNSURE_FACTOR
+        + 1) min_px`` for step 1 (a component and its neighbours), ``2 bridge + 2 thinning +
+        MIN_LINE_PX + 4`` for step 2, ``SLIVER_FACTOR min_px`` for step 3, and a margin."""
         if not self.active(pixel_size_um):
             return 0
         n = self.min_px(pixel_size_um)
         split = 2 * int(self.bridge_px) + 2 * self.thinning(pixel_size_um) + MIN_LINE_PX + 4 if self.split else 0
-        return self.boundary_px(pixel_size_um) + int(self.fill_px) + (2 * UNSURE_FACTOR + 1) * n + split + 2
+        return (self.boundary_px(pixel_size_um) + int(self.fill_px) + (UNSURE_FACTOR + 1) * n + split
+                + SLIVER_FACTOR * n + 4)
 
     def parameters(self, pixel_size_um: float) -> dict[str, Any]:
         """The rules as the run's provenance and reports state them."""
@@ -184,6 +192,8 @@ class GrainRules:
             if self.min_area_um2 is None else "user",
             "clean": n > 1,
             "uncertain_noise_px": UNSURE_FACTOR * n if n > 1 else 0,
+            "sliver_px": SLIVER_FACTOR * n if n > 1 and self.split else 0,
+            "sliver_width_px": 2 * SLIVER_PX if n > 1 and self.split else 0,
             "confidence": float(self.confidence),
             "fill_px": int(self.fill_px),
             "boundary_um": float(self.boundary_um),
@@ -264,25 +274,29 @@ def _pairs(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _absorb_small(values: np.ndarray, min_px: int, k: int, open_edges: Sequence[bool],
                   uncertain: NDArray[np.bool_] | None = None) -> np.ndarray:
     """Step 1: components under ``min_px`` pixels, and those under ``UNSURE_FACTOR *
-    min_px`` of which most pixels were uncertain, take their most bordering class."""
+    min_px`` of which most pixels were uncertain, take their most bordering class
+    (preferring neighbours of at least ``min_px`` pixels)."""
     lab, n = _label_all(values)
     count = np.bincount(lab.ravel(), minlength=n + 1)
-    small = count < min_px
+    tiny = count < min_px
+    tiny[0] = False
+    tiny[_edge_labels(lab, open_edges)] = False
+    small = tiny.copy()
     if uncertain is not None and uncertain.any():
         unsure = np.bincount(lab.ravel(), weights=uncertain.ravel(), minlength=n + 1)
         small |= (count < UNSURE_FACTOR * min_px) & (2 * unsure > count)
-    small[0] = False
-    small[_edge_labels(lab, open_edges)] = False
+        small[0] = False
+        small[_edge_labels(lab, open_edges)] = False
     if not small.any():
         return values
     la, lb = _pairs(lab)
     va, vb = _pairs(values.astype(np.int64))
     diff = la != lb
     la, lb, va, vb = la[diff], lb[diff], va[diff], vb[diff]
-    # each pair borders both sides: (component, neighbour class, neighbour is small)
+    # each pair borders both sides: (component, neighbour class, neighbour under min_px)
     comp = np.concatenate([la, lb])
     ncls = np.concatenate([vb, va])
-    nsmall = small[np.concatenate([lb, la])]
+    nsmall = tiny[np.concatenate([lb, la])]
     sel = small[comp]
     comp, ncls, nsmall = comp[sel], ncls[sel], nsmall[sel]
     ids, inv = np.unique(comp, return_inverse=True)
@@ -415,7 +429,9 @@ def _cuts(evidence: NDArray[np.bool_], cleaned: np.ndarray, forms: NDArray[np.bo
 
 def _drop_fragments(cleaned: np.ndarray, cut: NDArray[np.bool_], forms: NDArray[np.bool_], min_px: int,
                     open_edges: Sequence[bool]) -> NDArray[np.bool_]:
-    """Step 3: grains (components without the cut pixels) under ``min_px`` pixels are cut."""
+    """Step 3: grains (components without the cut pixels) under ``min_px`` pixels, and
+    slivers a cut made (under ``SLIVER_FACTOR x min_px`` pixels and beside a cut pixel),
+    are cut."""
     from skimage.measure import label
 
     keep = forms[cleaned] & ~cut
@@ -423,6 +439,23 @@ def _drop_fragments(cleaned: np.ndarray, cut: NDArray[np.bool_], forms: NDArray[
     lab = label(mapped, background=0, connectivity=1)
     count = np.bincount(lab.ravel())
     small = count < min_px
+    if SLIVER_FACTOR > 1 and cut.any():
+        beside = np.zeros(count.size, dtype=bool)
+        la, lb = _pairs(lab)
+        ca, cb = _pairs(cut)
+        beside[la[cb]] = True
+        beside[lb[ca]] = True
+        candidate = beside & (count < SLIVER_FACTOR * min_px)
+        candidate[0] = False
+        if candidate.any():  # and thin: no pixel farther than SLIVER_PX from its edge
+            from scipy.ndimage import distance_transform_edt, maximum
+
+            sel = candidate[lab]
+            depth = distance_transform_edt(sel)
+            ids = np.flatnonzero(candidate)
+            thick = np.zeros(count.size, dtype=bool)
+            thick[ids] = np.asarray(maximum(depth, lab, ids)) > SLIVER_PX
+            small |= candidate & ~thick
     small[0] = False
     small[_edge_labels(lab, open_edges)] = False
     if not small.any():
