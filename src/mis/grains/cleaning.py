@@ -448,13 +448,11 @@ def _drop_fragments(cleaned: np.ndarray, cut: NDArray[np.bool_], forms: NDArray[
         candidate = beside & (count < SLIVER_FACTOR * min_px)
         candidate[0] = False
         if candidate.any():  # and thin: no pixel farther than SLIVER_PX from its edge
-            from scipy.ndimage import distance_transform_edt, maximum
+            from scipy.ndimage import distance_transform_edt
 
             sel = candidate[lab]
-            depth = distance_transform_edt(sel)
-            ids = np.flatnonzero(candidate)
             thick = np.zeros(count.size, dtype=bool)
-            thick[ids] = np.asarray(maximum(depth, lab, ids)) > SLIVER_PX
+            thick[lab[sel & (distance_transform_edt(sel) > SLIVER_PX)]] = True
             small |= candidate & ~thick
     small[0] = False
     small[_edge_labels(lab, open_edges)] = False
