@@ -41,7 +41,8 @@ def ingest_cmd(
     min_grain_area: Annotated[float | None, typer.Option(
         "--min-grain-area", help="Minimum grain area in µm²: smaller components of the class map are absorbed by "
                                  "their surroundings, smaller grains are not grains (default: "
-                                 f"{DEFAULT_MIN_GRAIN_PX} pixels of the image; 0: raw components, no cleaning).")] = None,
+                                 f"{DEFAULT_MIN_GRAIN_PX} pixels of the image; 0: none, and with --no-split the raw "
+                                 "components).")] = None,
     split: Annotated[bool, typer.Option(
         "--split/--no-split", help="Split touching grains of one mineral along the boundary lines between them.")] = True,
     bridge: Annotated[int, typer.Option(

@@ -122,8 +122,9 @@ class GrainRules:
     """How a run turns its class map into grains (stated in the run's provenance).
 
     ``min_area_um2``: minimum grain area in µm² (None: :data:`DEFAULT_MIN_GRAIN_PX` pixels
-    of the image; 0: no cleaning, every raw component is a grain). ``split``: cut same-class
-    grains along boundary lines (step 2). ``bridge_px``: gaps in a boundary line bridged.
+    of the image; 0: none; with ``split=False`` as well nothing is cleaned and every raw
+    component is a grain, :data:`RAW_COMPONENTS`). ``split``: cut same-class grains along
+    boundary lines (step 2). ``bridge_px``: gaps in a boundary line bridged.
     ``confidence``: pixels whose class probability is below it are *uncertain* (step 0;
     0 = ignore the probability). ``fill_px``: how far (in pixels) uncertain pixels are
     filled from their certain neighbours.
