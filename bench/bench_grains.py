@@ -11,16 +11,21 @@ Each section of the suite is generated with its true grains known:
 - classes: 5 minerals (modal proportions vary by section) and 5 % of the cells pore/epoxy
   (class 0, the dark non-grain class); same-mineral grains touch wherever chance puts them
   side by side (with a 40 % mineral, often);
-- boundary lines: every grain boundary is drawn 1 µm wide (at least one pixel), and the
-  classifier sees a boundary pixel as the dark class with probability min(0.9, 1 µm / pixel
-  size), as the mineral otherwise: at 5 µm per pixel most of a boundary is invisible;
+- boundary lines: every grain boundary is drawn 1.5 µm wide (at least one pixel; a
+  polished grain-boundary groove), and the classifier sees a boundary pixel as the dark
+  class with probability min(0.9, 1.5 µm / pixel size), as the mineral otherwise; a
+  boundary pixel it calls the mineral is a mixed pixel, uncertain with probability
+  min(1, 2 x 1.5 µm / pixel size): at 5 µm per pixel most of a boundary is invisible;
 - classification noise, applied to that class map as a classifier errs, at three levels:
   ``none`` (boundaries only), ``low`` (1 % salt-and-pepper, 10 % boundary jitter, 0.5 % of
   the area in small blobs of 1-2.5 px radius) and ``high`` (5 %, 30 %, 2 %); salt and blobs
-  take any other class (the dark class included), jitter the neighbour's.
+  take any other class (the dark class included), jitter the neighbour's;
+- the classifier's probability: smooth and confident (0.75-0.99) where it is right,
+  0.25-0.65 where it is wrong or the pixel is mixed (so 38 % of its errors are confident).
 
 For every section and level, in the same run, the grains of (a) today's raw 4-connected
-components and (b) the cleaned pipeline (:mod:`mis.grains.cleaning`, default settings),
+components and (b) the cleaned pipeline (:mod:`mis.grains.cleaning`, default settings,
+with the probability),
 both computed chunk by chunk (256 px) with the ingestion's own functions, are compared per
 mineral with the true grains, over grains of at least the default cut-off
 (:data:`~mis.grains.cleaning.DEFAULT_MIN_GRAIN_PX` pixels) for truth, (a) and (b) alike:
