@@ -94,6 +94,7 @@ def test_a_run_matches_the_whole_image_labelling(db_url, session, image, plug):
         run = conn.execute("SELECT id, status, finished_at >= started_at, model_sha256, feature_config, "
                            "input_checksum, roxel_size FROM segmentation_run").fetchall()
         (params,), = conn.execute("SELECT parameters FROM segmentation_run").fetchall()
+        (published,), = conn.execute('SELECT "grainSize" FROM pub.rocks').fetchall()
         assert run == [(s.run_id, "complete", True, "ab" * 32, {"sigmas": [1, 2]}, "sha-img", 16)]
         classes = conn.execute("SELECT concept_uri FROM run_class WHERE run_id = %s ORDER BY class_index",
                                (s.run_id,)).fetchall()
@@ -159,7 +160,7 @@ def test_a_run_matches_the_whole_image_labelling(db_url, session, image, plug):
     (plug_id, run_id, grain_size, association, liberation, surface) = rock[0]
     assert (plug_id, run_id) == (plug.id, s.run_id)
     assert set(grain_size) == {*uris[1:], "rules"}
-    assert grain_size["rules"] == params["grains"] == GrainRules().parameters(P)
+    assert grain_size["rules"] == params["grains"] == GrainRules().parameters(P) == published["rules"]
     assert grain_size["rules"]["min_grain_area_um2"] == 16 * P * P and grain_size["rules"]["split"]
     border = {g[2]: 0 for g in grains}
     for g in grains:
