@@ -3,7 +3,9 @@ of ingesting a 4x larger image; time per stage end to end.
 
     .venv/bin/python bench/bench_ingest.py                      # [1] + [2] (defaults)
     .venv/bin/python bench/bench_ingest.py --e2e 20000          # + [3] a 20,000^2 image
-    .venv/bin/python bench/bench_ingest.py --roxels 200000 --grains 20000 --rss 1024  # quick
+    .venv/bin/python bench/bench_ingest.py --roxels 200000 --grains 20000 --rss 1024  # smaller
+    .venv/bin/python bench/bench_ingest.py --skip-writer --rss 0 --predict 8192         # [4] only
+    .venv/bin/python bench/bench_ingest.py --quick   # every part on tiny data (~1 min), writes nothing
 
 [1] Writing one run of --grains grains and --roxels roxels (6 classes) into an embedded
     PostGIS (the project's own cluster, started in --workdir), in the same process:
@@ -29,6 +31,13 @@ of ingesting a 4x larger image; time per stage end to end.
     count the parent's RSS at fork), labels read from a zarr store on disk (512 px
     chunks). Target: growth < 25 %.
 [3] (optional) End to end on an --e2e square image: time per stage.
+[4] (optional) Prediction stage vs grain stage on a --predict square RGB image, in the same
+    run: the synthetic class map coloured (one colour per class, sensor noise), imported as
+    OME-Zarr, a random forest (8 trees, the fast features) trained on 0.2 % of its pixels,
+    ``mis predict`` over the store (the prediction stage), then ``ingest()`` of that
+    prediction with its probability (default grain rules: cleaning, boundary cuts; the grain
+    stage = ``ingest()``'s own wall time less its database writes). Target: grain stage <=
+    prediction stage.
 
 Labels are synthetic "thin sections": 6 smooth random fields (bilinear from a coarse grid
 of 8 px), argmax per pixel: class 0 background, 5 minerals, grains of ~60 px on average.
@@ -151,12 +160,13 @@ def grain_table(n_grains: int, seed: int = 0):
 
     from mis.grains.metrics import measure_grains
 
-    base = measure_grains(label_chunk(seed, (2048, 2048), 0, 0, 2048, 2048), (CHUNK, CHUNK), 1.0, ignore=[0])
+    side = 2048 if n_grains > 20_000 else 512  # (a small one for --quick)
+    base = measure_grains(label_chunk(seed, (side, side), 0, 0, side, side), (CHUNK, CHUNK), 1.0, ignore=[0])
     reps = -(-n_grains // len(base))
     idx = np.arange(n_grains) % len(base)
     rep = np.arange(n_grains) // len(base)
-    label = base.label[idx] + rep * 2048 * 2048
-    outline = np.concatenate([shapely.transform(base.outline, lambda xy, o=r * 2048.0: xy + (o, 0))
+    label = base.label[idx] + rep * side * side
+    outline = np.concatenate([shapely.transform(base.outline, lambda xy, o=r * float(side): xy + (o, 0))
                               for r in range(reps)])[:n_grains]
     return dataclasses.replace(base.take(idx), label=label, outline=outline,
                                mean_probability=np.random.default_rng(seed).uniform(0.5, 1.0, n_grains))
@@ -415,7 +425,8 @@ WORKER = textwrap.dedent("""
         return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) / 1024
     base = hwm()
     url, image, store, classes = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-    s = ingest(image, open_array(store), None, classes, url=url, progress=False, name="rss")
+    prob = open_array(sys.argv[5]) if len(sys.argv) > 5 else None
+    s = ingest(image, open_array(store), prob, classes, url=url, progress=False, name="rss")
     peak = hwm()
     print(json.dumps({"peak_MiB": peak, "imports_MiB": base, "ru_maxrss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "grains": s.grains,
                       "roxels": s.roxels, "seconds": s.seconds, "rows_per_s": s.rows_per_second,
@@ -423,12 +434,69 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def ingest_subprocess(url: str, image: int, store: Path) -> dict:
-    out = subprocess.run([sys.executable, "-c", WORKER, url, str(image), str(store), json.dumps(CLASSES)],
+def ingest_subprocess(url: str, image: int, store: Path | str, probability: str | None = None) -> dict:
+    extra = [probability] if probability else []
+    out = subprocess.run([sys.executable, "-c", WORKER, url, str(image), str(store), json.dumps(CLASSES), *extra],
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------ [4] prediction vs grains
+COLOURS = np.array([[20, 20, 24], [112, 112, 118], [170, 120, 110], [150, 160, 175], [196, 176, 70],
+                    [214, 204, 150]], dtype=np.float32)
+
+
+def bench_predict(url: str, n: int, workdir: Path) -> dict:
+    """Predict an n x n RGB section with ``mis predict``, then ingest the prediction; see [4]."""
+    import tifffile
+    import torch
+
+    from mis.imagery.omezarr import import_image
+    from mis.segment.classifiers import RandomForestPixelClassifier, training_data
+    from mis.segment.filters import FeatureConfig, compute_features
+    from mis.segment.predict import PREDICTIONS, predict
+
+    rng = np.random.default_rng(7)
+    truth = np.empty((n, n), np.uint8)
+    rgb = np.empty((n, n, 3), np.uint8)
+    for y0 in range(0, n, 1024):  # in strips: bounded memory
+        h = min(1024, n - y0)
+        truth[y0 : y0 + h] = label_chunk(3, (n, n), y0, 0, h, n)
+        strip = COLOURS[truth[y0 : y0 + h]] + rng.normal(0.0, 14.0, (h, n, 3)).astype(np.float32)
+        rgb[y0 : y0 + h] = np.clip(strip, 0, 255).astype(np.uint8)
+    folder = workdir / f"predict_{n}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    tif = folder / "section.tif"
+    tifffile.imwrite(tif, rgb, photometric="rgb")
+    del rgb
+    store = import_image(tif, folder / "section.ome.zarr", pixel_size_um=1.0, progress=False).store_uri
+    tif.unlink()
+    # train on 0.2 % of the pixels of a corner (what a user's scribbles give)
+    side = min(n, 1024)
+    from mis.imagery.omezarr import open_level
+
+    crop = np.asarray(open_level(store, 0)[:, :side, :side])
+    scribbles = np.where(rng.random((side, side)) < 0.002, truth[:side, :side].astype(np.int64) + 1, 0)
+    cfg = FeatureConfig.fast()
+    feats, names = compute_features(crop, cfg)
+    X, y = training_data(feats, torch.as_tensor(scribbles))
+    clf = RandomForestPixelClassifier(CLASSES, cfg, names, n_estimators=8, max_depth=8, random_state=0).fit(X, y)
+    model = folder / "rf8.pt"
+    clf.save(model)
+    del feats, X, y, crop, truth
+    image = make_image(url, n, f"predict{n}")
+    t = time.perf_counter()
+    predict(store, model, "bench", progress=False)
+    t_predict = time.perf_counter() - t
+    run = ingest_subprocess(url, image, f"{store}::{PREDICTIONS}/bench/classes",
+                            f"{store}::{PREDICTIONS}/bench/probability")
+    grain_stage = run["seconds"]["total"] - run["seconds"]["write"]  # ingest() itself, not the interpreter
+    shutil.rmtree(folder, ignore_errors=True)
+    return {"size": n, "predict_s": t_predict, "ingest": run, "grain_stage_s": grain_stage,
+            "ratio_grain_to_predict": grain_stage / t_predict}
 
 
 def main() -> None:
@@ -441,9 +509,17 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--rss", type=int, default=4096, help="side of the smaller image of [2] (0: skip)")
     ap.add_argument("--e2e", type=int, default=0, help="side of the end-to-end image of [3] (0: skip)")
+    ap.add_argument("--predict", type=int, default=0, help="side of the RGB image of [4] (0: skip)")
     ap.add_argument("--skip-writer", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="every part on tiny data; writes no results file")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "ingest.txt")
     args = ap.parse_args()
+    if args.quick:
+        args.grains, args.roxels, args.reps, args.rss, args.predict = 2_000, 20_000, 1, 256, 512
+        args.orm_grains, args.orm_roxels = 500, 5_000
+        args.e2e = min(args.e2e, 1024)
+        args.workdir = args.workdir.with_name(args.workdir.name + "-quick")
+        args.out = None
     args.workdir.mkdir(parents=True, exist_ok=True)
 
     lines = [f"bench_ingest  {time.strftime('%Y-%m-%d %H:%M:%S')}", describe(), versions(np)]
@@ -519,6 +595,24 @@ def main() -> None:
                  "  time per stage (s; 'chunks (workers)' is the per-chunk work summed over the worker threads, "
                  "overlapping the main thread's merge/metrics/roxels/write): "
                  + ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())]
+        print("\n".join(block), flush=True)
+        lines += block
+
+    if args.predict:
+        n = args.predict
+        print(f"\n[4] prediction stage vs grain stage, {n} x {n} RGB (512 px chunks)", flush=True)
+        r = bench_predict(url, n, args.workdir)
+        results.append({"bench": "predict", **r})
+        ing = r["ingest"]
+        block = [f"\n[4] prediction stage vs grain stage, {n} x {n} RGB image ({n * n / 1e6:.0f} Mpx, 512 px chunks), "
+                 f"CPU ({os.cpu_count()} cores)",
+                 f"  prediction (mis predict, RF 8 trees, fast features): {r['predict_s']:.1f} s",
+                 f"  ingestion of that prediction (default grain rules): wall {ing['wall_s']:.1f} s, "
+                 f"{ing['grains']:,} grains, {ing['roxels']:,} roxels; stages: "
+                 + ", ".join(f"{k} {v:.1f}" for k, v in ing["seconds"].items()),
+                 f"  grain stage (ingest() total less database writes) {r['grain_stage_s']:.1f} s = "
+                 f"{r['ratio_grain_to_predict']:.2f} x the prediction stage   (target <= 1: "
+                 f"{'PASS' if r['ratio_grain_to_predict'] <= 1 else 'FAIL'})"]
         print("\n".join(block), flush=True)
         lines += block
 

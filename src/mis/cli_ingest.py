@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from mis.cli_segment import _fail, console, err
+from mis.grains.cleaning import DEFAULT_BRIDGE_PX, DEFAULT_MIN_GRAIN_PX
 
 
 def ingest_cmd(
@@ -37,6 +38,15 @@ def ingest_cmd(
         "--lithology", help="Lithology of the rock (a term or URI); default: proposed by a rule.")] = None,
     liberation: Annotated[list[str] | None, typer.Option(
         "--liberation", help="Mineral whose liberation to report (repeat); default: sulfides and native elements.")] = None,
+    min_grain_area: Annotated[float | None, typer.Option(
+        "--min-grain-area", help="Minimum grain area in µm²: smaller components of the class map are absorbed by "
+                                 "their surroundings, smaller grains are not grains (default: "
+                                 f"{DEFAULT_MIN_GRAIN_PX} pixels of the image; 0: none, and with --no-split the raw "
+                                 "components).")] = None,
+    split: Annotated[bool, typer.Option(
+        "--split/--no-split", help="Split touching grains of one mineral along the boundary lines between them.")] = True,
+    bridge: Annotated[int, typer.Option(
+        "--bridge", help="Gaps in a boundary line bridged when splitting, in pixels.")] = DEFAULT_BRIDGE_PX,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="dask.distributed scheduler address (default: local threads).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -46,7 +56,9 @@ def ingest_cmd(
     With `--model` and no `--labels`, the image is classified chunk by chunk into its store
     (`mis predict`, resumed if interrupted, reused if complete) and that prediction is
     ingested. All of a run appears at once or not at all; re-running the same `--name`
-    replaces it.
+    replaces it. Grains are labelled on the cleaned class map (`--min-grain-area`,
+    `--split`, `--bridge`; the rules are stored in the run's parameters and shown by
+    `mis report`).
 
     Example: `mis ingest 12 --model rf.pt --name rf`
 
@@ -54,11 +66,13 @@ def ingest_cmd(
     """
     from mis.catalogue.errors import CatalogueError
     from mis.catalogue.postgres import PostgresError
+    from mis.grains.cleaning import GrainRules
     from mis.imagery.omezarr import sha256_file
     from mis.ingest.run import IngestError, ingest, stored_prediction
     from mis.ingest.writer import Provenance, RunWriterError
 
     try:
+        rules = GrainRules(min_area_um2=min_grain_area, split=split, bridge_px=bridge)
         prob = probability
         fc: dict = {}
         prov_model, prov_sha = model, None
@@ -94,7 +108,7 @@ def ingest_cmd(
                           feature_config=fc)
         summary = ingest(image, labels_in, prob, classes, name=name, provenance=prov, roxel_size=roxel_size,
                          scheduler=scheduler, progress=not quiet, lithology=lithology, liberation=liberation,
-                         console=err)
+                         grain_rules=rules, console=err)
     except (IngestError, RunWriterError, CatalogueError, PostgresError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(summary.render())

@@ -60,6 +60,8 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mis.grains.cleaning import describe_rules
+
 __all__ = ["page_routes", "PageData", "TEMPLATES_DIR", "STATIC_DIR"]
 
 log = logging.getLogger(__name__)
@@ -292,18 +294,27 @@ class PageData:
                 FROM pub.rocks r LEFT JOIN segmentation_run sr ON sr.id = r.run_id
                 LEFT JOIN image i ON i.id = sr.image_id
                 WHERE r.plug_id = :id ORDER BY r.id"""), {"id": plug_id}).mappings()]
+            # grains of the cleaned map (all above the run's cut-off); sizes (the rock's
+            # area-weighted D10/D50/D90) over those not touching the image border
             grain_stats = [_row(r) for r in conn.execute(text("""
                 SELECT sr.image_id, pub.symbol(c.notation, c.pref_label) AS mineral, c.pref_label AS mineral_name,
-                       count(*) AS grains, avg(g.ecd_um) AS mean_ecd_um, sum(g.area_um2) AS area_um2
+                       count(*) AS grains, count(*) FILTER (WHERE NOT g.touches_border) AS sized,
+                       (r.grain_size -> c.uri ->> 'd10_um')::float AS d10_um,
+                       (r.grain_size -> c.uri ->> 'd50_um')::float AS d50_um,
+                       (r.grain_size -> c.uri ->> 'd90_um')::float AS d90_um,
+                       sum(g.area_um2) AS area_um2, r.grain_size -> 'rules' AS rules
                 FROM grain g JOIN concept c ON c.id = g.mineral_id
                 JOIN segmentation_run sr ON sr.id = g.run_id
+                LEFT JOIN rock r ON r.run_id = sr.id
                 WHERE sr.id IN (SELECT DISTINCT ON (s.image_id) s.id FROM segmentation_run s
                                 JOIN image i ON i.id = s.image_id
                                 WHERE i.plug_id = :id AND s.status = 'complete'
                                 ORDER BY s.image_id, s.finished_at DESC NULLS LAST, s.id DESC)
-                GROUP BY sr.image_id, c.notation, c.pref_label
+                GROUP BY sr.image_id, c.uri, c.notation, c.pref_label, r.grain_size
                 ORDER BY sr.image_id, count(*) DESC"""), {"id": plug_id}).mappings()]
-        return {"plug": _row(plug), "images": images, "rocks": rocks, "grain_stats": grain_stats}
+        rules = {g["image_id"]: describe_rules(g.pop("rules") or {}) for g in grain_stats}
+        return {"plug": _row(plug), "images": images, "rocks": rocks, "grain_stats": grain_stats,
+                "grain_rules": [{"image_id": k, "text": v} for k, v in rules.items()]}
 
     def grains(self, image_id: int, limit: int) -> dict[str, Any]:
         """Outlines of the image's grains as SVG path data in image pixels.

@@ -166,16 +166,18 @@ class LocalLabels:
     first: NDArray[np.int64]
 
 
-def label_tile(values: np.ndarray, lut: NDArray[np.int32]) -> LocalLabels:
-    """4-connected components of equal value in one tile (ignored values -> 0)."""
+def label_tile(values: np.ndarray, lut: NDArray[np.int32], exclude: NDArray[np.bool_] | None = None) -> LocalLabels:
+    """4-connected components of equal value in one tile (ignored values -> 0); pixels in
+    ``exclude`` (the cut pixels of :mod:`mis.grains.cleaning`) belong to no component."""
     from skimage.measure import label
 
+    from mis.grains.cleaning import check_values
+
     v = np.asarray(values)
-    if v.size and int(v.max()) >= lut.size:
-        raise ValueError(f"class value {int(v.max())} is outside the class list (0..{lut.size - 1})")
-    if v.size and v.dtype.kind == "i" and int(v.min()) < 0:
-        raise ValueError(f"class value {int(v.min())} is negative")
+    check_values(v, lut.size)
     mapped = lut[v]
+    if exclude is not None:
+        mapped = np.where(exclude, 0, mapped)
     labels = label(mapped, background=0, connectivity=CONNECTIVITY).astype(np.int32, copy=False)
     flat = labels.ravel()
     n = int(flat.max()) if flat.size else 0

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from mis.grains.cleaning import RAW_COMPONENTS, GrainRules
 from mis.grains.labelling import Components, LocalLabels, Ragged, TileComponents, tile_components
 
 __all__ = [
@@ -379,10 +380,12 @@ def grain_metrics(final: Components, pixel_size_um: float) -> GrainTable:
 
 
 def measure_grains(values: np.ndarray, tile: tuple[int, int], pixel_size_um: float,
-                   ignore: tuple[int, ...] | list[int] = (), probability: np.ndarray | None = None
-                   ) -> GrainTable:
+                   ignore: tuple[int, ...] | list[int] = (), probability: np.ndarray | None = None,
+                   rules: GrainRules = RAW_COMPONENTS) -> GrainTable:
     """Grain metrics of a whole (in-memory) class map, computed tile by tile exactly as the
-    ingestion does; grains are returned in raster order of their first pixel."""
+    ingestion does (the classes in ``ignore`` form no grains; ``rules``: the cleaning, by
+    default none); grains are returned in raster order of their first pixel."""
+    from mis.grains.cleaning import read_cleaned, window_reader
     from mis.grains.labelling import ComponentStream, ignore_lut, iter_tiles, label_tile
 
     v = np.asarray(values)
@@ -390,9 +393,12 @@ def measure_grains(values: np.ndarray, tile: tuple[int, int], pixel_size_um: flo
     lut = ignore_lut(ignore, int(v.max()) if v.size else 0)
     stream = ComponentStream((H, W), tile, GRAIN_REDUCERS, ragged=("pieces",))
     tables = []
+    read_p = None if probability is None else window_reader(probability)
     for _, row in iter_tiles((H, W), tile):
         for iy, ix, y0, x0, h, w in row:
-            local = label_tile(v[y0 : y0 + h, x0 : x0 + w], lut)
+            cleaned, cut = read_cleaned(window_reader(v), (y0, x0, h, w), (H, W), lut > 0, rules, pixel_size_um,
+                                        read_p)
+            local = label_tile(cleaned, lut, exclude=cut)
             prob = None if probability is None else probability[y0 : y0 + h, x0 : x0 + w]
             tc = grain_tile(local, iy, ix, y0, x0, (H, W), prob)
             tables.append(grain_metrics(stream.push_tile(tc).final, pixel_size_um))

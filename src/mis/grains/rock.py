@@ -12,6 +12,12 @@ Definitions (p = pixel size in µm; "minerals" = classes of the ``mineral`` sche
   (``density_g_cm3`` from the mineral vocabulary), normalised; only when every mineral
   present has a density (otherwise the weight fractions are left empty: a partial
   normalisation would overstate the others).
+- **Grains** are those of the cleaned class map (:mod:`mis.grains.cleaning`): every one
+  has at least the run's minimum grain area (the cut-off), and ``n`` counts them all.
+  **Grain size** statistics leave out the grains touching the image border (their size
+  is cut by the frame, so they would bias the sizes down), as the anchors do; ``n_sized``
+  says how many grains they are over, and ``grain_size["rules"]`` states the rules (the
+  run's cut-off in µm² and px, splitting, border rule).
 - **Grain size**: D10, D50, D90 of the equivalent circle diameter of each mineral's
   grains, **area-weighted** (the size below which 10/50/90 % of the mineral's area lies;
   the automated-mineralogy convention, less sensitive to countless tiny specks than a
@@ -376,7 +382,8 @@ class RockAccumulator:
 
     def __init__(self, classes: Sequence[ClassInfo], pixel_size_um: float,
                  liberation_minerals: Iterable[int] = (),
-                 liberation_classes: LiberationClasses = LiberationClasses()) -> None:
+                 liberation_classes: LiberationClasses = LiberationClasses(),
+                 grain_rules: Mapping[str, Any] | None = None) -> None:
         self.classes = list(classes)
         self.k = len(self.classes)
         self.p = float(pixel_size_um)
@@ -384,6 +391,8 @@ class RockAccumulator:
         self.edges = np.zeros((self.k, self.k), dtype=np.int64)
         self.sizes = LogHistogram(self.k)
         self.grain_count = np.zeros(self.k, dtype=np.int64)
+        self.sized_count = np.zeros(self.k, dtype=np.int64)
+        self.grain_rules = dict(grain_rules) if grain_rules is not None else None
         self.liberation_minerals = sorted(set(int(i) for i in liberation_minerals))
         self.liberation_classes = liberation_classes
         n_lib = len(self.liberation_classes.names)
@@ -399,9 +408,13 @@ class RockAccumulator:
         self.edges += edges
 
     def add_grains(self, class_index: NDArray[np.integer], ecd_um: NDArray[np.float64],
-                   area_um2: NDArray[np.float64]) -> None:
-        self.sizes.add(class_index, ecd_um, area_um2)
-        self.grain_count += np.bincount(np.asarray(class_index, dtype=np.int64), minlength=self.k)
+                   area_um2: NDArray[np.float64], touches_border: NDArray[np.bool_] | None = None) -> None:
+        """Count grains; those not touching the image border also enter the size statistics."""
+        cls = np.asarray(class_index, dtype=np.int64)
+        self.grain_count += np.bincount(cls, minlength=self.k)
+        sized = np.ones(cls.size, dtype=bool) if touches_border is None else ~np.asarray(touches_border, dtype=bool)
+        self.sizes.add(cls[sized], np.asarray(ecd_um)[sized], np.asarray(area_um2)[sized])
+        self.sized_count += np.bincount(cls[sized], minlength=self.k)
 
     def add_particles(self, hist: NDArray[np.integer]) -> None:
         """Per particle, its pixel count of each class (n, k)."""
@@ -427,13 +440,16 @@ class RockAccumulator:
             n = int(self.grain_count[c.index])
             if not c.forms_grains or n == 0:
                 continue
+            sized = int(self.sized_count[c.index])
             d10, d50, d90 = self.sizes.percentiles(c.index, (10, 50, 90), "area")
             (n50,) = self.sizes.percentiles(c.index, (50,), "number")
             grain_size[c.uri] = {
-                "n": n, "d10_um": _r(d10), "d50_um": _r(d50), "d90_um": _r(d90),
-                "d50_number_um": _r(n50), "mean_ecd_um": _r(self.sizes.sum_ecd[c.index] / n),
+                "n": n, "n_sized": sized, "d10_um": _r(d10), "d50_um": _r(d50), "d90_um": _r(d90),
+                "d50_number_um": _r(n50), "mean_ecd_um": _r(self.sizes.sum_ecd[c.index] / sized) if sized else None,
                 "weighting": "area",
             }
+        if self.grain_rules is not None:
+            grain_size["rules"] = self.grain_rules
         association = {"boundary_share": association_shares(self.edges, cls),
                        "boundary_um": {c.uri: float((self.edges[c.index].sum() - self.edges[c.index, c.index]) * self.p)
                                        for c in cls if c.is_mineral and self.pixels[c.index] > 0}}
@@ -532,6 +548,7 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     from mis.catalogue.errors import CatalogueError
     from mis.catalogue.session import transaction
     from mis.config import database_url
+    from mis.grains.cleaning import describe_rules
     from mis.imagery.catalogue import find_plug
     from mis.catalogue.postgres import libpq_url
 
@@ -580,7 +597,8 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
             ax = row_axes[1]
             hist = conn.execute(
                 "SELECT c.uri, floor(ln(greatest(g.ecd_um, 1e-6)) / ln(1.05))::int AS b, sum(g.area_um2) "
-                "FROM grain g JOIN concept c ON c.id = g.mineral_id WHERE g.run_id = %s GROUP BY 1, 2 ORDER BY 1, 2",
+                "FROM grain g JOIN concept c ON c.id = g.mineral_id WHERE g.run_id = %s AND NOT g.touches_border "
+                "GROUP BY 1, 2 ORDER BY 1, 2",
                 (run_id,)).fetchall()
             curves: dict[str, list[tuple[int, float]]] = {}
             for uri, b, a in hist:
@@ -593,7 +611,7 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
             ax.set_xscale("log")
             ax.set_xlabel("equivalent circle diameter (µm)")
             ax.set_ylabel("cumulative area %")
-            ax.set_title("grain-size distribution")
+            ax.set_title("grain-size distribution (grains not touching the border)")
             ax.grid(alpha=0.3)
             if curves:
                 ax.legend(fontsize=8)
@@ -663,7 +681,8 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
         parts.append(f"<p>lithology: {esc(lith.rsplit('/', 1)[-1]) if lith else '-'} "
                      f"({esc(lith_src or '')}); model {esc(str(model_path or '-'))} "
                      f"sha256 {esc(str(model_sha or '-')[:16])}; MIS {esc(str(version))}; finished {finished}</p>")
-        parts.append("<table><tr><th>mineral</th><th>area %</th><th>wt %</th><th>grains</th><th>D10 µm</th>"
+        parts.append(f"<p class='rules'>{esc(describe_rules((grain_size or {}).get('rules') or {}))}</p>")
+        parts.append("<table><tr><th>mineral</th><th>area %</th><th>wt %</th><th>grains</th><th>sized</th><th>D10 µm</th>"
                      "<th>D50 µm</th><th>D90 µm</th><th>S<sub>V</sub> 1/µm</th><th>m²/g</th></tr>")
         for uri, a, w in cons:
             gs = (grain_size or {}).get(uri, {})
@@ -671,7 +690,7 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
             label = by_uri[uri].label if uri in by_uri else uri
             parts.append(
                 f"<tr><td style='text-align:left'>{esc(label)}</td><td>{100 * a:.2f}</td>"
-                f"<td>{'' if w is None else f'{100 * w:.2f}'}</td><td>{gs.get('n', '')}</td>"
+                f"<td>{'' if w is None else f'{100 * w:.2f}'}</td><td>{gs.get('n', '')}</td><td>{gs.get('n_sized', '')}</td>"
                 + "".join(f"<td>{'' if gs.get(k) is None else gs.get(k)}</td>" for k in ("d10_um", "d50_um", "d90_um"))
                 + "".join(f"<td>{'' if sa.get(k) is None else format(sa[k], '.4g')}</td>"
                           for k in ("sv_per_um", "ssa_m2_g")) + "</tr>")

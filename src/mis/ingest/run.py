@@ -9,8 +9,11 @@ Flow, chunk by chunk in raster order (memory: a few chunks in flight plus the gr
 open on the frontier of processed chunks, whatever the image size):
 
 1. per chunk, in parallel (local threads, or a ``dask.distributed`` scheduler at an
-   address; ``2 x workers`` chunks in flight): read labels and probabilities, label
-   grains (4-connected, same class) and particles (sample pixels), per-grain moment sums
+   address; ``2 x workers`` chunks in flight): read labels (with the halo the cleaning
+   needs) and probabilities, clean the class map (:mod:`mis.grains.cleaning`: small
+   components absorbed, boundary cuts, minimum grain size; equal to cleaning the whole
+   image), label grains (4-connected, same class, without the cut pixels) and particles
+   (sample pixels), per-grain moment sums
    and outline pieces, roxel class counts and dominant-grain candidates, class-boundary
    edges;
 2. merge grains and particles across chunk edges (:class:`~mis.grains.labelling.ComponentStream`);
@@ -36,6 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mis.grains.cleaning import BadValue, GrainRules, describe_rules, read_cleaned, window_reader
 from mis.grains.labelling import (
     ComponentStream,
     Ragged,
@@ -180,20 +184,28 @@ class TileResult:
 
 def _process_tile(labels: Any, probability: Any, box: tuple[int, int, int, int, int, int],
                   image_shape: tuple[int, int], grain_lut: NDArray[np.int32],
-                  particle_lut: NDArray[np.int32] | None, k: int, r: int) -> TileResult:
+                  particle_lut: NDArray[np.int32] | None, k: int, r: int, rules: GrainRules,
+                  pixel_size_um: float, tile: tuple[int, int]) -> TileResult:
+    """One chunk: its class map cleaned (read with the cleaning's halo), grains labelled
+    without the cut pixels, particles, roxels and class-boundary edges of the cleaned map."""
     t0 = time.perf_counter()
     iy, ix, y0, x0, h, w = box
-    values = np.asarray(labels[y0 : y0 + h, x0 : x0 + w])
-    if values.dtype.kind not in "ui":
-        raise IngestError(f"the label array must hold integers (class indices), not {values.dtype}")
     prob = None
     if probability is not None:
         prob = np.asarray(probability[y0 : y0 + h, x0 : x0 + w], dtype=np.float32)
     try:
-        local = label_tile(values, grain_lut)
-    except ValueError as exc:
+        values, cut = read_cleaned(window_reader(labels), (y0, x0, h, w), image_shape, grain_lut > 0, rules,
+                                   pixel_size_um, None if probability is None else window_reader(probability))
+        local = label_tile(values, grain_lut, exclude=cut)
+    except BadValue as exc:
+        if exc.pixel is not None:  # maybe in a neighbouring chunk, read for the halo
+            iy, ix = exc.pixel[0] // tile[0], exc.pixel[1] // tile[1]
+            y0, x0 = iy * tile[0], ix * tile[1]
+            h, w = min(tile[0], image_shape[0] - y0), min(tile[1], image_shape[1] - x0)
         raise IngestError(f"label array, chunk ({iy}, {ix}) (pixels {y0}..{y0 + h - 1} x {x0}..{x0 + w - 1}): "
                           f"{exc}") from None
+    except ValueError as exc:
+        raise IngestError(f"label array, chunk ({iy}, {ix}): {exc}") from None
     grains = grain_tile(local, iy, ix, y0, x0, image_shape, prob)
     particles = None
     if particle_lut is not None:
@@ -343,6 +355,9 @@ class IngestSummary:
                 c = by_uri[uri]
                 w = f"{100 * wt[uri]:6.2f}" if uri in wt else "     -"
                 lines.append(f"  {c.symbol:<8} {c.label:<24} {100 * a:6.2f} {w}")
+        rules = self.rock.grain_size.get("rules")
+        if rules:
+            lines.append(describe_rules(rules))
         if self.rock.lithology_uri:
             lines.append(f"lithology ({self.rock.lithology_source}): {self.rock.lithology_uri.rsplit('/', 1)[-1]}")
         lines.append("time per stage: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items()))
@@ -366,13 +381,17 @@ def ingest(
     lithology: str | None = None,
     liberation: Sequence[str] | None = None,
     liberation_classes: LiberationClasses = LiberationClasses(),
+    grain_rules: GrainRules = GrainRules(),
     console: Any = None,
 ) -> IngestSummary:
     """Write one segmentation run of image ``image_id`` from its class map; see the module
     docstring. ``classes``: the ordered class list (concept URIs or terms such as "Ccp");
     ``liberation``: minerals whose liberation to report (default: the sulfides and native
     elements of the class list); ``lithology``: a lithology term/URI (else a rule proposes
-    one). Re-running with the same ``name`` replaces the run atomically."""
+    one). ``grain_rules``: how the class map is cleaned and grains split before they are
+    labelled (:mod:`mis.grains.cleaning`; default: the default minimum grain size and
+    boundary cuts), stated in the run's parameters. Re-running with the same ``name``
+    replaces the run atomically."""
     from mis.catalogue.session import transaction
     from mis.config import database_url
     from mis.imagery.chunks import chunk_index_to_key
@@ -438,12 +457,14 @@ def ingest(
     if provenance.input_checksum is None:
         provenance.input_checksum = info.checksum
     provenance.parameters = {**{"roxel_size": roxel_size, "connectivity": 4,
-                                "liberation_bounds": list(liberation_classes.bounds)},
+                                "liberation_bounds": list(liberation_classes.bounds),
+                                "grains": grain_rules.parameters(info.pixel_size_um)},
                              **(provenance.parameters or {})}
 
     grains_stream = ComponentStream((H, W), tile, GRAIN_REDUCERS, ragged=("pieces", "refs"))
     particle_stream = ComponentStream((H, W), tile, {"hist": "sum"}) if particle_lut is not None else None
-    rock = RockAccumulator(cls, info.pixel_size_um, lib_idx, liberation_classes)
+    rock = RockAccumulator(cls, info.pixel_size_um, lib_idx, liberation_classes,
+                           grain_rules=provenance.parameters["grains"])
     pending = _Pending(k)
     ref_grain: list[NDArray[np.int64]] = []
     ref_label: list[NDArray[np.int64]] = []
@@ -469,7 +490,8 @@ def ingest(
                 t0 = time.perf_counter()
                 while submitted < len(boxes) and len(inflight) < window:
                     inflight.append(executor.submit(_process_tile, labels, probability, boxes[submitted], (H, W),
-                                                    grain_lut, particle_lut, k, roxel_size))
+                                                    grain_lut, particle_lut, k, roxel_size, grain_rules,
+                                                    info.pixel_size_um, tile))
                     submitted += 1
                 res: TileResult = inflight.pop(0).result()
                 times["waiting"] += time.perf_counter() - t0
@@ -500,7 +522,7 @@ def ingest(
                 ids = writer.reserve_grain_ids(len(table))
                 writer.write_grains(table, ids)
                 times["write"] += time.perf_counter() - t0
-                rock.add_grains(table.class_index, table.ecd_um, table.area_um2)
+                rock.add_grains(table.class_index, table.ecd_um, table.area_um2, table.touches_border)
                 n_grains += len(table)
                 refs = merged.final.ragged["refs"]
                 if refs.values.size:
