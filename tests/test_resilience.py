@@ -87,3 +87,25 @@ def test_register_without_its_database_says_so_in_one_line(tmp_path: Path) -> No
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and result.stderr.strip().count("\n") == 0, result.stderr
     assert "nothing was written" in result.stderr
+
+
+def test_the_server_follows_its_cluster_to_another_port(cluster: EmbeddedPostgres, tmp_path: Path) -> None:
+    import socket
+
+    url = cluster.state().url()  # the server keeps this URL, with the old port, for as long as it runs
+    old = cluster.state().port
+    server = LiveServer(url, tmp_path).start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            assert all(http.get(path).status_code == 200 for path in READS)
+            cluster.stop()
+            with socket.socket() as squatter:  # another program takes the port meanwhile
+                squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                squatter.bind(("127.0.0.1", old))
+                squatter.listen()
+                assert cluster.start().port != old
+                for path in READS:
+                    r = http.get(path)
+                    assert r.status_code == 200, (path, r.status_code, r.text[:300])
+    finally:
+        server.stop()

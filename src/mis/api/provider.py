@@ -103,6 +103,7 @@ from sqlalchemy.sql import column as sql_column
 from sqlalchemy.sql import table as sql_table
 
 from mis.catalogue import partitions
+from mis.catalogue.postgres import follow_embedded
 
 LOGGER = logging.getLogger(__name__)
 
@@ -228,10 +229,10 @@ def get_engine(url: str) -> Engine:
     with _LOCK:
         engine = _ENGINES.get(url)
         if engine is None:
-            engine = create_engine(
+            engine = follow_embedded(create_engine(
                 url, pool_size=8, max_overflow=8, pool_pre_ping=True,
                 connect_args={"options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c jit=off",
-                              "application_name": "mis-api"})
+                              "application_name": "mis-api"}))
             _ENGINES[url] = engine
         return engine
 
@@ -259,10 +260,10 @@ def get_read_engine(url: str, *, filtered: bool = False) -> Engine:
             options = (f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c jit=off "
                        "-c max_parallel_workers_per_gather=0 "
                        f"-c plan_cache_mode={'force_custom_plan' if filtered else 'force_generic_plan'}")
-            engine = create_engine(
+            engine = follow_embedded(create_engine(
                 url, pool_size=8, max_overflow=8, pool_pre_ping=False, isolation_level="AUTOCOMMIT",
                 connect_args={"options": options, "application_name": "mis-api",
-                              **({} if filtered else {"prepare_threshold": 0})})
+                              **({} if filtered else {"prepare_threshold": 0})}))
             _ENGINES[key] = engine
         return engine
 

@@ -29,8 +29,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mis.config import mis_home
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 DATABASE = "mis"
 SUPERUSER = "mis"
@@ -158,6 +162,38 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+#: The state files of the embedded clusters this process has read, by their generated
+#: password: what lets an engine find its cluster again (:func:`follow_embedded`).
+_STATE_FILES: dict[str, Path] = {}
+
+
+def follow_embedded(engine: Engine) -> Engine:
+    """Let ``engine``'s new connections reach its embedded cluster wherever it runs now.
+
+    A server holds its engines for as long as it runs; the cluster it points at may be
+    stopped and started meanwhile, and comes back on another port when its own was taken
+    while it was down. Each new connection reads the cluster's state file (only when the
+    engine's password is one of a cluster this process knows, so external databases are
+    untouched) and connects to the port it names: with ``pool_pre_ping`` or a retry on a
+    dropped connection, the server follows without a restart.
+    """
+    from sqlalchemy import event
+
+    password = engine.url.password
+    if engine.url.host not in ("127.0.0.1", "localhost") or not password:
+        return engine
+
+    @event.listens_for(engine, "do_connect")
+    def _where_now(dialect, connection_record, cargs, cparams) -> None:
+        state_file = _STATE_FILES.get(password)
+        if state_file is None:
+            return
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            cparams["port"] = int(json.loads(state_file.read_text())["port"])
+
+    return engine
+
+
 class EmbeddedPostgres:
     """Start, stop, inspect and reset the private cluster under ``$MIS_HOME``.
 
@@ -176,7 +212,9 @@ class EmbeddedPostgres:
     def state(self) -> ClusterState | None:
         if not self.state_file.exists():
             return None
-        return ClusterState(**json.loads(self.state_file.read_text()))
+        state = ClusterState(**json.loads(self.state_file.read_text()))
+        _STATE_FILES[state.password] = self.state_file
+        return state
 
     def _write_state(self, state: ClusterState) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,9 @@ from mis.config import database_url
 @lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
     """A pooled engine for ``url`` (default: :func:`mis.config.database_url`)."""
-    return create_engine(url or database_url(), pool_pre_ping=True, future=True)
+    from mis.catalogue.postgres import follow_embedded
+
+    return follow_embedded(create_engine(url or database_url(), pool_pre_ping=True, future=True))
 
 
 @contextmanager
