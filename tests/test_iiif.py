@@ -579,3 +579,31 @@ def test_upscaling_is_capped_and_numbers_are_bounded_ascii():
     with pytest.raises(IIIFError) as e:
         iiif.parse_rotation("9" * 400)
     assert e.value.status == 400
+
+
+def test_concurrent_renders_are_capped(client, catalogue, monkeypatch):
+    """More clients than MAX_RENDERS at once: all answered, never more renders at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from mis.imagery.iiif_routes import MAX_RENDERS
+
+    lock, now, peak = threading.Lock(), [0], [0]
+    render = iiif.Pyramid.render
+
+    def counted(self, *args, **kwargs):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        try:
+            time.sleep(0.05)  # long enough for every request to be waiting at once
+            return render(self, *args, **kwargs)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(iiif.Pyramid, "render", counted)
+    path = f"/iiif/3/{catalogue['rgb']}/full/^max/0/default.png"
+    with ThreadPoolExecutor(4 * MAX_RENDERS) as pool:
+        codes = list(pool.map(lambda _: client.get(path).status_code, range(4 * MAX_RENDERS)))
+    assert codes == [200] * (4 * MAX_RENDERS)
+    assert 1 < peak[0] <= MAX_RENDERS, peak[0]
