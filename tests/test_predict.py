@@ -81,7 +81,7 @@ def test_chunked_prediction_equals_whole_image_prediction(setup):
     assert len(attrs["model_sha256"]) == 64 and attrs["feature_config"]["filters"]
     assert attrs["pixel_counts"] == np.bincount(ref_classes.ravel(), minlength=5).tolist()
     assert classes.attrs["classes"] == s.classes
-    assert (Path(ref.store_uri) / "predictions" / "whole" / "classes" / "zarr.json").is_file()
+    assert (Path(ref.store_uri) / "labels" / "prediction-whole" / "0" / "zarr.json").is_file()
     # the prediction is good, too
     assert (classes[:] + 1 == s.truth).mean() > 0.85
 
