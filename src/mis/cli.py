@@ -272,6 +272,44 @@ def image_add(
     console.print(f"image {added.image_id} {verb}: {added.store_uri}", highlight=False)
 
 
+@image_app.command("upgrade")
+def image_upgrade(
+    images: Annotated[list[str] | None, typer.Argument(help="Image ids or store paths/URLs.")] = None,
+    all_images: Annotated[bool, typer.Option("--all", help="Every image of the catalogue.")] = False,
+) -> None:
+    """Upgrade image stores in place to the current layout (labels and predictions as OME-Zarr label images);
+    atomic per label image and idempotent. MIS also does it the first time it opens a store's labels.
+
+    Example: `mis image upgrade --all`
+    """
+    from mis.imagery.upgrade import upgrade_store
+
+    if bool(images) == all_images:
+        fail("give image ids or store paths, or --all")
+    if all_images:
+        from sqlalchemy import select
+
+        from mis.catalogue import models as m
+        from mis.catalogue.session import transaction
+
+        with transaction() as session:
+            stores = list(session.scalars(select(m.Image.store_uri).order_by(m.Image.id)))
+    else:
+        from mis.segment.labels import LabelError, image_ref
+
+        try:
+            stores = [image_ref(i).store_uri for i in images or []]
+        except LabelError as exc:
+            fail(str(exc))
+    for uri in stores:
+        try:
+            done = upgrade_store(uri)
+        except (OSError, ValueError) as exc:
+            fail(f"{uri}: {exc}")
+        what = ", ".join(done.label_sets + done.predictions) or "already current"
+        console.print(f"{uri}: {what}", highlight=False)
+
+
 # --------------------------------------------------------------------------- demo
 @app.command("demo")
 def demo_cmd(
