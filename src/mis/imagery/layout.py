@@ -291,12 +291,12 @@ def label_dtype(max_value: int) -> np.dtype:
 def create_label_levels(group: Any, image_uri: str, dtype: np.dtype) -> list[Any]:
     """Create the (1, y, x) arrays ``0..L-1`` of a label image in ``group``, one per level
     of the image at ``image_uri`` (same shapes and chunk grid), all 0."""
-    from mis.imagery.omezarr import _compressor, open_level, read_metadata
+    from mis.imagery.omezarr import _compressor
 
-    n = len(read_metadata(image_uri)["ome"]["multiscales"][0]["datasets"])
+    image = open_group(image_uri)
     out = []
-    for k in range(n):
-        img = open_level(image_uri, k)
+    for k, ds in enumerate(image.attrs["ome"]["multiscales"][0]["datasets"]):
+        img = image[ds["path"]]
         _, h, w = img.shape
         _, cy, cx = img.chunks
         out.append(group.create_array(str(k), shape=(1, h, w), chunks=(1, cy, cx), dtype=dtype, fill_value=0,

@@ -25,7 +25,6 @@ import re
 import shutil
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,8 +101,8 @@ class _Fs:
         """Remove a folder: renamed aside first (locally), so that no reader ever sees a
         half-deleted group under its real name."""
         if self.local:
-            trash = f"{rel.rsplit('/', 1)[0]}/.{rel.rsplit('/', 1)[-1]}.old-{_tag()}" if "/" in rel \
-                else f".{rel}.old-{_tag()}"
+            parent, _, leaf = rel.rpartition("/")
+            trash = f"{parent}/.{leaf}.old-{_tag()}" if parent else f".{leaf}.old-{_tag()}"
             try:
                 os.rename(self.path(rel), self.path(trash))
             except FileNotFoundError:
@@ -147,8 +146,13 @@ def needs_upgrade(uri: str) -> bool:
 def ensure_current(uri: str) -> None:
     """Upgrade the store first if it has the first layout (a few directory listings
     otherwise): every reader of labels and predictions calls this."""
-    if needs_upgrade(uri):
+    if not needs_upgrade(uri):
+        return
+    try:
         upgrade_store(uri)
+    except PermissionError as exc:
+        raise PermissionError(f"{uri}: this store has the first layout of labels and predictions and must be "
+                              f"upgraded (`mis image upgrade`), but it is not writable here ({exc})") from None
 
 
 def _copy_level0(src: Any, dst: Any, convert: Any = None) -> None:

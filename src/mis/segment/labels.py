@@ -573,8 +573,10 @@ def _write_version(
     Returns N+1."""
     import zarr
 
+    from mis.imagery.omezarr import read_metadata
+
     uri = _local_or_url(image.store_uri)
-    image_ome = read_image_ome(uri)
+    image_ome = read_metadata(uri)["ome"]  # its axes and levels are the labels' too
 
     def fill(group: Any) -> None:
         arr = layout.create_label_levels(group, uri, dtype)[0]
@@ -615,13 +617,6 @@ def _write_version(
         raise LabelError(f"{uri}: could not claim a new version of label set {name!r}")
     layout.update_labels_index(uri)
     return version
-
-
-def read_image_ome(store_uri: str) -> dict[str, Any]:
-    """The image's ``"ome"`` attributes (its axes and levels are the labels' too)."""
-    from mis.imagery.omezarr import read_metadata
-
-    return read_metadata(store_uri)["ome"]
 
 
 def store_labels(
