@@ -17,11 +17,13 @@ from typer.testing import CliRunner
 
 from mis.cli import app
 from mis.imagery import layout
+from mis.imagery.catalogue import add_image
 from mis.imagery.omezarr import _compressor, import_image, read_metadata
 from mis.imagery.upgrade import needs_upgrade, upgrade_store
 from mis.segment.labels import read_labels
 from mis.segment.predict import PredictionError, list_runs, prediction_arrays
 
+from tests import factories as f
 from tests.omezarr_readers import validate_and_read
 
 H, W = 600, 700  # 2 x 2 chunks, 2 pyramid levels
@@ -36,13 +38,22 @@ def _array(group, name, data, fill, dims, chunks):
     return arr
 
 
-def old_store(root: Path) -> tuple[str, dict[str, np.ndarray]]:
-    """An image store as the first MIS layout wrote it: scribbles at labels/scribbles/v1
-    (one level, nested), a complete run 'rf' and an interrupted run 'half' under
-    predictions/ (class index, 255 = not predicted)."""
+def _section(root: Path) -> Path:
     tif = root / "section.tif"
     tifffile.imwrite(tif, np.random.default_rng(0).integers(0, 255, (H, W, 3), dtype=np.uint8), photometric="rgb")
-    uri = import_image(tif, root / "section.ome.zarr", pixel_size_um=0.5, progress=False).store_uri
+    return tif
+
+
+def old_store(root: Path) -> tuple[str, dict[str, np.ndarray]]:
+    """An image store as the first MIS layout wrote it (see :func:`add_first_layout`)."""
+    uri = import_image(_section(root), root / "section.ome.zarr", pixel_size_um=0.5, progress=False).store_uri
+    return uri, add_first_layout(uri)
+
+
+def add_first_layout(uri: str) -> dict[str, np.ndarray]:
+    """Labels and predictions as the first MIS layout wrote them into a store: scribbles
+    at labels/scribbles/v1 (one level, nested), a complete run 'rf' and an interrupted run
+    'half' under predictions/ (class index, 255 = not predicted); returns their pixels."""
     ms = read_metadata(uri)["ome"]["multiscales"][0]
     rng = np.random.default_rng(1)
     scribbles = np.zeros((1, H, W), np.uint8)
@@ -76,7 +87,7 @@ def old_store(root: Path) -> tuple[str, dict[str, np.ndarray]]:
         _array(g, "classes", index, 255, ("y", "x"), (512, 512)).attrs.update({"classes": CLASSES, "run": run})
         _array(g, "probability", probability, float("nan"), ("y", "x"), (512, 512))
         _array(g, "chunk_counts", done, -1, ("chunk_y", "chunk_x", "class"), (1, 1, 3))
-    return uri, {"scribbles": scribbles[0], "index": index, "probability": probability}
+    return {"scribbles": scribbles[0], "index": index, "probability": probability}
 
 
 def snapshot(uri: str) -> dict[str, str]:
@@ -162,3 +173,19 @@ def test_an_interrupted_upgrade_is_finished_by_the_first_open(tmp_path, monkeypa
     classes, _, _ = prediction_arrays(uri, "rf")  # the first open finishes the upgrade
     np.testing.assert_array_equal(classes[:], old["index"])
     assert snapshot(uri) == snapshot(reference)
+
+
+def test_upgrade_all_goes_through_the_catalogue(db_url, session, tmp_path):
+    hole = f.drillcore(session, f.deposit(session), length_m=300)
+    f.plug(session, hole, "P-1", 100, 101)
+    session.commit()
+    image = add_image("DH-1/P-1", _section(tmp_path), pixel_size_um=0.5, modality="reflected-light",
+                      store_root=str(tmp_path / "store"), url=db_url, progress=False)
+    add_first_layout(image.store_uri)
+    env = {"MIS_DATABASE_URL": db_url}
+    assert runner.invoke(app, ["image", "upgrade"], env=env).exit_code == 1  # ids, paths or --all
+    out = runner.invoke(app, ["image", "upgrade", "--all"], env=env)
+    assert out.exit_code == 0, out.output
+    assert f"{image.store_uri}: labels/scribbles-v1, labels/prediction-half, labels/prediction-rf" in out.output
+    assert "already current" in runner.invoke(app, ["image", "upgrade", str(image.image_id)], env=env).output
+    validate_and_read(image.store_uri)

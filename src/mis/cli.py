@@ -307,7 +307,7 @@ def image_upgrade(
         except (OSError, ValueError) as exc:
             fail(f"{uri}: {exc}")
         what = ", ".join(done.label_sets + done.predictions) or "already current"
-        console.print(f"{uri}: {what}", highlight=False)
+        console.print(f"{uri}: {what}", highlight=False, soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- demo
