@@ -189,3 +189,22 @@ def test_upgrade_all_goes_through_the_catalogue(db_url, session, tmp_path):
     assert f"{image.store_uri}: labels/scribbles-v1, labels/prediction-half, labels/prediction-rf" in out.output
     assert "already current" in runner.invoke(app, ["image", "upgrade", str(image.image_id)], env=env).output
     validate_and_read(image.store_uri)
+
+
+def test_a_set_named_like_a_run_is_renamed_and_bad_colours_are_replaced(tmp_path):
+    uri, old = old_store(tmp_path)
+    labels = Path(uri) / "labels"
+    shutil.copytree(labels / "scribbles", labels / "prediction-x")
+    v1 = zarr.open_group(uri, mode="r+")["labels/prediction-x/v1"]
+    ome = dict(v1.attrs)["ome"]
+    ome["image-label"]["colors"][0]["rgba"] = ["red", 0, 0, 255]  # hand-edited metadata
+    v1.attrs["ome"] = ome
+
+    upgrade_store(uri)
+    renamed = read_labels(uri, "labelset-prediction-x")
+    np.testing.assert_array_equal(renamed.read(), old["scribbles"])
+    assert renamed.attrs["mis"]["renamed_from"] == "prediction-x" and "x" not in list_runs(uri)
+    read = validate_and_read(uri)
+    colours = read.labels["labelset-prediction-x-v1"]["colors"]
+    assert colours[1] == [v / 255 for v in layout.LabelClass(1, "", "", layout.fallback_colour(CLASSES[0])).rgba()]
+    assert colours[3] == read.labels["scribbles-v1"]["colors"][3]

@@ -58,6 +58,7 @@ __all__ = [
     "describe_classes",
     "fallback_colour",
     "is_url",
+    "label_classes_of",
     "label_dtype",
     "label_image_names",
     "label_image_ome",
@@ -67,6 +68,7 @@ __all__ = [
     "parse_label_set",
     "parse_prediction",
     "prediction_path",
+    "rgba_hex",
     "store_uri",
     "update_labels_index",
 ]
@@ -244,22 +246,41 @@ def fallback_colour(uri: str) -> str:
     return _PALETTE[int(hashlib.sha1(uri.encode()).hexdigest(), 16) % len(_PALETTE)]
 
 
+def rgba_hex(rgba: Any) -> str | None:
+    """``RRGGBB`` of an ``image-label`` ``rgba`` entry; None unless it is 3-4 integers 0..255
+    (the metadata of a store is input like any other)."""
+    if not isinstance(rgba, (list, tuple)) or len(rgba) not in (3, 4):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in rgba):
+        return None
+    return "".join(f"{v:02X}" for v in rgba[:3])
+
+
+def label_classes_of(image_label: dict[str, Any]) -> list[LabelClass]:
+    """The classes an ``image-label`` dict describes (entries without an integer value and a
+    class URI are skipped; a missing or invalid colour gets the fallback colour)."""
+    colours = {c.get("label-value"): rgba_hex(c.get("rgba")) for c in image_label.get("colors") or []
+               if isinstance(c, dict)}
+    out = []
+    for p in image_label.get("properties") or []:
+        if not isinstance(p, dict):
+            continue
+        value, uri = p.get("label-value"), p.get("class")
+        if isinstance(value, int) and isinstance(uri, str):
+            symbol, term = p.get("symbol"), p.get("term")
+            out.append(LabelClass(value, uri, str(p.get("name") or uri), colours.get(value) or fallback_colour(uri),
+                                  symbol if isinstance(symbol, str) else None, term if isinstance(term, str) else None))
+    return out
+
+
 def classes_in_store(uri: str) -> dict[str, LabelClass]:
     """Concept URI -> how the store's label set versions describe it (name, symbol,
-    colour), the latest version winning: what a prediction of the same classes reuses
-    when no vocabulary is at hand."""
+    colour): what a prediction of the same classes reuses when no vocabulary is at hand."""
     out: dict[str, LabelClass] = {}
     for child in children(uri, LABELS):
-        if parse_label_set(child) is None:
-            continue
-        label = dict(open_group(uri, f"{LABELS}/{child}").attrs).get("ome", {}).get("image-label", {})
-        colours = {c.get("label-value"): c.get("rgba") for c in label.get("colors") or []}
-        for p in label.get("properties") or []:
-            rgba = colours.get(p.get("label-value")) or []
-            if not isinstance(p.get("class"), str) or len(rgba) < 3:
-                continue
-            out[p["class"]] = LabelClass(0, p["class"], str(p.get("name") or p["class"]),
-                                         "".join(f"{int(v):02X}" for v in rgba[:3]), p.get("symbol"))
+        if parse_label_set(child) is not None:
+            label = dict(open_group(uri, f"{LABELS}/{child}").attrs).get("ome", {}).get("image-label", {})
+            out.update({c.uri: c for c in label_classes_of(label if isinstance(label, dict) else {})})
     return out
 
 

@@ -195,14 +195,13 @@ def _upgrade_label_version(fs: _Fs, image_ome: dict[str, Any], name: str, versio
     old = L.open_group(fs.uri, f"{L.LABELS}/{name}/v{version}")
     attrs = dict(old.attrs)
     label = attrs.get("ome", {}).get("image-label", {})
-    colours = {c["label-value"]: c.get("rgba") or [0, 0, 0] for c in label.get("colors") or []}
-    classes = [L.LabelClass(int(p["label-value"]), str(p.get("class")), str(p.get("name") or p.get("class")),
-                            "".join(f"{int(v):02X}" for v in colours.get(p["label-value"], [0, 0, 0])[:3]),
-                            p.get("symbol"), p.get("term"))
-               for p in label.get("properties") or []]
-    final = L.label_set_path(name, version)
-    new = {"ome": L.label_image_ome(image_ome, final.rsplit("/", 1)[-1], classes),
-           "mis": {**attrs.get("mis", {}), "name": name, "version": version}}
+    # the first layout allowed set names that now mean prediction runs: such a set is renamed
+    new_name = f"labelset-{name}" if name == "prediction" or L.parse_prediction(name) is not None else name
+    final = L.label_set_path(new_name, version)
+    mis = {**attrs.get("mis", {}), "name": new_name, "version": version}
+    if new_name != name:
+        mis["renamed_from"] = name
+    new = {"ome": L.label_image_ome(image_ome, final.rsplit("/", 1)[-1], L.label_classes_of(label)), "mis": mis}
     done = _build(fs, final, new, np.dtype(old["0"].dtype), lambda g: _copy_level0(old["0"], g["0"]))
     return final if done else None
 
