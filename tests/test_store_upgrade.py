@@ -19,7 +19,7 @@ from mis.cli import app
 from mis.imagery import layout
 from mis.imagery.catalogue import add_image
 from mis.imagery.omezarr import _compressor, import_image, read_metadata
-from mis.imagery.upgrade import needs_upgrade, upgrade_store
+from mis.imagery.upgrade import StoreUpgradeError, needs_upgrade, upgrade_store
 from mis.segment.labels import read_labels
 from mis.segment.predict import PredictionError, list_runs, prediction_arrays
 
@@ -208,3 +208,11 @@ def test_a_set_named_like_a_run_is_renamed_and_bad_colours_are_replaced(tmp_path
     colours = read.labels["labelset-prediction-x-v1"]["colors"]
     assert colours[1] == [v / 255 for v in layout.LabelClass(1, "", "", layout.fallback_colour(CLASSES[0])).rgba()]
     assert colours[3] == read.labels["scribbles-v1"]["colors"][3]
+
+
+def test_a_group_that_cannot_be_upgraded_is_named_and_the_store_kept(tmp_path):
+    uri, _ = old_store(tmp_path)
+    shutil.rmtree(Path(uri) / "predictions" / "rf" / "classes")  # a damaged run
+    with pytest.raises(StoreUpgradeError, match=r"cannot upgrade predictions/rf"):
+        list_runs(uri)
+    assert (Path(uri) / "predictions" / "rf" / "zarr.json").is_file() and not list(Path(uri).rglob(".*upgrade*"))

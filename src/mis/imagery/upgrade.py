@@ -24,6 +24,8 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +33,7 @@ import numpy as np
 
 from mis.imagery import layout as L
 
-__all__ = ["StoreUpgrade", "ensure_current", "needs_upgrade", "upgrade_store"]
+__all__ = ["StoreUpgrade", "StoreUpgradeError", "ensure_current", "needs_upgrade", "upgrade_store"]
 
 _OLD_VERSION = re.compile(r"^v([1-9][0-9]*)$")
 _OLD_PREDICTIONS = "predictions"
@@ -248,6 +250,20 @@ def _sweep(fs: _Fs) -> None:
                 shutil.rmtree(fs.path(f"{folder}/{d}" if folder else d), ignore_errors=True)
 
 
+class StoreUpgradeError(ValueError):
+    """A group of the first layout that cannot be upgraded (the message names it and why)."""
+
+
+@contextmanager
+def _naming(fs: _Fs, old: str) -> Iterator[None]:
+    """Errors while upgrading ``old`` name the store and the group (the store is unchanged)."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StoreUpgradeError(f"{fs.uri}: cannot upgrade {old} ({type(exc).__name__}: {exc}); "
+                                "the store keeps it as it was") from exc
+
+
 def upgrade_store(uri: str) -> StoreUpgrade:
     """Upgrade one image store in place (see the module docs); returns what was written."""
     from mis.imagery.omezarr import read_metadata
@@ -258,13 +274,15 @@ def upgrade_store(uri: str) -> StoreUpgrade:
     _sweep(fs)
     for name, versions in _old_label_sets(fs).items():
         for v in versions:
-            if (done := _upgrade_label_version(fs, image_ome, name, v)) is not None:
-                report.label_sets.append(done)
+            with _naming(fs, f"{L.LABELS}/{name}/v{v}"):
+                if (done := _upgrade_label_version(fs, image_ome, name, v)) is not None:
+                    report.label_sets.append(done)
         fs.remove(f"{L.LABELS}/{name}")
     known = L.classes_in_store(fs.uri)
     for run in _old_runs(fs):
-        if (done := _upgrade_run(fs, image_ome, run, known)) is not None:
-            report.predictions.append(done)
+        with _naming(fs, f"{_OLD_PREDICTIONS}/{run}"):
+            if (done := _upgrade_run(fs, image_ome, run, known)) is not None:
+                report.predictions.append(done)
         fs.remove(f"{_OLD_PREDICTIONS}/{run}")
     if fs.isdir(_OLD_PREDICTIONS) and not _old_runs(fs):
         fs.remove(_OLD_PREDICTIONS)
