@@ -584,7 +584,7 @@ def predict(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> PredictionRun:
     """Predict an image (catalogue id or store path) with a model file, chunk by chunk,
-    into ``predictions/<run>/{classes,probability}`` of its store (see the module docs).
+    into the label image ``labels/prediction-<run>`` of its store (see the module docs).
 
     ``run`` defaults to the model file's stem. ``workers``: parallel blocks on the local
     threaded scheduler (default: torch's CPU thread count; 4 with a GPU, one computing
