@@ -310,7 +310,7 @@ def prediction_arrays(store_uri: str, run: str, *, allow_incomplete: bool = Fals
                               "run `mis predict` again with the same --run to finish it")
     dtype, nodata = _class_dtype(len(attrs.get("classes") or []))
     classes = layout.ClassIndexArray(group["0"], int(attrs.get("nodata", nodata)), dtype)
-    return classes, group[attrs.get("probability", "probability")], attrs
+    return classes, group["probability"], attrs
 
 
 def _software() -> dict[str, str]:
@@ -379,7 +379,7 @@ def _prepare_run(ref: ImageRef, run: str, meta: dict[str, Any], overwrite: bool,
     common = {"classes": meta["classes"], "run": run}
     level0 = layout.create_label_levels(group, ref.store_uri, dtype)[0]
     level0.attrs.update({**common, "description": "class index + 1 into attrs['classes']; 0 = not predicted"})
-    group.create_array(meta["probability"], shape=(h, w), chunks=(cy, cx), dtype=np.float16,
+    group.create_array("probability", shape=(h, w), chunks=(cy, cx), dtype=np.float16,
                        fill_value=float("nan"), compressors=[_compressor(np.dtype(np.float16))],
                        dimension_names=("y", "x"),
                        attributes={**common, "description": "probability of the predicted class (max over classes)"})
