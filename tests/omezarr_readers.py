@@ -35,7 +35,7 @@ def validate_and_read(store_uri: str) -> ReadStore:
     out = ReadStore([tuple(d.shape) for d in images[0].data])
     for n in nodes:
         if n.load(Label):
-            out.labels[n.metadata["name"]] = {
+            out.labels[n.zarr.basename()] = {  # its path (metadata "name" is the multiscale's own)
                 "levels": [tuple(d.shape) for d in n.data],
                 "colors": n.metadata.get("color", {}),
                 "properties": n.metadata.get("properties", {}),

@@ -4,6 +4,7 @@ stored as versioned OME-Zarr labels in the image's store."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -97,14 +98,17 @@ def test_label_image_with_legend_is_stored_as_versioned_ome_labels(image, db_url
     changed = _scribbles()
     changed[100:110, 100:110] = 2
     Image.fromarray(changed).save(png)
+    labels_dir = Path(image.store_uri) / "labels"  # a label image another tool added (napari, QuPath)
+    shutil.copytree(labels_dir / "scribbles-v1", labels_dir / "cells")
+    zarr.open_group(image.store_uri, mode="r+")["labels"].attrs["ome"] = {"version": "0.5", "labels": ["scribbles-v1", "cells"]}
     assert runner.invoke(app, args, env=env).exit_code == 0
     assert label_versions(image.store_uri, "scribbles") == [1, 2]
     np.testing.assert_array_equal(read_labels(image.store_uri, "scribbles").read(), changed)
     np.testing.assert_array_equal(read_labels(image.store_uri, "scribbles", 1).read(), _scribbles())
-    assert zarr.open_group(image.store_uri, mode="r")["labels"].attrs["ome"]["labels"] == ["scribbles-v1",
-                                                                                         "scribbles-v2"]
+    assert zarr.open_group(image.store_uri, mode="r")["labels"].attrs["ome"]["labels"] == [
+        "cells", "scribbles-v1", "scribbles-v2"]  # the other tool's label image is kept
     assert not list((Path(image.store_uri) / "labels").glob(".*partial*"))
-    assert sorted(validate_and_read(image.store_uri).labels) == ["scribbles-v1", "scribbles-v2"]
+    assert sorted(validate_and_read(image.store_uri).labels) == ["cells", "scribbles-v1", "scribbles-v2"]
 
 
 def test_unknown_terms_are_refused_with_suggestions_and_nothing_is_written(image, db_url, tmp_path):

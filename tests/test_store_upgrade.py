@@ -211,8 +211,14 @@ def test_a_set_named_like_a_run_is_renamed_and_bad_colours_are_replaced(tmp_path
 
 
 def test_a_group_that_cannot_be_upgraded_is_named_and_the_store_kept(tmp_path):
-    uri, _ = old_store(tmp_path)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "good").mkdir()
+    uri, _ = old_store(tmp_path / "bad")
+    good, _ = old_store(tmp_path / "good")
     shutil.rmtree(Path(uri) / "predictions" / "rf" / "classes")  # a damaged run
     with pytest.raises(StoreUpgradeError, match=r"cannot upgrade predictions/rf"):
         list_runs(uri)
     assert (Path(uri) / "predictions" / "rf" / "zarr.json").is_file() and not list(Path(uri).rglob(".*upgrade*"))
+    out = runner.invoke(app, ["image", "upgrade", uri, good])
+    assert out.exit_code == 1 and "1 of 2 store(s) not upgraded" in out.output
+    assert not needs_upgrade(good)  # the other store is upgraded all the same

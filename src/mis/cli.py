@@ -301,13 +301,18 @@ def image_upgrade(
             stores = [image_ref(i).store_uri for i in images or []]
         except LabelError as exc:
             fail(str(exc))
-    for uri in stores:
+    failed = 0
+    for uri in stores:  # one store that cannot be upgraded does not stop the others
         try:
             done = upgrade_store(uri)
         except (OSError, ValueError) as exc:
-            fail(f"{uri}: {exc}")
+            err.print(f"[bold red]error:[/] {uri}: {exc}", highlight=False, soft_wrap=True)
+            failed += 1
+            continue
         what = ", ".join(done.label_sets + done.predictions) or "already current"
         console.print(f"{uri}: {what}", highlight=False, soft_wrap=True)
+    if failed:
+        fail(f"{failed} of {len(stores)} store(s) not upgraded")
 
 
 # --------------------------------------------------------------------------- demo

@@ -168,18 +168,22 @@ def label_image_names(uri: str) -> list[str]:
 
 
 def update_labels_index(uri: str) -> list[str]:
-    """Rewrite ``labels/zarr.json``'s OME ``labels`` list: every label set version and
-    every complete prediction run (a running one is not yet something to show)."""
+    """Rewrite ``labels/zarr.json``'s OME ``labels`` list: every label set version, every
+    complete prediction run (a running one is not yet something to show), and the label
+    images other tools listed there that still exist (kept, never MIS's to drop)."""
+    present = children(uri, LABELS)
+    group = open_group(uri, mode="r+").require_group(LABELS)
+    ome = dict(group.attrs).get("ome")
+    listed = ome.get("labels") if isinstance(ome, dict) else None
+    listed = [n for n in listed if isinstance(n, str)] if isinstance(listed, list) else []
     names = []
-    for child in children(uri, LABELS):
+    for child in present:
         if parse_prediction(child) is not None:
             attrs = dict(open_group(uri, f"{LABELS}/{child}").attrs).get("mis", {})
-            if attrs.get("status") != "complete":
-                continue
-        elif parse_label_set(child) is None:
-            continue
-        names.append(child)
-    group = open_group(uri, mode="r+").require_group(LABELS)
+            if attrs.get("status") == "complete":
+                names.append(child)
+        elif parse_label_set(child) is not None or child in listed:
+            names.append(child)
     group.attrs.update({"ome": {"version": OME_VERSION, "labels": names}})
     return names
 
