@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from mis.cli_segment import label_app
 from mis.imagery.catalogue import add_image
+from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.labels import LabelError, import_labels, label_versions, read_labels
 
@@ -186,3 +187,14 @@ def test_bad_label_input_is_refused_naming_the_file(bare_store, tmp_path):
     with pytest.raises(LabelError, match=r"badlegend.json: key 'one': label value 'one' is not an integer"):
         import_labels(bare_store, two, legend=badlegend)
     assert label_versions(bare_store, "default") == []
+
+
+def test_label_pyramid_levels_are_the_mode_of_the_labelled_pixels():
+    tile = np.array([[0, 0, 2, 3, 5],
+                     [0, 1, 3, 2, 5],
+                     [4, 4, 0, 0, 0],
+                     [4, 1, 0, 0, 0]], np.uint8)
+    # a lone labelled pixel beats three unlabelled; a tie goes to the first in raster order;
+    # the odd last column is paired with itself
+    np.testing.assert_array_equal(mode2x(tile), [[1, 2, 5], [4, 0, 0]])
+    assert mode2x(tile).dtype == np.uint8
