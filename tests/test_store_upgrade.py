@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,38 @@ def test_a_group_that_cannot_be_upgraded_is_named_and_the_store_kept(tmp_path):
     out = runner.invoke(app, ["image", "upgrade", uri, good])
     assert out.exit_code == 1 and "1 of 2 store(s) not upgraded" in out.output
     assert not needs_upgrade(good)  # the other store is upgraded all the same
+
+
+def test_an_upgrade_killed_at_a_random_moment_is_finished_by_the_next(tmp_path):
+    import random
+    import signal
+    import sys
+
+    script = "import sys; from mis.imagery.upgrade import upgrade_store; print('go', flush=True); " \
+             "upgrade_store(sys.argv[1])"
+
+    def start(uri):
+        proc = subprocess.Popen([sys.executable, "-c", script, uri], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "go"
+        return proc, time.perf_counter()
+
+    (tmp_path / "ref").mkdir()
+    reference, _ = old_store(tmp_path / "ref")
+    proc, t0 = start(reference)  # uninterrupted: the result to reach, and how long it takes
+    assert proc.wait() == 0
+    duration = time.perf_counter() - t0
+    rng = random.Random(23)
+    for attempt in range(4):
+        (tmp_path / str(attempt)).mkdir()
+        uri, old = old_store(tmp_path / str(attempt))
+        proc, _ = start(uri)
+        time.sleep(rng.uniform(0.0, duration))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # whatever was reached: every visible label image is complete, the old groups readable
+        for child in layout.children(uri, "labels"):
+            group = zarr.open_group(uri, mode="r")[f"labels/{child}"]
+            assert "0" in group or any(k.startswith("v") for k in group.group_keys()), child
+        upgrade_store(uri)  # the next open finishes it
+        assert snapshot(uri) == snapshot(reference), attempt
+        np.testing.assert_array_equal(prediction_arrays(uri, "rf")[0][:], old["index"])
