@@ -309,7 +309,7 @@ def image_upgrade(
             err.print(f"[bold red]error:[/] {uri}: {exc}", highlight=False, soft_wrap=True)
             failed += 1
             continue
-        what = ", ".join(done.label_sets + done.predictions) or "already current"
+        what = ", ".join(done.label_sets + done.predictions) if done.changed else "already current"
         console.print(f"{uri}: {what}", highlight=False, soft_wrap=True)
     if failed:
         fail(f"{failed} of {len(stores)} store(s) not upgraded")
