@@ -287,13 +287,9 @@ def image_upgrade(
     if bool(images) == all_images:
         fail("give image ids or store paths, or --all")
     if all_images:
-        from sqlalchemy import select
+        from mis.imagery.catalogue import catalogue_store_uris
 
-        from mis.catalogue import models as m
-        from mis.catalogue.session import transaction
-
-        with transaction() as session:
-            stores = list(session.scalars(select(m.Image.store_uri).order_by(m.Image.id)))
+        stores = catalogue_store_uris()
     else:
         from mis.segment.labels import LabelError, image_ref
 
