@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from mis.catalogue import models as m
 from mis.catalogue.postgres import free_port
+from tests.omezarr_readers import validate_and_read
 
 
 def test_demo_end_to_end_serves_and_is_idempotent(mis_env, session, run_mis):
@@ -55,6 +56,11 @@ def test_demo_end_to_end_serves_and_is_idempotent(mis_env, session, run_mis):
     depths = session.execute(select(func.min(m.Roxel.depth_m), func.max(m.Roxel.depth_m))
                              .join(m.SegmentationRun, m.SegmentationRun.id == m.Roxel.run_id).where(m.SegmentationRun.image_id == core_photo.id)).one()
     assert core_photo.depth_top_m <= depths[0] < depths[1] <= core_photo.depth_bottom_m  # a downhole log
+    for image in session.scalars(select(m.Image)):  # every store as napari opens it
+        run = session.scalars(select(m.SegmentationRun.name).where(m.SegmentationRun.image_id == image.id)).one()
+        found = validate_and_read(image.store_uri).labels
+        assert {"scribbles-v1", f"prediction-{run}"} <= set(found), (image.store_uri, sorted(found))
+        assert found[f"prediction-{run}"]["colors"] and found[f"prediction-{run}"]["properties"]
 
     again = run_mis("demo", "--small", "--no-serve", check=True).stdout
     assert "sample deposit: 0 record(s) changed" in again

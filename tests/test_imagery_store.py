@@ -38,6 +38,8 @@ from mis.imagery.omezarr import (
 )
 from mis.imagery.readers import ImageReadError, open_source, read_image
 
+from tests.omezarr_readers import validate_and_read
+
 RNG = np.random.default_rng(42)
 
 
@@ -366,6 +368,9 @@ def test_ome_zarr_metadata(tmp_path):
         assert blosc and blosc[0]["configuration"]["cname"] == "zstd"
     assert [c["color"] for c in ome["omero"]["channels"]] == ["FF0000", "00FF00", "0000FF"]
     assert group["attributes"]["mis"]["checksum_sha256"] == res.checksum_sha256
+    # the independent validator accepts it, napari's reader finds the whole pyramid
+    read = validate_and_read(res.store_uri)
+    assert read.image_levels == [(3, 1200, 1030), (3, 600, 515), (3, 300, 258)] and read.labels == {}
 
 
 def test_sha256_file(tmp_path):

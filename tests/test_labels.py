@@ -4,6 +4,7 @@ stored as versioned OME-Zarr labels in the image's store."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +17,12 @@ from typer.testing import CliRunner
 
 from mis.cli_segment import label_app
 from mis.imagery.catalogue import add_image
+from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.labels import LabelError, import_labels, label_versions, read_labels
 
 from tests import factories as f
+from tests.omezarr_readers import validate_and_read
 
 app = typer.Typer()
 app.add_typer(label_app, name="label")
@@ -64,22 +67,30 @@ def test_label_image_with_legend_is_stored_as_versioned_ome_labels(image, db_url
     args = ["label", "import", str(image.image_id), str(png), "--legend", str(legend), "--name", "scribbles"]
     out = runner.invoke(app, args, env=env)
     assert out.exit_code == 0, out.output
-    assert "labels/scribbles/v1" in out.output
+    assert "labels/scribbles-v1" in out.output
 
     ls = read_labels(image.store_uri, "scribbles")
     assert ls.version == 1 and ls.array.shape == (1, 600, 700) and ls.array.chunks == (1, 512, 512)
     np.testing.assert_array_equal(ls.read(), _scribbles())
     assert [u.rsplit("/", 1)[-1] for u in ls.classes] == ["quartz", "chalcopyrite", "pore-epoxy"]
     root = zarr.open_group(image.store_uri, mode="r")
-    assert root["labels"].attrs["ome"] == {"version": "0.5", "labels": ["scribbles/v1"]}
-    ome = dict(root["labels/scribbles/v1"].attrs)["ome"]
+    assert root["labels"].attrs["ome"] == {"version": "0.5", "labels": ["scribbles-v1"]}
+    ome = dict(root["labels/scribbles-v1"].attrs)["ome"]
     colours = {c["label-value"]: c["rgba"] for c in ome["image-label"]["colors"]}
     assert colours == {1: [208, 208, 208, 255], 2: [224, 176, 0, 255], 3: [0, 229, 255, 255]}  # vocabulary colours
     props = {p["label-value"]: p for p in ome["image-label"]["properties"]}
     assert props[1]["class"] == ls.legend[1] and props[1]["term"] == "Qz"
     assert ome["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [1.0, 0.5, 0.5]
-    assert ome["image-label"]["source"] == {"image": "../../../"}
+    assert ome["image-label"]["source"] == {"image": "../../"}
     assert ls.attrs["mis"]["pixel_counts"] == {"1": 200, "2": 2100, "3": 5}
+    # a standard label image: valid for the independent validator, read by napari's reader
+    read = validate_and_read(image.store_uri)
+    found = read.labels["scribbles-v1"]
+    assert [lv[1:] for lv in found["levels"]] == [lv[1:] for lv in read.image_levels]  # zoomable like the image
+    assert found["colors"][2] == [224 / 255, 176 / 255, 0.0, 1.0]
+    assert found["properties"][1] == {"class": ls.legend[1], "name": "quartz", "symbol": "Qz", "term": "Qz"}
+    level1 = np.asarray(root["labels/scribbles-v1/1"][0])
+    assert level1.shape == (300, 350) and level1[5, 5] == 1 and level1[150, 150] == 3  # a 1-px line survives
 
     # the same labels again: nothing new; changed labels: a new version, the old one kept
     again = runner.invoke(app, args, env=env)
@@ -88,13 +99,17 @@ def test_label_image_with_legend_is_stored_as_versioned_ome_labels(image, db_url
     changed = _scribbles()
     changed[100:110, 100:110] = 2
     Image.fromarray(changed).save(png)
+    labels_dir = Path(image.store_uri) / "labels"  # a label image another tool added (napari, QuPath)
+    shutil.copytree(labels_dir / "scribbles-v1", labels_dir / "cells")
+    zarr.open_group(image.store_uri, mode="r+")["labels"].attrs["ome"] = {"version": "0.5", "labels": ["scribbles-v1", "cells"]}
     assert runner.invoke(app, args, env=env).exit_code == 0
     assert label_versions(image.store_uri, "scribbles") == [1, 2]
     np.testing.assert_array_equal(read_labels(image.store_uri, "scribbles").read(), changed)
     np.testing.assert_array_equal(read_labels(image.store_uri, "scribbles", 1).read(), _scribbles())
-    assert zarr.open_group(image.store_uri, mode="r")["labels"].attrs["ome"]["labels"] == ["scribbles/v1",
-                                                                                         "scribbles/v2"]
-    assert not list((Path(image.store_uri) / "labels" / "scribbles").glob(".*partial*"))
+    assert zarr.open_group(image.store_uri, mode="r")["labels"].attrs["ome"]["labels"] == [
+        "cells", "scribbles-v1", "scribbles-v2"]  # the other tool's label image is kept
+    assert not list((Path(image.store_uri) / "labels").glob(".*partial*"))
+    assert sorted(validate_and_read(image.store_uri).labels) == ["cells", "scribbles-v1", "scribbles-v2"]
 
 
 def test_unknown_terms_are_refused_with_suggestions_and_nothing_is_written(image, db_url, tmp_path):
@@ -172,3 +187,14 @@ def test_bad_label_input_is_refused_naming_the_file(bare_store, tmp_path):
     with pytest.raises(LabelError, match=r"badlegend.json: key 'one': label value 'one' is not an integer"):
         import_labels(bare_store, two, legend=badlegend)
     assert label_versions(bare_store, "default") == []
+
+
+def test_label_pyramid_levels_are_the_mode_of_the_labelled_pixels():
+    tile = np.array([[0, 0, 2, 3, 5],
+                     [0, 1, 3, 2, 5],
+                     [4, 4, 0, 0, 0],
+                     [4, 1, 0, 0, 0]], np.uint8)
+    # a lone labelled pixel beats three unlabelled; a tie goes to the first in raster order;
+    # the odd last column is paired with itself
+    np.testing.assert_array_equal(mode2x(tile), [[1, 2, 5], [4, 0, 0]])
+    assert mode2x(tile).dtype == np.uint8

@@ -16,6 +16,8 @@ from mis.catalogue.register.service import register
 from mis.demo.deposit import write_sample_deposit
 from mis.segment.synthetic import MINERALS, synthetic_section
 
+from tests.omezarr_readers import validate_and_read
+
 
 def test_register_to_roxels_through_the_cli(db_url, session, run_mis, tmp_path):
     assert register(write_sample_deposit(tmp_path / "deposit").all(), url=db_url).ok
@@ -54,3 +56,17 @@ def test_register_to_roxels_through_the_cli(db_url, session, run_mis, tmp_path):
                                  "--legend", str(tmp_path / "legend.json"), "--run", "rf", "--json",
                                  check=True).stdout)
     assert metrics["macro"]["f1"] > 0.8
+
+    # the store, as napari opens it: the image, the scribbles and the classification, named and coloured
+    store = session.scalars(select(m.Image.store_uri)).one()
+    read = validate_and_read(store)
+    assert sorted(read.labels) == ["prediction-rf", "scribbles-v1"]
+    scribbles = read.labels["scribbles-v1"]
+    by_uri = {p["class"]: (p, scribbles["colors"][v]) for v, p in scribbles["properties"].items()}
+    prediction = read.labels["prediction-rf"]
+    assert len(prediction["properties"]) == 4
+    for value, props in prediction["properties"].items():
+        want, colour = by_uri[props["class"]]  # the vocabulary's name, symbol and colour
+        assert props == {**{k: want[k] for k in ("class", "name", "symbol") if k in want},
+                         "run": "rf", "model_sha256": run.model_sha256}
+        assert prediction["colors"][value] == colour

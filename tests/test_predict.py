@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+import zarr
 
+from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import argmax_labels, load_classifier
 from mis.segment.filters import CNNConfig, FeatureConfig, compute_features
@@ -24,6 +26,8 @@ from mis.segment.predict import (
 )
 from mis.segment.synthetic import synthetic_section
 from mis.segment.train import train
+
+from tests.omezarr_readers import validate_and_read
 
 H, W = 1040, 1100  # 3 x 3 chunks of 512, partial (16 and 76 px) at the bottom and right edges
 
@@ -81,7 +85,18 @@ def test_chunked_prediction_equals_whole_image_prediction(setup):
     assert len(attrs["model_sha256"]) == 64 and attrs["feature_config"]["filters"]
     assert attrs["pixel_counts"] == np.bincount(ref_classes.ravel(), minlength=5).tolist()
     assert classes.attrs["classes"] == s.classes
-    assert (Path(ref.store_uri) / "predictions" / "whole" / "classes" / "zarr.json").is_file()
+    assert (Path(ref.store_uri) / "labels" / "prediction-whole" / "0" / "zarr.json").is_file()
+    # a standard label image, coloured and explained, zoomable like the image
+    read = validate_and_read(ref.store_uri)
+    found = read.labels["prediction-whole"]
+    assert [lv[1:] for lv in found["levels"]] == [lv[1:] for lv in read.image_levels]
+    assert sorted(found["colors"]) == sorted(found["properties"]) == list(range(1, len(s.classes) + 1))
+    assert found["colors"][1] == [1.0, 0.0, 0.0, 1.0]  # as the scribbles of this store describe the class
+    assert found["properties"][2] == {"class": s.classes[1], "name": s.classes[1].rsplit(":", 1)[-1],
+                                      "run": "whole", "model_sha256": attrs["model_sha256"]}
+    level1 = np.asarray(zarr.open_group(ref.store_uri, mode="r")["labels/prediction-whole/1"][0])
+    assert level1.shape == ((H + 1) // 2, (W + 1) // 2)
+    np.testing.assert_array_equal(level1, mode2x(ref_classes.astype(np.uint8) + 1))
     # the prediction is good, too
     assert (classes[:] + 1 == s.truth).mean() > 0.85
 
@@ -98,6 +113,7 @@ def test_interrupted_run_resumes_at_the_first_unfinished_chunk(setup):
     with pytest.raises(KeyboardInterrupt):
         predict(ref, model, "resumed", workers=1, progress=False, on_result=interrupt)
     assert list_runs(ref.store_uri)["resumed"]["status"] == "running"
+    assert "prediction-resumed" not in validate_and_read(ref.store_uri).labels  # listed once complete
     with pytest.raises(PredictionError, match="not complete"):
         prediction_arrays(ref.store_uri, "resumed")
     computed = []

@@ -87,7 +87,7 @@ def test_train_rf_and_mgc_and_evaluate_against_a_truth_image(tmp_path):
     clf = load_classifier(res.model_path)
     meta = clf.metadata
     assert clf.classes == s.classes and meta["feature_preset"] == "fast"
-    assert meta["training_images"][0]["labels"] == "labels/scribbles/v1" and meta["training_images"][0]["version"] == 1
+    assert meta["training_images"][0]["labels"] == "labels/scribbles-v1" and meta["training_images"][0]["version"] == 1
     assert meta["n_samples"] == int((s.scribbles > 0).sum())
     predict(ref, res.model_path, "rf", progress=False)
 

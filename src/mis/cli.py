@@ -272,6 +272,45 @@ def image_add(
     console.print(f"image {added.image_id} {verb}: {added.store_uri}", highlight=False)
 
 
+@image_app.command("upgrade")
+def image_upgrade(
+    images: Annotated[list[str] | None, typer.Argument(help="Image ids or store paths/URLs.")] = None,
+    all_images: Annotated[bool, typer.Option("--all", help="Every image of the catalogue.")] = False,
+) -> None:
+    """Upgrade image stores in place to the current layout (labels and predictions as OME-Zarr label images);
+    atomic per label image and idempotent. MIS also does it the first time it opens a store's labels.
+
+    Example: `mis image upgrade --all`
+    """
+    from mis.imagery.upgrade import upgrade_store
+
+    if bool(images) == all_images:
+        fail("give image ids or store paths, or --all")
+    if all_images:
+        from mis.imagery.catalogue import catalogue_store_uris
+
+        stores = catalogue_store_uris()
+    else:
+        from mis.segment.labels import LabelError, image_ref
+
+        try:
+            stores = [image_ref(i).store_uri for i in images or []]
+        except LabelError as exc:
+            fail(str(exc))
+    failed = 0
+    for uri in stores:  # one store that cannot be upgraded does not stop the others
+        try:
+            done = upgrade_store(uri)
+        except (OSError, ValueError) as exc:
+            err.print(f"[bold red]error:[/] {uri}: {exc}", highlight=False, soft_wrap=True)
+            failed += 1
+            continue
+        what = ", ".join(done.label_sets + done.predictions) if done.changed else "already current"
+        console.print(f"{uri}: {what}", highlight=False, soft_wrap=True)
+    if failed:
+        fail(f"{failed} of {len(stores)} store(s) not upgraded")
+
+
 # --------------------------------------------------------------------------- demo
 @app.command("demo")
 def demo_cmd(

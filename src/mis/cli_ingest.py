@@ -21,7 +21,7 @@ def ingest_cmd(
     image: Annotated[int, typer.Argument(help="Image id (see the image table / `mis image add`).")],
     labels: Annotated[str | None, typer.Option(
         "--labels", help="Class-label zarr array (y, x) (a path, or STORE::ARRAY); default: the prediction "
-                         "stored in the image store under labels/NAME.")] = None,
+                         "stored in the image store under labels/prediction-NAME.")] = None,
     probability: Annotated[str | None, typer.Option(
         "--probability", help="Max-class-probability zarr array (y, x), optional.")] = None,
     classes: Annotated[list[str] | None, typer.Option(

@@ -58,7 +58,7 @@ def label_import(
     class_property: Annotated[str, typer.Option("--class-property",
                                                 help="GeoJSON property holding the class term.")] = "class",
 ) -> None:
-    """Store sparse labels with the image (OME-Zarr labels/NAME/vN), classes checked against the vocabulary.
+    """Store sparse labels with the image (OME-Zarr label image labels/NAME-vN), classes checked against the vocabulary.
 
     Example: `mis label import 12 scribbles.png --legend legend.json --name scribbles`
 
@@ -210,7 +210,7 @@ def predict_cmd(
                                                                 "another model.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
-    """Classify every pixel, chunk by chunk, into predictions/RUN/{classes,probability} of the image's store.
+    """Classify every pixel, chunk by chunk, into the label image labels/prediction-RUN of the image's store.
 
     Interrupted runs resume at the first unfinished chunk when run again.
 

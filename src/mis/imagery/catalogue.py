@@ -238,3 +238,10 @@ def open_image(image_id: int, level: int = 0, *, url: str | None = None):
     array = open_image_store(image.store_uri, level)
     array.attrs.update(meta)
     return array
+
+
+def catalogue_store_uris(*, url: str | None = None) -> list[str]:
+    """The store of every image in the catalogue, in id order (what `mis image upgrade
+    --all` goes through)."""
+    with transaction(url) as session:
+        return list(session.scalars(select(m.Image.store_uri).order_by(m.Image.id)))

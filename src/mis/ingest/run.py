@@ -116,7 +116,7 @@ def open_array(spec: Any) -> Any:
 
 def stored_prediction(store_uri: str, name: str) -> tuple[Any, Any, list[str], dict[str, Any]]:
     """The complete prediction run ``name`` that ``mis predict`` left in the image store
-    (``predictions/<name>/classes`` and ``probability``, see :mod:`mis.segment.predict`):
+    (the label image ``labels/prediction-<name>``, see :mod:`mis.segment.predict`):
     ``(classes array, probability array, class URIs, run attrs)``."""
     from mis.segment.predict import PredictionError, prediction_arrays
 

@@ -1,7 +1,7 @@
 """Evaluate a segmentation against a truth:
 ``mis evaluate IMAGE --truth TRUTH.png --legend LEGEND.json [--model M | --run NAME] --json``.
 
-The prediction is either a stored run (``predictions/<run>/classes``, see
+The prediction is either a stored run (``labels/prediction-<run>``, see
 :mod:`mis.segment.predict`) or computed now from a model file (chunked, nothing written).
 The truth is either a dense (or sparse) label image + legend (values -> vocabulary terms
 or URIs; 0 = not evaluated), or a stored label set of the image (``--labels NAME``,

@@ -24,28 +24,29 @@ Every class term is resolved through the vocabulary (schemes ``mineral``, ``lith
 ``segmentation-class``: background, pore/epoxy, unclassified). Unknown or ambiguous terms
 are refused, all of them at once, each with the closest known names; nothing is written.
 
-Storage (OME-Zarr 0.5 ``labels``), inside the image's store::
+Storage: each version is a standard OME-Zarr 0.5 label image ``labels/<name>-v<N>``
+inside the image's store (layout and metadata: :mod:`mis.imagery.layout`)::
 
     image.ome.zarr/labels/zarr.json          {"ome": {"version": "0.5",
-                                              "labels": ["scribbles/v1", "scribbles/v2", ...]}}
-    image.ome.zarr/labels/<name>/zarr.json   plain group (one per label set)
-    image.ome.zarr/labels/<name>/v<N>/       one OME-Zarr label image per version:
+                                              "labels": ["scribbles-v1", "scribbles-v2", ...]}}
+    image.ome.zarr/labels/<name>-v<N>/       one label image per version:
         zarr.json  {"ome": {"version": "0.5", "multiscales": [...],
                             "image-label": {"version": "0.5",
                                             "colors": [{"label-value": 1, "rgba": [r, g, b, 255]}, ...],
                                             "properties": [{"label-value": 1, "class": URI,
-                                                            "name": prefLabel, "term": as typed}, ...],
-                                            "source": {"image": "../../../"}}},
+                                                            "name": prefLabel, "symbol": notation,
+                                                            "term": as typed}, ...],
+                                            "source": {"image": "../../"}}},
                     "mis": {"name", "version", "legend": {"1": URI, ...}, "source_file",
                             "source_sha256", "source_format", "content_sha256",
                             "labelled_pixels", "pixel_counts": {"1": n, ...}, "created"}}
-        0/         uint8 (uint16 beyond 255 values) array (c=1, y, x), chunks
-                   (1, 512, 512) like the image, 0 = unlabelled, Blosc-zstd
+        0/, 1/, .. uint8 (uint16 beyond 255 values) arrays (c=1, y, x), one per image level
+                   (2x2 mode), chunks (1, 512, 512) like the image, 0 = unlabelled
 
 Colours are the concepts' display colours from the vocabulary (``mis:colour``), a fixed
 palette where a concept has none. **Versions are never overwritten**: every import adds
-``v<N+1>`` (written under a temporary name and renamed into place, so a reader never sees
-a half-written version); importing content identical to the latest version is a no-op
+``v<N+1>`` (written under a hidden temporary name and renamed into place, so a reader never
+sees a half-written version); importing content identical to the latest version is a no-op
 that returns it. ``read_labels(store, name)`` reads the latest version, or a given one.
 """
 
@@ -66,6 +67,8 @@ from typing import Any
 
 import numpy as np
 
+from mis.imagery import layout
+
 __all__ = [
     "LABEL_SCHEMES",
     "ImageRef",
@@ -85,12 +88,8 @@ __all__ = [
 ]
 
 LABEL_SCHEMES = ["mineral", "lithology", "segmentation-class"]
-OME_VERSION = "0.5"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _VERSION = re.compile(r"^v(\d+)$")
-#: fallback display colours (Okabe-Ito + extras) for concepts without mis:colour
-_PALETTE = ["E69F00", "56B4E9", "009E73", "F0E442", "0072B2", "D55E00", "CC79A7", "999999",
-            "8C564B", "17BECF", "BCBD22", "7F7F7F"]
 
 
 class LabelError(ValueError):
@@ -149,31 +148,10 @@ def image_ref(image: int | str | Path, url: str | None = None) -> ImageRef:
                     band_names=tuple(b.get("name", "") for b in mis.get("bands", [])))
 
 
-def _is_url(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def _local_or_url(uri: str | Path) -> str:
-    s = str(uri)
-    if _is_url(s):
-        return s.rstrip("/")
-    return str(Path(s.removeprefix("file://")).expanduser().absolute())
-
-
-def open_store_group(store_uri: str, path: str = "", mode: str = "r") -> Any:
-    """A zarr v3 group inside an image store (local directory or fsspec URL)."""
-    import zarr
-
-    uri = _local_or_url(store_uri)
-    if _is_url(uri):
-        from zarr.storage import FsspecStore
-
-        store = FsspecStore.from_url(uri, read_only=(mode == "r"))
-    else:
-        from zarr.storage import LocalStore
-
-        store = LocalStore(uri, read_only=(mode == "r"))
-    return zarr.open_group(store, mode=mode, path=path or None, zarr_format=3)
+# the store helpers live with the layout; these names stay for the modules that use them
+_is_url = layout.is_url
+_local_or_url = layout.store_uri
+open_store_group = layout.open_group
 
 
 # --------------------------------------------------------------------------- reading inputs
@@ -435,6 +413,17 @@ class ResolvedClass:
     uri: str
     name: str
     colour: str  # RRGGBB
+    symbol: str | None = None  # the concept's notation (IMA symbol), when it has one
+
+    def label_class(self, value: int) -> layout.LabelClass:
+        """This class as label value ``value`` of a label image."""
+        return layout.LabelClass(value, self.uri, self.name, self.colour, self.symbol, self.term)
+
+
+def concept_colour(concept: Any) -> str:
+    """A concept's display colour (``mis:colour``, RRGGBB), or a stable fallback."""
+    colour = str((concept.properties or {}).get("colour") or "").lstrip("#").upper()
+    return colour if re.fullmatch(r"[0-9A-F]{6}", colour) else layout.fallback_colour(concept.uri)
 
 
 def resolve_classes(terms: Iterable[str], session: Any = None, url: str | None = None,
@@ -462,10 +451,7 @@ def resolve_classes(terms: Iterable[str], session: Any = None, url: str | None =
                     problems.append(str(exc))
                     continue
             concept = sess.get(m.Concept, term.uri)
-            colour = str((concept.properties or {}).get("colour") or "").lstrip("#").upper()
-            if not re.fullmatch(r"[0-9A-F]{6}", colour):
-                colour = _PALETTE[int(hashlib.sha1(term.uri.encode()).hexdigest(), 16) % len(_PALETTE)]
-            out[t] = ResolvedClass(t, term.uri, term.pref_label, colour)
+            out[t] = ResolvedClass(t, term.uri, term.pref_label, concept_colour(concept), concept.notation or None)
         if problems:
             raise LabelError("class terms not in the vocabulary (" + ", ".join(schemes) + "): "
                              + "; ".join(problems))
@@ -489,7 +475,7 @@ class StoredLabels:
     store_uri: str
     name: str
     version: int
-    path: str  # inside the store: labels/<name>/v<N>
+    path: str  # inside the store: labels/<name>-v<N>
     legend: dict[int, str]  # value -> concept URI
     pixel_counts: dict[int, int]
     created: bool  # False: identical to the latest version, nothing written
@@ -523,47 +509,26 @@ class LabelSet:
 
 
 def _check_name(name: str) -> str:
-    if not _NAME.match(name) or _VERSION.match(name):
-        raise LabelError(f"label set name {name!r}: use letters, digits, '.', '_' or '-' (not v<N>), "
-                         "starting with a letter or digit, at most 64 characters")
+    if (not _NAME.match(name) or _VERSION.match(name) or name == "prediction"
+            or name.startswith(layout.PREDICTION_PREFIX)):
+        raise LabelError(f"label set name {name!r}: use letters, digits, '.', '_' or '-' (not v<N>, not "
+                         "'prediction...': those name prediction runs), starting with a letter or digit, "
+                         "at most 64 characters")
     return name
+
+
+def list_label_sets(store_uri: str) -> dict[str, list[int]]:
+    """{name: versions (ascending)} of every label set in a store."""
+    out: dict[str, list[int]] = {}
+    for child in layout.label_image_names(store_uri):
+        if (parsed := layout.parse_label_set(child)) is not None:
+            out.setdefault(parsed[0], []).append(parsed[1])
+    return {n: sorted(v) for n, v in sorted(out.items())}
 
 
 def label_versions(store_uri: str, name: str) -> list[int]:
     """Versions of a label set in a store, ascending ([] when there is none)."""
-    uri = _local_or_url(store_uri)
-    if _is_url(uri):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(uri)
-        base = f"{root}/labels/{name}"
-        if not fs.exists(base):
-            return []
-        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]
-        return sorted(int(mt.group(1)) for n in names if (mt := _VERSION.match(n))
-                      and fs.exists(f"{base}/{n}/zarr.json"))
-    base = Path(uri) / "labels" / name
-    if not base.is_dir():
-        return []
-    return sorted(int(mt.group(1)) for p in base.iterdir()
-                  if (mt := _VERSION.match(p.name)) and (p / "zarr.json").is_file())
-
-
-def list_label_sets(store_uri: str) -> dict[str, list[int]]:
-    """{name: versions} of every label set in a store."""
-    uri = _local_or_url(store_uri)
-    if _is_url(uri):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(uri)
-        if not fs.exists(f"{root}/labels"):
-            return {}
-        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(f"{root}/labels", detail=False)]
-    else:
-        base = Path(uri) / "labels"
-        names = [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
-    out = {n: label_versions(uri, n) for n in sorted(names) if not n.startswith(".")}
-    return {n: v for n, v in out.items() if v}
+    return list_label_sets(store_uri).get(name, [])
 
 
 def read_labels(store_uri: str, name: str = "default", version: int | None = None) -> LabelSet:
@@ -576,7 +541,7 @@ def read_labels(store_uri: str, name: str = "default", version: int | None = Non
         version = versions[-1]
     elif version not in versions:
         raise LabelError(f"{store_uri}: label set {name!r} has no version {version} (versions: {versions})")
-    path = f"labels/{name}/v{version}"
+    path = layout.label_set_path(name, version)
     group = open_store_group(store_uri, path, mode="r")
     attrs = dict(group.attrs)
     legend = {int(k): str(v) for k, v in (attrs.get("mis", {}).get("legend") or {}).items()}
@@ -591,7 +556,7 @@ def _iter_tiles(h: int, w: int, th: int, tw: int) -> Iterator[tuple[int, int, in
 
 
 def _label_dtype(max_value: int) -> np.dtype:
-    return np.dtype(np.uint8) if max_value <= 255 else np.dtype(np.uint16)
+    return layout.label_dtype(max_value)
 
 
 def _write_version(
@@ -600,49 +565,47 @@ def _write_version(
     tiles: Any,
     dtype: np.dtype,
     version_attrs: dict[str, Any],
-    ome: dict[str, Any],
+    classes: Sequence[layout.LabelClass],
 ) -> int:
-    """Create labels/<name>/v<N+1> (atomically for local stores) from ``tiles()``, an
-    iterator of (y0, x0, tile) over the chunk grid; returns N+1."""
+    """Create labels/<name>-v<N+1> from ``tiles()``, an iterator of (y0, x0, tile) over
+    the chunk grid, with its pyramid; atomically for local stores (built under a hidden
+    name, renamed into place; a concurrent writer that took N+1 makes us try N+2).
+    Returns N+1."""
     import zarr
 
-    from mis.imagery.omezarr import _compressor
+    from mis.imagery.omezarr import read_metadata
 
     uri = _local_or_url(image.store_uri)
-    _, cy, cx = image.chunks
-    h, w = image.height, image.width
+    image_ome = read_metadata(uri)["ome"]  # its axes and levels are the labels' too
 
     def fill(group: Any) -> None:
-        arr = group.create_array("0", shape=(1, h, w), chunks=(1, cy, cx), dtype=dtype, fill_value=0,
-                                 compressors=[_compressor(dtype)], dimension_names=("c", "y", "x"))
+        arr = layout.create_label_levels(group, uri, dtype)[0]
         for y0, x0, tile in tiles():
             if tile.any():
                 arr[0, y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
+        layout.build_pyramid(group)
 
-    root = open_store_group(uri, mode="r+")
-    labels = root.require_group("labels")
-    labels.require_group(name)
+    open_store_group(uri, mode="r+").require_group(layout.LABELS)
     for _attempt in range(20):
         version = (label_versions(uri, name) or [0])[-1] + 1
-        attrs = {"ome": ome, "mis": {**version_attrs, "name": name, "version": version}}
-        attrs["ome"]["multiscales"][0]["name"] = f"{name}/v{version}"
+        path = layout.label_set_path(name, version)
+        child = path.rsplit("/", 1)[-1]
+        attrs = {"ome": layout.label_image_ome(image_ome, child, classes),
+                 "mis": {**version_attrs, "name": name, "version": version}}
         if _is_url(uri):
             from zarr.storage import FsspecStore
 
-            target = f"{uri}/labels/{name}/v{version}"
-            group = zarr.create_group(FsspecStore.from_url(target, read_only=False), zarr_format=3,
+            group = zarr.create_group(FsspecStore.from_url(f"{uri}/{path}", read_only=False), zarr_format=3,
                                       attributes=attrs, overwrite=False)
             fill(group)
             break
         from zarr.storage import LocalStore
 
-        base = Path(uri) / "labels" / name
-        tmp = base / f".v{version}.partial-{uuid.uuid4().hex[:10]}"
+        tmp = Path(uri) / layout.LABELS / f".{child}.partial-{os.getpid()}-{uuid.uuid4().hex[:10]}"
         try:
-            group = zarr.create_group(LocalStore(tmp, read_only=False), zarr_format=3, attributes=attrs)
-            fill(group)
+            fill(zarr.create_group(LocalStore(tmp, read_only=False), zarr_format=3, attributes=attrs))
             try:
-                os.rename(tmp, base / f"v{version}")
+                os.rename(tmp, Path(uri) / path)
             except OSError:  # someone else took this version meanwhile: try the next
                 shutil.rmtree(tmp, ignore_errors=True)
                 continue
@@ -652,41 +615,8 @@ def _write_version(
         break
     else:  # pragma: no cover - 20 concurrent writers
         raise LabelError(f"{uri}: could not claim a new version of label set {name!r}")
-    _update_labels_index(uri)
+    layout.update_labels_index(uri)
     return version
-
-
-def _update_labels_index(store_uri: str) -> None:
-    """labels/zarr.json: the OME ``labels`` list = every stored version."""
-    sets = list_label_sets(store_uri)
-    group = open_store_group(store_uri, "labels", mode="r+")
-    paths = [f"{n}/v{v}" for n, vs in sets.items() for v in vs]
-    group.attrs.update({"ome": {"version": OME_VERSION, "labels": paths}})
-
-
-def _ome_label_attrs(image: ImageRef, classes: dict[int, ResolvedClass]) -> dict[str, Any]:
-    from mis.imagery.omezarr import read_metadata
-
-    try:
-        ds0 = read_metadata(image.store_uri)["ome"]["multiscales"][0]["datasets"][0]
-        transforms = ds0.get("coordinateTransformations") or [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]
-        axes = read_metadata(image.store_uri)["ome"]["multiscales"][0]["axes"]
-    except Exception:  # pragma: no cover - a store written by MIS always has them
-        transforms = [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]
-        axes = [{"name": "c", "type": "channel"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-    colours = []
-    props = []
-    for v, rc in sorted(classes.items()):
-        rgba = [int(rc.colour[i : i + 2], 16) for i in (0, 2, 4)] + [255]
-        colours.append({"label-value": v, "rgba": rgba})
-        props.append({"label-value": v, "class": rc.uri, "name": rc.name, "term": rc.term})
-    return {
-        "version": OME_VERSION,
-        "multiscales": [{"name": "", "axes": axes,
-                         "datasets": [{"path": "0", "coordinateTransformations": transforms}]}],
-        "image-label": {"version": OME_VERSION, "colors": colours, "properties": props,
-                        "source": {"image": "../../../"}},
-    }
 
 
 def store_labels(
@@ -747,8 +677,8 @@ def store_labels(
         "image_checksum_sha256": image.checksum_sha256,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    version = _write_version(image, name, tiles, dtype, attrs, _ome_label_attrs(image, used))
-    return StoredLabels(_local_or_url(image.store_uri), name, version, f"labels/{name}/v{version}",
+    version = _write_version(image, name, tiles, dtype, attrs, [rc.label_class(v) for v, rc in used.items()])
+    return StoredLabels(_local_or_url(image.store_uri), name, version, layout.label_set_path(name, version),
                         {v: rc.uri for v, rc in used.items()}, {v: int(counts[v]) for v in sorted(counts)},
                         created=True)
 
@@ -772,7 +702,7 @@ def import_labels(
     """Import sparse labels for an image (catalogue id or store path): a label image +
     ``legend`` JSON, or GeoJSON (``.geojson``/``.json`` without legend) with a class
     property. Terms are resolved through the vocabulary; the labels are stored as a new
-    version of ``labels/<name>`` in the image's OME-Zarr. Nothing is written on error."""
+    version ``labels/<name>-v<N>`` in the image's OME-Zarr. Nothing is written on error."""
     _check_name(name)
     ref = image if isinstance(image, ImageRef) else image_ref(image, url)
     path = Path(labels)

@@ -5,32 +5,38 @@ chunk, or ``block x block`` chunks), each read with :func:`~mis.segment.filters.
 pixels of real neighbours (clipped at the image border, rounded up to the CNN stride),
 so its features -- and hence its prediction -- **equal whole-image prediction exactly**
 (tested pixel for pixel on an image several chunks wide). Results are written into the
-image's own store, chunk-aligned with the source:
+image's own store, chunk-aligned with the source, as the OME-Zarr label image ``labels/prediction-<run>``
+(layout and metadata: :mod:`mis.imagery.layout`; napari shows it over the image):
 
-============================================  ===========================================
-``predictions/<run>/zarr.json``               group; ``attrs["mis"]``: see below
-``predictions/<run>/classes``                 ``(y, x)`` uint8 (uint16 for > 254
-                                              classes), chunks = the image's (512, 512):
-                                              **class index 0..K-1 into**
-                                              ``attrs["mis"]["classes"]``; ``nodata``
-                                              (255 / 65535, the fill value) = not
-                                              predicted yet
-``predictions/<run>/probability``             ``(y, x)`` float16, same chunks: the
-                                              classifier's probability of the chosen
-                                              class (max over classes); NaN = not yet
-``predictions/<run>/chunk_counts``            ``(ny, nx, K)`` int64, chunks (1, 1, K):
-                                              per image chunk, its class pixel counts,
-                                              written after the chunk's pixels; -1 (the
-                                              fill value) = chunk not finished (the
-                                              done-markers of resume)
-============================================  ===========================================
+==============================================  =========================================
+``labels/prediction-<run>/zarr.json``           ``attrs["ome"]``: multiscales +
+                                                ``image-label`` (colours and, per value,
+                                                concept URI, name, symbol, run, model
+                                                hash); ``attrs["mis"]``: see below
+``labels/prediction-<run>/0``, ``1``, ...       ``(1, y, x)`` uint8 (uint16 for > 254
+                                                classes), chunks = the image's (512,
+                                                512), one level per image level (2x2
+                                                mode, built when the run completes):
+                                                **class index + 1** (value ``v`` = class
+                                                ``attrs["mis"]["classes"][v - 1]``);
+                                                0 (the fill value) = not predicted yet
+``labels/prediction-<run>/probability``         ``(y, x)`` float16, same chunks: the
+                                                classifier's probability of the chosen
+                                                class (max over classes); NaN = not yet
+``labels/prediction-<run>/chunk_counts``        ``(ny, nx, K)`` int64, chunks (1, 1, K):
+                                                per image chunk, its class pixel counts,
+                                                written after the chunk's pixels; -1 (the
+                                                fill value) = chunk not finished (the
+                                                done-markers of resume)
+==============================================  =========================================
 
 ``attrs["mis"]`` of the run group: ``run``, ``status`` (``running`` | ``complete``),
-``classes`` (concept URIs, index = class value), ``nodata``, ``model_sha256``,
-``model_path``, ``model_kind``, ``feature_config`` (JSON dict), ``feature_names``,
-``halo``, ``image_shape`` (c, y, x), ``chunks`` (y, x), ``image_checksum_sha256``,
-``started``, ``finished``, ``pixel_counts`` (per class, when complete), ``software``.
-Both arrays also carry ``classes`` and ``run`` in their own attributes.
+``classes`` (concept URIs, index = value - 1), ``nodata`` (the index
+:func:`prediction_arrays` reports for "not predicted"), ``probability`` (the path of the
+probability array), ``model_sha256``, ``model_path``, ``model_kind``, ``feature_config``
+(JSON dict), ``feature_names``, ``halo``, ``image_shape`` (c, y, x), ``chunks`` (y, x),
+``image_checksum_sha256``, ``started``, ``finished``, ``pixel_counts`` (per class, when
+complete), ``software``. The run is listed in ``labels/zarr.json`` once complete.
 :func:`prediction_arrays` is the reader the ingestion uses.
 
 Execution: the blocks are dask tasks -- local threads by default (each task runs with one
@@ -64,6 +70,7 @@ import torch
 
 from mis.segment.classifiers import PixelClassifier, argmax_labels, load_classifier
 from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo, padded_window
+from mis.imagery import layout
 from mis.segment.labels import ImageRef, _is_url, _local_or_url, image_ref, open_store_group
 
 __all__ = [
@@ -79,7 +86,6 @@ __all__ = [
     "read_padded",
 ]
 
-PREDICTIONS = "predictions"
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -231,7 +237,7 @@ def _check_run_name(run: str) -> str:
 
 
 def _run_dir(store_uri: str, run: str) -> str:
-    return f"{_local_or_url(store_uri)}/{PREDICTIONS}/{run}"
+    return f"{_local_or_url(store_uri)}/{layout.prediction_path(run)}"
 
 
 def _fs(path: str) -> tuple[Any, str]:
@@ -244,7 +250,7 @@ def _read_done(store_uri: str, run: str) -> dict[tuple[int, int], list[int]]:
     """Finished chunks -> their class pixel counts, from ``chunk_counts`` (a chunk's
     row there is written after its pixels; unwritten = -1 = not finished)."""
     try:
-        group = open_store_group(store_uri, f"{PREDICTIONS}/{run}", mode="r")
+        group = open_store_group(store_uri, layout.prediction_path(run), mode="r")
         arr = group["chunk_counts"]
     except Exception:
         return {}
@@ -274,16 +280,12 @@ def _remove_run(store_uri: str, run: str) -> None:
 
 def list_runs(store_uri: str) -> dict[str, dict[str, Any]]:
     """{run name: its ``attrs["mis"]``} of every prediction run in an image store."""
-    d = f"{_local_or_url(store_uri)}/{PREDICTIONS}"
-    if _is_url(d):
-        fs, p = _fs(d)
-        names = [q.rstrip("/").rsplit("/", 1)[-1] for q in fs.ls(p, detail=False)] if fs.exists(p) else []
-    else:
-        names = [q.name for q in Path(d).iterdir() if q.is_dir()] if Path(d).is_dir() else []
     out = {}
-    for n in sorted(names):
+    for child in layout.label_image_names(store_uri):
+        if (run := layout.parse_prediction(child)) is None:
+            continue
         try:
-            out[n] = dict(open_store_group(store_uri, f"{PREDICTIONS}/{n}", mode="r").attrs).get("mis", {})
+            out[run] = dict(open_store_group(store_uri, layout.prediction_path(run), mode="r").attrs).get("mis", {})
         except Exception:
             continue
     return out
@@ -291,21 +293,24 @@ def list_runs(store_uri: str) -> dict[str, dict[str, Any]]:
 
 def prediction_arrays(store_uri: str, run: str, *, allow_incomplete: bool = False) -> tuple[Any, Any, dict[str, Any]]:
     """The stored prediction of a run: ``(classes, probability, attrs)`` -- two read-only
-    ``zarr.Array`` of shape (y, x) (classes: class index 0..K-1 into ``attrs["classes"]``,
-    ``attrs["nodata"]`` where not predicted; probability: float16 max class probability)
-    and the run's ``attrs["mis"]`` dict. Refuses a run that is not complete unless
-    ``allow_incomplete``."""
-    try:
-        group = open_store_group(store_uri, f"{PREDICTIONS}/{run}", mode="r")
-    except Exception:
-        known = ", ".join(list_runs(store_uri)) or "none"
-        raise PredictionError(f"{store_uri}: no prediction run {run!r} (runs: {known})") from None
-    attrs = dict(group.attrs).get("mis", {})
+    arrays of shape (y, x) (classes: class index 0..K-1 into ``attrs["classes"]``,
+    ``attrs["nodata"]`` where not predicted, read from the label image's level 0 by
+    :class:`~mis.imagery.layout.ClassIndexArray`; probability: float16 max class
+    probability) and the run's ``attrs["mis"]`` dict. Refuses a run that is not complete
+    unless ``allow_incomplete``."""
+    runs = list_runs(store_uri)  # upgrades a store of the old layout first
+    if run not in runs:
+        known = ", ".join(runs) or "none"
+        raise PredictionError(f"{store_uri}: no prediction run {run!r} (runs: {known})")
+    group = open_store_group(store_uri, layout.prediction_path(run), mode="r")
+    attrs = runs[run]
     if attrs.get("status") != "complete" and not allow_incomplete:
         done = len(_read_done(store_uri, run))
         raise PredictionError(f"{store_uri}: prediction run {run!r} is not complete ({done} chunks done); "
                               "run `mis predict` again with the same --run to finish it")
-    return group["classes"], group["probability"], attrs
+    dtype, nodata = _class_dtype(len(attrs.get("classes") or []))
+    classes = layout.ClassIndexArray(group["0"], int(attrs.get("nodata", nodata)), dtype)
+    return classes, group["probability"], attrs
 
 
 def _software() -> dict[str, str]:
@@ -324,9 +329,27 @@ def _class_dtype(k: int) -> tuple[np.dtype, int]:
     raise PredictionError(f"{k} classes: at most 65534 are supported")
 
 
-def _prepare_run(ref: ImageRef, run: str, meta: dict[str, Any], overwrite: bool) -> dict[str, Any]:
-    """Create the run group and arrays, or check that an existing run matches."""
-    from mis.imagery.omezarr import _compressor
+def _label_classes(ref: ImageRef, uris: Sequence[str], url: str | None) -> list[layout.LabelClass]:
+    """What each class of the run looks like in a viewer (name, symbol, colour): from the
+    vocabulary for a catalogue image, else as the store's label sets describe it, else
+    the URI's last segment and a fallback colour."""
+    known = layout.classes_in_store(ref.store_uri)
+    if ref.image_id is not None:
+        from mis.catalogue import models as m
+        from mis.catalogue.session import transaction
+        from mis.segment.labels import concept_colour
+
+        with transaction(url) as session:
+            for u in uris:
+                if (c := session.get(m.Concept, u)) is not None:
+                    known[u] = layout.LabelClass(0, u, c.pref_label, concept_colour(c), c.notation or None)
+    return layout.describe_classes(uris, known)
+
+
+def _prepare_run(ref: ImageRef, run: str, meta: dict[str, Any], overwrite: bool,
+                 classes: Sequence[layout.LabelClass]) -> dict[str, Any]:
+    """Create the run's label image and arrays, or check that an existing run matches."""
+    from mis.imagery.omezarr import _compressor, read_metadata
 
     existing = list_runs(ref.store_uri).get(run)
     if existing is not None:
@@ -341,21 +364,24 @@ def _prepare_run(ref: ImageRef, run: str, meta: dict[str, Any], overwrite: bool)
                 f"(sha256 {str(existing.get('model_sha256'))[:12]}..., status {existing.get('status')}); "
                 "choose another --run name or pass --overwrite to replace it")
         _remove_run(ref.store_uri, run)
+        layout.update_labels_index(ref.store_uri)
     elif overwrite:
         _remove_run(ref.store_uri, run)  # leftovers without a readable group
+    path = layout.prediction_path(run)
+    ome = layout.label_image_ome(read_metadata(ref.store_uri)["ome"], path.rsplit("/", 1)[-1], classes,
+                                 {"run": run, "model_sha256": meta["model_sha256"]})
     root = open_store_group(ref.store_uri, mode="r+")
-    preds = root.require_group(PREDICTIONS)
-    group = preds.create_group(run, attributes={"mis": meta})
+    root.require_group(layout.LABELS)
+    group = root.create_group(path, attributes={"ome": ome, "mis": meta})
     _, h, w = ref.shape
     _, cy, cx = ref.chunks
-    dtype, nodata = _class_dtype(len(meta["classes"]))
+    dtype, _ = _class_dtype(len(meta["classes"]))
     common = {"classes": meta["classes"], "run": run}
-    group.create_array("classes", shape=(h, w), chunks=(cy, cx), dtype=dtype, fill_value=nodata,
-                       compressors=[_compressor(dtype)], dimension_names=("y", "x"),
-                       attributes={**common, "nodata": nodata,
-                                   "description": "class index 0..K-1 into attrs['classes']"})
-    group.create_array("probability", shape=(h, w), chunks=(cy, cx), dtype=np.float16, fill_value=float("nan"),
-                       compressors=[_compressor(np.dtype(np.float16))], dimension_names=("y", "x"),
+    level0 = layout.create_label_levels(group, ref.store_uri, dtype)[0]
+    level0.attrs.update({**common, "description": "class index + 1 into attrs['classes']; 0 = not predicted"})
+    group.create_array("probability", shape=(h, w), chunks=(cy, cx), dtype=np.float16,
+                       fill_value=float("nan"), compressors=[_compressor(np.dtype(np.float16))],
+                       dimension_names=("y", "x"),
                        attributes={**common, "description": "probability of the predicted class (max over classes)"})
     k = len(meta["classes"])
     group.create_array("chunk_counts", shape=(-(-h // cy), -(-w // cx), k), chunks=(1, 1, k), dtype=np.int64,
@@ -366,14 +392,17 @@ def _prepare_run(ref: ImageRef, run: str, meta: dict[str, Any], overwrite: bool)
 
 
 def _finish_run(ref: ImageRef, run: str, n_classes: int) -> dict[str, Any]:
+    """Zoomed-out levels, totals, status complete, and the run listed as a label image."""
     done = _read_done(ref.store_uri, run)
     totals = np.zeros(n_classes, np.int64)
     for counts in done.values():
         totals[: len(counts)] += np.asarray(counts[:n_classes], np.int64)
-    group = open_store_group(ref.store_uri, f"{PREDICTIONS}/{run}", mode="r+")
+    group = open_store_group(ref.store_uri, layout.prediction_path(run), mode="r+")
+    layout.build_pyramid(group)
     meta = dict(group.attrs)["mis"]
     meta.update(status="complete", finished=_now(), pixel_counts=totals.tolist())
     group.attrs.update({"mis": meta})
+    layout.update_labels_index(ref.store_uri)
     return meta
 
 
@@ -395,8 +424,8 @@ def _arrays(store_uri: str, run: str) -> tuple[Any, Any, Any, Any]:
         if key not in _ARRAYS:
             from mis.imagery.omezarr import open_level
 
-            group = open_store_group(store_uri, f"{PREDICTIONS}/{run}", mode="r+")
-            _ARRAYS[key] = (open_level(store_uri, 0), group["classes"], group["probability"], group["chunk_counts"])
+            group = open_store_group(store_uri, layout.prediction_path(run), mode="r+")
+            _ARRAYS[key] = (open_level(store_uri, 0), group["0"], group["probability"], group["chunk_counts"])
         return _ARRAYS[key]
 
 
@@ -409,7 +438,7 @@ def _predict_block_task(spec: dict[str, Any]) -> dict[str, Any]:
     b: Block = spec["block"]
     proba = block_probabilities(image, clf, b)
     lab, best = _labels_and_probability(proba, np.dtype(spec["dtype"]))
-    classes_arr[b.y0 : b.y1, b.x0 : b.x1] = lab
+    classes_arr[0, b.y0 : b.y1, b.x0 : b.x1] = lab + 1  # label value = class index + 1; 0 = not predicted
     prob_arr[b.y0 : b.y1, b.x0 : b.x1] = best
     cy, cx = spec["chunks"]
     k = spec["n_classes"]
@@ -517,11 +546,12 @@ class PredictionRun:
 
     @property
     def classes_path(self) -> str:
-        return f"{PREDICTIONS}/{self.run}/classes"
+        """The label image of the run (level 0 is ``<path>/0``)."""
+        return layout.prediction_path(self.run)
 
     @property
     def probability_path(self) -> str:
-        return f"{PREDICTIONS}/{self.run}/probability"
+        return f"{layout.prediction_path(self.run)}/probability"
 
 
 def _check_bands(clf: PixelClassifier, config: FeatureConfig, n_bands: int, where: str) -> None:
@@ -554,7 +584,7 @@ def predict(
     on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> PredictionRun:
     """Predict an image (catalogue id or store path) with a model file, chunk by chunk,
-    into ``predictions/<run>/{classes,probability}`` of its store (see the module docs).
+    into the label image ``labels/prediction-<run>`` of its store (see the module docs).
 
     ``run`` defaults to the model file's stem. ``workers``: parallel blocks on the local
     threaded scheduler (default: torch's CPU thread count; 4 with a GPU, one computing
@@ -584,10 +614,11 @@ def predict(
         "feature_config": config.to_dict(), "feature_names": clf.feature_names, "halo": halo(config),
         "image_shape": list(ref.shape), "chunks": list(ref.chunks[1:]), "image_id": ref.image_id,
         "image_checksum_sha256": ref.checksum_sha256, "started": _now(), "software": _software(),
-        "layout": {"classes": "uint class index 0..K-1 into classes; nodata = not predicted",
+        "probability": "probability",
+        "layout": {"0": "label value = class index + 1 into classes; 0 = not predicted",
                    "probability": "float16 max class probability; NaN = not predicted"},
     }
-    current = _prepare_run(ref, run, meta, overwrite)
+    current = _prepare_run(ref, run, meta, overwrite, _label_classes(ref, meta["classes"], url))
     block = block or (4 if dev.type != "cpu" else 1)
     blocks = plan_blocks(ref.shape, ref.chunks, block)
     done = _read_done(ref.store_uri, run)
