@@ -420,13 +420,16 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
 WORKER = textwrap.dedent("""
     import json, resource, sys, time
     t0 = time.perf_counter()
-    from mis.ingest.run import ingest, open_array
+    from mis.ingest.run import ingest, open_array, stored_prediction
     def hwm():  # VmHWM: ru_maxrss would include the parent's RSS at fork (it survives execve)
         return int([l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]) / 1024
     base = hwm()
     url, image, store, classes = sys.argv[1], int(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
-    prob = open_array(sys.argv[5]) if len(sys.argv) > 5 else None
-    s = ingest(image, open_array(store), prob, classes, url=url, progress=False, name="rss")
+    if store.startswith("run:"):  # a stored prediction run, as `mis ingest` reads it: run:STORE::RUN
+        labels, prob, _, _ = stored_prediction(*store[len("run:"):].rsplit("::", 1))
+    else:
+        labels, prob = open_array(store), (open_array(sys.argv[5]) if len(sys.argv) > 5 else None)
+    s = ingest(image, labels, prob, classes, url=url, progress=False, name="rss")
     peak = hwm()
     print(json.dumps({"peak_MiB": peak, "imports_MiB": base, "ru_maxrss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "grains": s.grains,
                       "roxels": s.roxels, "seconds": s.seconds, "rows_per_s": s.rows_per_second,
@@ -456,7 +459,7 @@ def bench_predict(url: str, n: int, workdir: Path) -> dict:
     from mis.imagery.omezarr import import_image
     from mis.segment.classifiers import RandomForestPixelClassifier, training_data
     from mis.segment.filters import FeatureConfig, compute_features
-    from mis.segment.predict import PREDICTIONS, predict
+    from mis.segment.predict import predict
 
     rng = np.random.default_rng(7)
     truth = np.empty((n, n), np.uint8)
@@ -491,8 +494,7 @@ def bench_predict(url: str, n: int, workdir: Path) -> dict:
     t = time.perf_counter()
     predict(store, model, "bench", progress=False)
     t_predict = time.perf_counter() - t
-    run = ingest_subprocess(url, image, f"{store}::{PREDICTIONS}/bench/classes",
-                            f"{store}::{PREDICTIONS}/bench/probability")
+    run = ingest_subprocess(url, image, f"run:{store}::bench")
     grain_stage = run["seconds"]["total"] - run["seconds"]["write"]  # ingest() itself, not the interpreter
     shutil.rmtree(folder, ignore_errors=True)
     return {"size": n, "predict_s": t_predict, "ingest": run, "grain_stage_s": grain_stage,
