@@ -22,6 +22,7 @@ from mis.segment.filters import FeatureConfig, compute_features
 from mis.segment.labels import ResolvedClass, _iter_tiles, image_ref, store_labels
 from mis.segment.metrics import segmentation_report
 from mis.segment.predict import predict, prediction_arrays
+from mis.segment.select import CANDIDATES
 from mis.segment.synthetic import synthetic_multispectral, synthetic_section
 from mis.segment.train import gather_samples, train
 
@@ -86,7 +87,10 @@ def test_train_rf_and_mgc_and_evaluate_against_a_truth_image(tmp_path):
     res = train([ref], tmp_path / "rf.pt", labels="scribbles", classifier="rf", n_estimators=8, max_depth=8)
     clf = load_classifier(res.model_path)
     meta = clf.metadata
-    assert clf.classes == s.classes and meta["feature_preset"] == "fast"
+    assert clf.classes == s.classes and meta["feature_preset"] == f"auto:{res.selection.name}"
+    sel = meta["feature_selection"]  # the default (--features auto) records its choice
+    assert sel["chosen"] == res.selection.name and set(sel["scores"]) == set(CANDIDATES)
+    assert clf.feature_config == CANDIDATES[sel["chosen"]] and sel["strokes"] >= 2 * len(s.classes)
     assert meta["training_images"][0]["labels"] == "labels/scribbles/v1" and meta["training_images"][0]["version"] == 1
     assert meta["n_samples"] == int((s.scribbles > 0).sum())
     predict(ref, res.model_path, "rf", progress=False)

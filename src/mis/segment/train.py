@@ -1,5 +1,5 @@
 """Train a pixel classifier from labels stored with images:
-``mis train IMAGE... --labels NAME --classifier rf|mlp|mgc --features fast|ilastik|cnn|raw --out MODEL.pt``.
+``mis train IMAGE... --labels NAME --classifier rf|mlp|mgc --features auto|PRESET --out MODEL.pt``.
 
 Training pixels are gathered **chunk by chunk** from each image's stored label set
 (``labels/<name>/v<N>``, see :mod:`mis.segment.labels`): for every label chunk that has
@@ -13,8 +13,15 @@ URI is the same, whatever label value each image used; the class order is the or
 first appearance (image by image, by label value) unless ``classes`` fixes it. Classes
 with very many labelled pixels are subsampled to ``max_per_class`` (deterministic).
 
-Feature presets (``FeatureConfig``; a JSON config file can replace them):
+Features (``FeatureConfig``; a JSON config file can replace them):
 
+* ``auto`` (the default) -- chosen from the user's scribbles by cross-validation over
+  held-out strokes among the candidates of :data:`mis.segment.select.CANDIDATES`
+  (``colour``, ``fine``, ``medium``, ``coarse``, ``broad``; each can also be named as a
+  preset): the features of the union of the candidates are gathered once, each
+  candidate is scored on its columns, the winner's columns are what the classifier is
+  fitted on. The choice and the scores go into the model file
+  (``metadata["feature_selection"]``).
 * ``fast`` -- ``FeatureConfig.fast()``: colour (Gaussian sigma 1) + fine texture
   (structure-tensor eigenvalues); 9 features for RGB, halo 11 px; the benchmark's choice.
 * ``ilastik`` -- the full ilastik-like bank, every filter at sigmas 0.7 ... 10.
@@ -50,6 +57,7 @@ from mis.segment.classifiers import (
 from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_align, feature_names, halo
 from mis.segment.labels import ImageRef, LabelError, LabelSet, image_ref, read_labels
 from mis.segment.predict import read_padded
+from mis.segment.select import CANDIDATES, Selection, select_features, union_config
 
 __all__ = [
     "CLASSIFIERS",
@@ -62,7 +70,7 @@ __all__ = [
     "train",
 ]
 
-FEATURE_PRESETS = ("fast", "ilastik", "cnn", "raw")
+FEATURE_PRESETS = ("auto", "fast", "ilastik", "cnn", "raw", *CANDIDATES)
 CLASSIFIERS = ("rf", "mlp", "mgc")
 
 
@@ -79,7 +87,10 @@ def _lowres_level(store_uri: str, max_side: int = 1024) -> np.ndarray:
 
 
 def feature_preset(name: str, n_bands: int = 3, store_uri: str | None = None) -> FeatureConfig:
-    """The FeatureConfig of a preset (see the module docs)."""
+    """The FeatureConfig of a preset (see the module docs); ``auto`` is chosen in
+    :func:`train`, not here."""
+    if name in CANDIDATES:
+        return CANDIDATES[name]
     if name == "fast":
         return FeatureConfig.fast()
     if name == "ilastik":
@@ -241,6 +252,8 @@ class TrainResult:
     classifier: PixelClassifier
     counts: dict[str, int]
     seconds: float
+    features: str = ""  # the preset name, "custom", or "auto:<chosen candidate>"
+    selection: Selection | None = None
 
 
 def train(
@@ -249,7 +262,7 @@ def train(
     *,
     labels: str = "default",
     classifier: str = "rf",
-    features: str = "fast",
+    features: str = "auto",
     feature_config: FeatureConfig | None = None,
     version: int | None = None,
     classes: Sequence[str] | None = None,
@@ -259,24 +272,38 @@ def train(
     url: str | None = None,
     **params: Any,
 ) -> TrainResult:
-    """Gather the labelled pixels of ``images`` and fit a classifier; save it to ``out``."""
+    """Gather the labelled pixels of ``images`` and fit a classifier; save it to ``out``.
+    ``features="auto"`` chooses the feature set by held-out-stroke cross-validation
+    (:func:`mis.segment.select.select_features`); ``TrainResult.selection`` says what won."""
     t0 = time.perf_counter()
     refs = [im if isinstance(im, ImageRef) else image_ref(im, url) for im in images]
-    if feature_config is None:
+    selection = None
+    if feature_config is not None:
+        preset = "custom"
+    elif features == "auto":
+        feature_config, preset = union_config(CANDIDATES), "auto"
+    else:
         feature_config = feature_preset(features, refs[0].shape[0] if refs else 3,
                                         refs[0].store_uri if refs else None)
         preset = features
-    else:
-        preset = "custom"
     samples = gather_samples(refs, labels, feature_config, version=version, classes=classes, device=device,
                              max_per_class=max_per_class, seed=seed)
-    clf = make_classifier(classifier, samples.classes, feature_config, samples.feature_names, device=device,
-                          seed=seed, **params)
-    clf.fit(samples.X, samples.y)
+    X, names = samples.X, samples.feature_names
+    if preset == "auto":
+        assert samples.positions is not None
+        selection = select_features(X, samples.y, samples.positions, refs[0].shape[0], CANDIDATES, seed=seed)
+        feature_config = selection.config
+        X = X[:, selection.columns].contiguous()
+        names = [names[i] for i in selection.columns]
+        preset = f"auto:{selection.name}"
+    clf = make_classifier(classifier, samples.classes, feature_config, names, device=device, seed=seed, **params)
+    clf.fit(X, samples.y)
     clf.metadata.update(training_images=samples.sources, label_set=labels, feature_preset=preset,
                         train_seconds=round(time.perf_counter() - t0, 3))
+    if selection is not None:
+        clf.metadata["feature_selection"] = selection.to_metadata()
     out = Path(out)
     if out.parent and not out.parent.exists():
         raise LabelError(f"{out}: the folder {out.parent} does not exist")
     clf.save(out)
-    return TrainResult(out, clf, samples.counts, time.perf_counter() - t0)
+    return TrainResult(out, clf, samples.counts, time.perf_counter() - t0, preset, selection)
