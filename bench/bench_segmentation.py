@@ -15,7 +15,7 @@ own seed and dense truth. Per section, in the same run:
 * **anchor** -- scikit-image with its defaults, in this process:
   ``skimage.feature.multiscale_basic_features(img, channel_axis=-1)`` +
   ``sklearn.ensemble.RandomForestClassifier(n_estimators=100)`` (otherwise default, so
-  ``n_jobs`` None) fitted on the scribbled pixels and predicting every pixel; timed
+  ``n_jobs`` None; ``random_state=0`` only to make the run repeatable) fitted on the scribbled pixels and predicting every pixel; timed
   features, fit and predict.
 * **ours** -- the CLI in subprocesses, as a user runs it: ``mis image add``, ``mis label
   import`` (not timed: done once per image), then ``mis train IMG --labels scribbles
@@ -172,7 +172,7 @@ def _anchor(sec) -> tuple[np.ndarray, tuple[float, float, float]]:
     f = multiscale_basic_features(img, channel_axis=-1)
     t1 = time.perf_counter()
     m = sec.scribbles > 0
-    clf = RandomForestClassifier(n_estimators=100).fit(f[m], sec.scribbles[m])
+    clf = RandomForestClassifier(n_estimators=100, random_state=0).fit(f[m], sec.scribbles[m])
     t2 = time.perf_counter()
     pred = clf.predict(f.reshape(-1, f.shape[-1])).reshape(sec.truth.shape)
     t3 = time.perf_counter()
@@ -250,8 +250,8 @@ def run_suite(args: argparse.Namespace) -> None:
     say(describe())
     say(f"python {sys.version.split()[0]}; torch {torch.__version__}, scikit-image {skimage.__version__}, "
         f"scikit-learn {sklearn.__version__}; torch threads {torch.get_num_threads()}")
-    say("anchor: multiscale_basic_features(img, channel_axis=-1) + RandomForestClassifier(n_estimators=100), "
-        "defaults, timed features + fit + predict")
+    say("anchor: multiscale_basic_features(img, channel_axis=-1) + RandomForestClassifier(n_estimators=100, "
+        "random_state=0), otherwise defaults, timed features + fit + predict")
     say("ours:   mis train IMG --labels scribbles --out m.pt && mis predict IMG --model m.pt --quiet "
         "(subprocesses, defaults)")
     say()
