@@ -108,12 +108,16 @@ def _catalogue(work: Path) -> tuple[object, str, str]:
 
     cluster = EmbeddedPostgres(home=work / "pg", settings={"fsync": "off", "synchronous_commit": "off"})
     url = cluster.start().url()
-    migrate.upgrade(url)
-    load_vocabularies(url=url, progress=False)
-    files = write_sample_deposit(work / "deposit", holes=1, plugs_per_hole=1)
-    rep = register(files.all(), url=url)
-    if not rep.ok:
-        raise RuntimeError(f"registering the sample deposit failed: {rep}")
+    try:
+        migrate.upgrade(url)
+        load_vocabularies(url=url, progress=False)
+        files = write_sample_deposit(work / "deposit", holes=1, plugs_per_hole=1)
+        rep = register(files.all(), url=url)
+        if not rep.ok:
+            raise RuntimeError(f"registering the sample deposit failed: {rep}")
+    except BaseException:
+        cluster.destroy()
+        raise
     import csv
 
     with open(files.samples, newline="") as fh:
@@ -316,8 +320,9 @@ def run_suite(args: argparse.Namespace) -> None:
 # =========================================================================== GPU
 
 
-def run_device(args: argparse.Namespace) -> None:
-    """Throughput on a device: imports numpy, torch and mis.segment only."""
+def run_device(args: argparse.Namespace) -> int:
+    """Throughput on a device: imports numpy, torch and mis.segment only. Returns the
+    exit status: 1 when the device's predictions differ from the CPU's."""
     import torch
 
     from mis.segment.device import describe_device, pick_device
@@ -325,14 +330,14 @@ def run_device(args: argparse.Namespace) -> None:
 
     dev = pick_device(args.device)
     n = args.gpu_size if dev.type != "cpu" else min(args.gpu_size, 1024)
-    print(f"# segmentation throughput, {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(describe())
-    print(f"device: {describe_device(dev)}; python {sys.version.split()[0]}")
-    text = device_report(dev, n)
-    print(text)
+    head = [f"# segmentation throughput, {time.strftime('%Y-%m-%d %H:%M:%S')}", describe(),
+            f"device: {describe_device(dev)}; python {sys.version.split()[0]}, torch {torch.__version__}"]
+    text, ok = device_report(dev, n)
+    report = "\n".join([*head, text])
+    print(report)
     if args.out:
-        Path(args.out).write_text(text + "\n")
-    del torch
+        Path(args.out).write_text(report + "\n")
+    return 0 if ok else 1
 
 
 def main() -> None:
@@ -346,9 +351,8 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="also write the report here (throughput mode, --sections)")
     args = ap.parse_args()
     if args.device:
-        run_device(args)
-    else:
-        run_suite(args)
+        sys.exit(run_device(args))
+    run_suite(args)
 
 
 if __name__ == "__main__":

@@ -33,11 +33,17 @@ from mis.segment.predict import _labels_and_probability, block_probabilities, pl
 from mis.segment.select import CANDIDATES
 from mis.segment.varied import SUITE, make_section
 
-__all__ = ["ChunkStore", "device_report", "features_predict_rate", "segment_store", "tiled_section"]
+__all__ = ["ChunkStore", "compare_devices", "device_report", "features_predict_rate", "segment_store",
+           "tiled_section"]
 
 #: targets of the issue
 TARGET_MPIX_S = 100.0
 TARGET_READ_RATIO = 2.0
+#: GPU-vs-CPU tolerances (see :func:`compare_devices`)
+FEATURE_RTOL = 1e-4
+PROBA_ATOL = 1e-3
+FOREST_AGREEMENT = 0.999
+FOREST_MEAN_ATOL = 1e-4
 
 
 class ChunkStore:
@@ -103,9 +109,8 @@ def fit_models(sec: Any, config: FeatureConfig, dev: torch.device) -> dict[str, 
     section's scribbles (features on the CPU), moved to ``dev``."""
     f, names = compute_features(sec.image, config)
     X, y = training_data(f, sec.scribbles)
-    rf = RandomForestPixelClassifier(sec.classes, config, names, n_estimators=16, max_depth=10, random_state=0)
-    mlp = MLPPixelClassifier(sec.classes, config, names, epochs=60)
-    return {"rf": rf.fit(X, y).to(dev), "mlp": mlp.fit(X, y).to(dev)}
+    models = _classifiers(sec, config, names)
+    return {k: models[k].fit(X, y).to(dev) for k in ("rf", "mlp")}
 
 
 @torch.no_grad()
@@ -154,8 +159,64 @@ def segment_store(store: ChunkStore, clf: PixelClassifier, block: int = 4, worke
     return time.perf_counter() - t
 
 
-def device_report(dev: torch.device, n: int = 8192) -> str:
-    """The throughput report (text) on ``dev`` for an ``n`` x ``n`` RGB image."""
+def _classifiers(sec: Any, config: FeatureConfig, names: list[str]) -> dict[str, PixelClassifier]:
+    from mis.segment.classifiers import MultiGaussianClassifier
+
+    return {"rf": RandomForestPixelClassifier(sec.classes, config, names, n_estimators=16, max_depth=10,
+                                              random_state=0),
+            "mlp": MLPPixelClassifier(sec.classes, config, names, epochs=40),
+            "mgc": MultiGaussianClassifier(sec.classes, config, names)}
+
+
+def compare_devices(sec: Any, dev: torch.device | str, candidates: dict[str, FeatureConfig] | None = None
+                    ) -> list[dict[str, Any]]:
+    """GPU (``dev``) vs CPU, per feature candidate and classifier fitted on the CPU
+    features of ``sec``'s scribbles. Each row: ``feature_rel_err`` (max
+    ``|dev - cpu| / (1 + |cpu|)``), ``proba_max_abs``, ``proba_mean_abs``,
+    ``label_agreement`` (fraction of pixels), ``clear_labels_equal`` (labels equal
+    wherever the CPU's best class leads by > ``PROBA_ATOL``), ``same_input_max_abs``
+    (the classifier on the device fed the CPU's features) and ``ok`` against the
+    tolerances: features <= ``FEATURE_RTOL``; MLP/MultiGaussian probabilities <=
+    ``PROBA_ATOL`` with clear labels equal; the forest (a pixel within float rounding
+    of a split may take the other branch in one tree, moving its probability by
+    1 / trees) labels agreeing on >= ``FOREST_AGREEMENT`` of the pixels, mean
+    probability difference <= ``FOREST_MEAN_ATOL`` and the same features giving the
+    same probabilities (<= 1e-6)."""
+    rows = []
+    for name, cfg in (candidates or CANDIDATES).items():
+        f_cpu, names = compute_features(sec.image, cfg, device="cpu")
+        f_dev, _ = compute_features(sec.image, cfg, device=dev)
+        ferr = float(((f_dev.cpu() - f_cpu).abs() / (1 + f_cpu.abs())).max())
+        X, y = training_data(f_cpu, sec.scribbles)
+        for kind, clf in _classifiers(sec, cfg, names).items():
+            clf.fit(X, y)
+            p_cpu = clf.predict_proba(f_cpu)
+            clf.to(dev)
+            p_dev = clf.predict_proba(f_dev).cpu()
+            same = float((clf.predict_proba(f_cpu.to(dev)).cpu() - p_cpu).abs().max())
+            clf.to("cpu")
+            d = (p_dev - p_cpu).abs()
+            top = p_cpu.topk(2, dim=0).values
+            clear = (top[0] - top[1]) > PROBA_ATOL
+            lab_cpu, lab_dev = p_cpu.argmax(0), p_dev.argmax(0)
+            row = {"features": name, "classifier": kind, "feature_rel_err": ferr,
+                   "proba_max_abs": float(d.max()), "proba_mean_abs": float(d.mean()),
+                   "label_agreement": float((lab_cpu == lab_dev).float().mean()),
+                   "clear_labels_equal": bool(torch.equal(lab_cpu[clear], lab_dev[clear])),
+                   "same_input_max_abs": same}
+            if kind == "rf":
+                ok = (row["label_agreement"] >= FOREST_AGREEMENT and row["proba_mean_abs"] <= FOREST_MEAN_ATOL
+                      and same <= 1e-6)
+            else:
+                ok = row["proba_max_abs"] <= PROBA_ATOL and row["clear_labels_equal"]
+            row["ok"] = bool(ok and ferr <= FEATURE_RTOL)
+            rows.append(row)
+    return rows
+
+
+def device_report(dev: torch.device, n: int = 8192) -> tuple[str, bool]:
+    """The throughput report (text) on ``dev`` for an ``n`` x ``n`` RGB image, and
+    whether the device's predictions equal the CPU's (:func:`compare_devices`)."""
     lines = []
     t = time.perf_counter()
     image, sec = tiled_section(n)
@@ -180,4 +241,16 @@ def device_report(dev: torch.device, n: int = 8192) -> str:
                          f"{'MET' if ratio <= TARGET_READ_RATIO else 'MISSED':>7}")
     lines.append(f"targets: features + predict >= {TARGET_MPIX_S:.0f} MPix/s; whole-image segmentation <= "
                  f"{TARGET_READ_RATIO:.0f}x reading its chunks")
-    return "\n".join(lines)
+    lines.append("")
+    lines.append(f"{dev} vs cpu on a 384 x 448 section (tolerances: features {FEATURE_RTOL:g} relative; "
+                 f"mlp/mgc probabilities {PROBA_ATOL:g}; rf labels >= {100 * FOREST_AGREEMENT:g} %, mean "
+                 f"|dp| <= {FOREST_MEAN_ATOL:g})")
+    small = make_section(next(s for s in SUITE if s.name == "coarse-texture-pair"), (384, 448))
+    rows = compare_devices(small, dev)
+    for r in rows:
+        lines.append(f"  {r['features']:<8} {r['classifier']:<4} features {r['feature_rel_err']:.1e}  p max "
+                     f"{r['proba_max_abs']:.1e} mean {r['proba_mean_abs']:.1e}  labels "
+                     f"{100 * r['label_agreement']:.3f} %  {'OK' if r['ok'] else 'FAILED'}")
+    ok = all(r["ok"] for r in rows)
+    lines.append(f"{dev} predictions {'equal' if ok else 'DIFFER FROM'} the CPU's within the tolerances")
+    return "\n".join(lines), ok

@@ -56,7 +56,7 @@ from mis.segment.classifiers import (
 )
 from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_align, feature_names, halo
 from mis.segment.labels import ImageRef, LabelError, LabelSet, image_ref, read_labels
-from mis.segment.predict import read_padded
+from mis.segment.predict import _ThreadsLimit, read_padded
 from mis.segment.select import CANDIDATES, Selection, select_features, union_config
 
 __all__ = [
@@ -132,7 +132,11 @@ class TrainingSamples:
 def _image_samples(
     ref: ImageRef, ls: LabelSet, config: FeatureConfig, lut: np.ndarray, device: torch.device | None
 ) -> tuple[list[torch.Tensor], list[np.ndarray], list[np.ndarray]]:
-    """Features (F, n) and labels (class 1..K) of the labelled pixels, chunk by chunk."""
+    """Features (F, n) and labels (class 1..K) of the labelled pixels, chunk by chunk.
+    On the CPU the chunks run in parallel threads with one torch thread each (as
+    prediction does): the filters are many small tensor ops, and torch's intra-op
+    threads synchronise after every one of them -- on a loaded machine that waiting
+    made training several times slower."""
     from mis.imagery.omezarr import open_level
 
     image = open_level(ref.store_uri, 0)
@@ -140,24 +144,34 @@ def _image_samples(
     _, h, w = arr.shape
     cy, cx = arr.chunks[-2:]
     hal, align = halo(config), feature_align(config)
-    feats, labs, pos = [], [], []
-    for y0 in range(0, h, cy):
-        for x0 in range(0, w, cx):
-            tile = np.asarray(arr[0, y0 : y0 + cy, x0 : x0 + cx])
-            rows, cols = np.nonzero(tile)
-            if rows.size == 0:
-                continue
-            by0, by1, bx0, bx1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-            region = read_padded(image, y0 + by0, y0 + by1, x0 + bx0, x0 + bx1, hal, align)
-            f, _ = compute_features(region[0], config, device=device)
-            sy, sx = region[1]
-            f = f[:, sy, sx]
-            r, c = rows - by0, cols - bx0
-            idx = torch.from_numpy(r * (bx1 - bx0) + c).to(f.device)
-            feats.append(f.reshape(f.shape[0], -1).index_select(1, idx).cpu())
-            labs.append(lut[tile[rows, cols]])
-            pos.append(np.stack([rows + y0, cols + x0], 1))
-    return feats, labs, pos
+
+    def one(origin: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
+        y0, x0 = origin
+        tile = np.asarray(arr[0, y0 : y0 + cy, x0 : x0 + cx])
+        rows, cols = np.nonzero(tile)
+        if rows.size == 0:
+            return None
+        by0, by1, bx0, bx1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        region = read_padded(image, y0 + by0, y0 + by1, x0 + bx0, x0 + bx1, hal, align)
+        f, _ = compute_features(region[0], config, device=device)
+        sy, sx = region[1]
+        f = f[:, sy, sx]
+        r, c = rows - by0, cols - bx0
+        idx = torch.from_numpy(r * (bx1 - bx0) + c).to(f.device)
+        return (f.reshape(f.shape[0], -1).index_select(1, idx).cpu(), lut[tile[rows, cols]],
+                np.stack([rows + y0, cols + x0], 1))
+
+    origins = [(y0, x0) for y0 in range(0, h, cy) for x0 in range(0, w, cx)]
+    workers = torch.get_num_threads() if (device is None or device.type == "cpu") else 1
+    if workers > 1 and len(origins) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _ThreadsLimit(1), ThreadPoolExecutor(workers) as ex:
+            done = list(ex.map(one, origins))
+    else:
+        done = [one(o) for o in origins]
+    got = [d for d in done if d is not None]
+    return [d[0] for d in got], [d[1] for d in got], [d[2] for d in got]
 
 
 def gather_samples(
