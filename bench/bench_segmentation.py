@@ -202,7 +202,8 @@ def _write_image(sec, folder: Path) -> list[Path]:
     return paths
 
 
-def _ours(sec, spec, env: dict[str, str], plug: str, folder: Path) -> tuple[np.ndarray, float, float, str]:
+def _ours(sec, spec, env: dict[str, str], plug: str, folder: Path, train_args: list[str]
+          ) -> tuple[np.ndarray, float, float, str, str, Path]:
     from PIL import Image
 
     from mis.segment.labels import image_ref
@@ -219,12 +220,45 @@ def _ours(sec, spec, env: dict[str, str], plug: str, folder: Path) -> tuple[np.n
     _mis(env, "label", "import", image_id, str(folder / "scribbles.png"), "--legend", str(folder / "legend.json"),
          "--name", "scribbles")
     model = folder / "m.pt"
-    train_out, t_train = _mis(env, "train", image_id, "--labels", "scribbles", "--out", str(model))
+    train_out, t_train = _mis(env, "train", image_id, "--labels", "scribbles", "--out", str(model), *train_args)
     _, t_pred = _mis(env, "predict", image_id, "--model", str(model), "--quiet")
     classes, _, attrs = prediction_arrays(store, model.stem)
     pred = np.asarray(classes[:]).astype(np.int64) + 1
     chosen = next((ln.split(":", 1)[1].strip() for ln in train_out.splitlines() if ln.startswith("features:")), "?")
-    return pred, t_train, t_pred, chosen
+    return pred, t_train, t_pred, chosen, image_id, model
+
+
+#: runs ``mis ARGS`` in this child as the console entry does, printing (to stderr) the
+#: seconds from the parent's spawn (``MIS_BENCH_T0``, wall clock) to the start of the
+#: first prediction task: process start, imports, model load, store checks
+_FIRST_CHUNK = """
+import os, sys, time, runpy
+import mis.segment.predict as p
+task = p._predict_block_task
+def timed(spec, _seen=[]):
+    if not _seen:
+        _seen.append(1)
+        print(f"first-chunk {time.time() - float(os.environ['MIS_BENCH_T0']):.3f}", file=sys.stderr, flush=True)
+    return task(spec)
+p._predict_block_task = timed
+sys.argv = ["mis", *sys.argv[1:]]
+runpy.run_module("mis", run_name="__main__")
+"""
+
+
+def _startup(env: dict[str, str], image_id: str, model: Path, reps: int = 3) -> tuple[float, float]:
+    """Best of ``reps``: wall seconds of ``mis --help``, and seconds from spawning ``mis
+    predict`` to its first chunk (a new run name each time, so every run computes)."""
+    helps, firsts = [], []
+    for i in range(reps):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mis", "--help"], env=env, capture_output=True, check=True)
+        helps.append(time.perf_counter() - t)
+        res = subprocess.run([sys.executable, "-c", _FIRST_CHUNK, "predict", image_id, "--model", str(model),
+                              "--run", f"startup-{i}", "--quiet"], env={**env, "MIS_BENCH_T0": repr(time.time())},
+                             capture_output=True, text=True, check=True)
+        firsts.append(float(next(ln.split()[1] for ln in res.stderr.splitlines() if ln.startswith("first-chunk"))))
+    return min(helps), min(firsts)
 
 
 def _median(xs: list[float]) -> float:
@@ -256,8 +290,8 @@ def run_suite(args: argparse.Namespace) -> None:
         f"scikit-learn {sklearn.__version__}; torch threads {torch.get_num_threads()}")
     say("anchor: multiscale_basic_features(img, channel_axis=-1) + RandomForestClassifier(n_estimators=100, "
         "random_state=0), otherwise defaults, timed features + fit + predict")
-    say("ours:   mis train IMG --labels scribbles --out m.pt && mis predict IMG --model m.pt --quiet "
-        "(subprocesses, defaults)")
+    say(f"ours:   mis train IMG --labels scribbles --out m.pt {args.train_args}".rstrip()
+        + " && mis predict IMG --model m.pt --quiet (subprocesses" + (")" if args.train_args else ", defaults)"))
     say()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="mis-seg-suite-") as tmp:
@@ -274,13 +308,15 @@ def run_suite(args: argparse.Namespace) -> None:
                 pred, row.anchor_s = _anchor(sec)
                 row.f1["anchor"] = segmentation_report(sec.truth, pred, sec.classes).macro_f1
                 del pred
-                ours, row.train_s, row.predict_s, row.features = _ours(sec, spec, env, plug, work / spec.name)
+                ours, row.train_s, row.predict_s, row.features, image_id, model = _ours(
+                    sec, spec, env, plug, work / spec.name, args.train_args.split())
                 row.f1["ours"] = segmentation_report(sec.truth, ours, sec.classes).macro_f1
                 row.f1.update(_references(sec, k))
                 rows.append(row)
                 print(f"  {spec.name}: anchor F1 {row.f1['anchor']:.4f} in {row.anchor_total:.1f} s, ours "
                       f"{row.f1['ours']:.4f} in {row.train_s:.1f} + {row.predict_s:.1f} s ({row.features}); "
                       f"load {os.getloadavg()[0]:.1f}", flush=True)
+            t_help, t_first = _startup(env, image_id, model)
         finally:
             cluster.destroy()
     say(f"{'section':<22} {'C':>2} {'K':>2} {'scrib%':>6} {'F1 skim':>7} {'F1 ours':>7} {'dF1':>7} {'Otsu':>6} "
@@ -308,12 +344,15 @@ def run_suite(args: argparse.Namespace) -> None:
     say(f"targets: F1 >= skimage on every section: {'MET' if ok1 else 'MISSED'}; median >= skimage + 0.02: "
         f"{'MET' if ok2 else 'MISSED'}; end to end >= 10x skimage features+predict (median): "
         f"{'MET' if ok3 else 'MISSED'}")
+    say(f"start-up (best of 3, section {rows[-1].name}): `mis --help` {t_help:.2f} s (target < 0.5 s: "
+        f"{'MET' if t_help < 0.5 else 'MISSED'}); `mis predict` spawn to first chunk {t_first:.2f} s (target < 1.5 s: "
+        f"{'MET' if t_first < 1.5 else 'MISSED'})")
     say(f"load average at end {os.getloadavg()[0]:.1f}")
-    if not args.quick and not args.sections:
+    if not args.quick and not args.sections and not args.train_args:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "segmentation_suite.txt").write_text("\n".join(lines) + "\n")
         print(f"-> {RESULTS / 'segmentation_suite.txt'}")
-    elif args.sections and args.out:
+    elif args.out:
         Path(args.out).write_text("\n".join(lines) + "\n")
 
 
@@ -346,6 +385,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="2 sections of 256 x 256; writes no result file")
     ap.add_argument("--size", type=int, default=2048, help="section side (suite)")
     ap.add_argument("--sections", default=None, help="only these suite sections (comma-separated); no result file")
+    ap.add_argument("--train-args", default="", help="extra `mis train` options (e.g. '--max-depth 14'); no "
+                                                     "result file unless --out")
     ap.add_argument("--device", default=None, help="cuda (or cpu): the throughput mode instead of the suite")
     ap.add_argument("--gpu-size", type=int, default=8192, help="image side of the throughput mode")
     ap.add_argument("--out", default=None, help="also write the report here (throughput mode, --sections)")

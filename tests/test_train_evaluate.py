@@ -149,7 +149,9 @@ def test_cli_label_train_predict_evaluate(db_url, session, tmp_path):
         return out.output
 
     mis("label", "import", image, tmp_path / "scribbles.png", "--legend", legend)
-    mis("train", image, "--out", tmp_path / "rf.pt", "--trees", 8, "--max-depth", 8)
+    trained = mis("train", image, "--out", tmp_path / "rf.pt", "--trees", 8, "--max-depth", 8)
+    chosen = load_classifier(tmp_path / "rf.pt").metadata["feature_selection"]["chosen"]
+    assert f"features: auto -> {chosen}" in trained and "macro F1 of held-out strokes (4 folds" in trained
     assert "predicted" in mis("predict", image, "--model", tmp_path / "rf.pt", "--run", "r1", "--quiet")
     out = mis("evaluate", image, "--truth", tmp_path / "truth.png", "--legend", legend, "--run", "r1", "--json",
               "--csv", tmp_path / "m.csv", "--plot", tmp_path / "c.png")

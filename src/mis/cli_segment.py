@@ -158,7 +158,7 @@ def train_cmd(
     labels: Annotated[str, typer.Option("--labels", help="Label set name.")] = "default",
     classifier: Annotated[str, typer.Option("--classifier", help="rf, mlp or mgc (MultiGaussian).")] = "rf",
     features: Annotated[str, typer.Option("--features", help="auto (chosen by cross-validation over held-out "
-                                                              "strokes), or a preset: colour, fine, medium, coarse, "
+                                                              "strokes), or a preset: colour, edges, fine, medium, "
                                                               "broad, fast, ilastik, cnn, raw.")] = "auto",
     feature_config: Annotated[Path | None, typer.Option("--feature-config",
                                                         help="A FeatureConfig JSON file (replaces --features).")] = None,
@@ -172,7 +172,7 @@ def train_cmd(
 
     Example: `mis train 12 13 --labels scribbles --out rf.pt`
 
-    Example: `mis train 12 --labels scribbles --classifier mlp --features coarse --out mlp.pt`
+    Example: `mis train 12 --labels scribbles --classifier mlp --features medium --out mlp.pt`
     """
     from mis.segment.filters import FeatureConfig
     from mis.segment.train import train

@@ -74,10 +74,10 @@ __all__ = [
 ]
 
 FORMAT = "mis-pixel-classifier"
+FORMAT_VERSION = 1
 #: pixels per forest traversal step on the CPU: trees x pixels int64 node indices stay in
 #: the cache (4096: 2.6x faster than 65536 for 16 trees; a GPU wants large chunks)
 FOREST_CHUNK_CPU = 4096
-FORMAT_VERSION = 1
 ArrayLike = np.ndarray | torch.Tensor
 
 

