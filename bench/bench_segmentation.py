@@ -367,7 +367,11 @@ def run_device(args: argparse.Namespace) -> int:
     from mis.segment.device import describe_device, pick_device
     from mis.segment.throughput import device_report
 
-    dev = pick_device(args.device)
+    try:
+        dev = pick_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     n = args.gpu_size if dev.type != "cpu" else min(args.gpu_size, 1024)
     head = [f"# segmentation throughput, {time.strftime('%Y-%m-%d %H:%M:%S')}", describe(),
             f"device: {describe_device(dev)}; python {sys.version.split()[0]}, torch {torch.__version__}"]
