@@ -105,3 +105,14 @@ def test_varied_sections_are_deterministic_and_scribbled_as_specified():
     assert 0 < a.scribble_fraction <= spec.scribble_fraction * 1.01
     lab = a.scribbles > 0
     assert np.array_equal(a.scribbles[lab], a.truth[lab])  # strokes never cross a boundary
+
+
+def test_a_class_only_inside_another_class_stroke_does_not_break_the_folds():
+    pos = _positions(np.ones((3, 12), bool))
+    y = np.ones(len(pos), np.int64)
+    y[5] = 2  # one pixel of class 2, inside a class-1 stroke
+    far = _positions(np.ones((2, 8), bool))
+    far[:, 1] += 20
+    pos, y = np.concatenate([pos, far]), np.concatenate([y, np.full(len(far), 3)])
+    fold = _fold_plan(stroke_groups(pos), y, pos, 4, np.random.default_rng(1))
+    assert (fold >= 0).all() and set(fold) == {0, 1, 2, 3}

@@ -27,8 +27,8 @@ scikit-image's sigma 1..16) is scored by **cross-validation over held-out stroke
 All candidates share their global settings (truncation, derivative scheme,
 structure-tensor ratio), so the features of the **union** of the candidates are
 computed once and each candidate is a subset of its columns -- the same numbers its own
-config would give. The choice, the scores and the fold plan are recorded in the model
-file (``metadata["feature_selection"]``) and printed by ``mis train``.
+config would give. The choice, the scores, the number of folds and strokes are recorded
+in the model file (``metadata["feature_selection"]``) and printed by ``mis train``.
 """
 
 from __future__ import annotations
@@ -130,25 +130,24 @@ def stroke_groups(positions: np.ndarray) -> np.ndarray:
 
 def _fold_plan(groups: np.ndarray, y: np.ndarray, positions: np.ndarray, folds: int,
                rng: np.random.Generator) -> np.ndarray:
-    """Fold id per pixel: strokes dealt class by class; a class with fewer strokes
-    than folds has each stroke cut into pieces along its main axis."""
+    """Fold id per pixel: strokes dealt class by class (a stroke's class is its most
+    frequent label); a class with fewer strokes than folds has each stroke cut into
+    pieces along its main axis."""
     fold = np.full(len(y), -1, np.int64)
-    ids = np.unique(groups)
-    # the class of a stroke = its most frequent label
-    major = {}
-    for g in ids:
-        lab = y[groups == g]
-        major[int(g)] = int(np.bincount(lab).argmax())
-    for k in np.unique(y):
-        strokes = [g for g in ids if major[int(g)] == k]
+    if len(y) == 0:
+        return fold
+    order = np.argsort(groups, kind="stable")
+    members = np.split(order, np.flatnonzero(np.diff(groups[order])) + 1)
+    major = np.array([np.bincount(y[m]).argmax() for m in members])
+    for k in np.unique(major):
+        strokes = [members[i] for i in np.flatnonzero(major == k)]
+        cut = -(-folds // len(strokes))
         pieces: list[np.ndarray] = []
-        cut = max(1, -(-folds // len(strokes)))
-        for g in strokes:
-            idx = np.flatnonzero(groups == g)
+        for idx in strokes:
             if cut > 1 and len(idx) >= cut:
                 p = positions[idx, 1:].astype(np.float64)
                 p -= p.mean(0)
-                axis = np.linalg.svd(p, full_matrices=False)[2][0] if len(idx) > 1 else np.array([1.0, 0.0])
+                axis = np.linalg.svd(p, full_matrices=False)[2][0]
                 t = np.argsort(p @ axis)
                 pieces += [idx[t[s]] for s in np.array_split(np.arange(len(idx)), cut)]
             else:

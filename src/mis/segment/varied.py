@@ -265,10 +265,6 @@ def make_section(spec: SectionSpec, shape: tuple[int, int] = (2048, 2048)) -> Sy
 # --------------------------------------------------------------------------- the suite
 
 
-def _grey(*v: float) -> tuple[float, ...]:
-    return tuple(v)
-
-
 _RGB_BASE = (
     Phase((0.45, 0.44, 0.47), "band", 1.0, 0.02),
     Phase((0.75, 0.68, 0.30), "flat"),
@@ -293,11 +289,11 @@ SUITE: tuple[SectionSpec, ...] = (
         Phase((0.55, 0.45, 0.40), "band", 1.0, 0.03), Phase((0.42, 0.49, 0.55), "band", 1.0, 0.03),
         *_RGB_BASE[1:4]), seed=104, grain_size=70),
     SectionSpec("bse-grey", "BSE-like 16-bit greyscale, five phases by mean grey level, two close", (
-        Phase(_grey(0.20)), Phase(_grey(0.35)), Phase(_grey(0.38)), Phase(_grey(0.60), "band", 1.0, 0.02),
-        Phase(_grey(0.85))), seed=105, grain_size=60, noise=0.03, bit_depth=16, modality="bse"),
+        Phase((0.20,)), Phase((0.35,)), Phase((0.38,)), Phase((0.60,), "band", 1.0, 0.02),
+        Phase((0.85,))), seed=105, grain_size=60, noise=0.03, bit_depth=16, modality="bse"),
     SectionSpec("grey-texture-pair", "greyscale; a pair separable only by texture, small grains", (
-        Phase(_grey(0.40), "band", 1.0, 0.06), Phase(_grey(0.40), "band", 3.5, 0.06), Phase(_grey(0.65)),
-        Phase(_grey(0.15), "pits", 1.0, 0.1)), seed=106, grain_size=30, noise=0.02, modality="bse"),
+        Phase((0.40,), "band", 1.0, 0.06), Phase((0.40,), "band", 3.5, 0.06), Phase((0.65,)),
+        Phase((0.15,), "pits", 1.0, 0.1)), seed=106, grain_size=30, noise=0.02, modality="bse"),
     SectionSpec("ms-one-band", "6-band 12-bit multispectral; a pair differing only in band 4", (
         Phase((0.40, 0.45, 0.50, 0.50, 0.55, 0.50)), Phase((0.40, 0.45, 0.50, 0.58, 0.55, 0.50)),
         Phase((0.60, 0.55, 0.50, 0.45, 0.40, 0.45), "band", 1.5, 0.03),
@@ -318,7 +314,7 @@ SUITE: tuple[SectionSpec, ...] = (
     SectionSpec("rgb-inclusions-dense", "RGB matrix with elliptical inclusions, wide strokes on 1 % of pixels",
                 _RGB_BASE, seed=112, layout="inclusions", grain_size=40, scribble_fraction=0.01, stroke_width=5),
     SectionSpec("bse-inclusions-small", "BSE-like greyscale, small inclusions (4-12 px) in a matrix, 0.3 %", (
-        Phase(_grey(0.30), "band", 1.0, 0.02), Phase(_grey(0.55)), Phase(_grey(0.75)), Phase(_grey(0.90))),
+        Phase((0.30,), "band", 1.0, 0.02), Phase((0.55,)), Phase((0.75,)), Phase((0.90,))),
         seed=113, layout="inclusions", grain_size=14, noise=0.03, scribble_fraction=0.003, stroke_width=2,
         modality="bse"),
 )
