@@ -1,238 +1,403 @@
-"""Benchmark: pixel segmentation from sparse scribbles, ours vs scikit-image's
-trainable segmentation, on the same synthetic sections in the same process.
+"""Benchmark: segmentation from sparse scribbles, MIS as a user runs it vs scikit-image's
+trainable segmentation with its defaults, on a varied suite of synthetic sections.
 
-    .venv/bin/python bench/bench_segmentation.py                 # 1024 x 1024
-    .venv/bin/python bench/bench_segmentation.py --size 512 --reps 2   # quick
+    PYTHONPATH=src .venv/bin/python bench/bench_segmentation.py --suite      # 13 x 2048^2 -> bench/results/segmentation_suite.txt
+    PYTHONPATH=src .venv/bin/python bench/bench_segmentation.py --quick      # 2 x 256^2, writes nothing
+    PYTHONPATH=src python bench/bench_segmentation.py --device cuda          # GPU throughput (see below)
 
-* Data: ``mis.segment.synthetic.synthetic_section`` -- a training section (seed 1) with
-  scribbles on <= 1 % of its pixels (0.5 % by default) and a test section (seed 2,
-  other grains, same minerals) with dense ground truth; 5 minerals, two of which differ
-  by texture only.
-* Baseline: the scikit-image gallery example "Trainable segmentation using local
-  features and random forests": ``multiscale_basic_features(intensity=True,
-  edges=False, texture=True, sigma_min=1, sigma_max=16, channel_axis=-1)`` and
-  ``RandomForestClassifier(n_estimators=50, n_jobs=-1, max_depth=10,
-  max_samples=0.05)`` through ``future.fit_segmenter`` / ``future.predict_segmenter``.
-* Ours: ``mis.segment.classifiers.predict_image`` -- strips of 64 rows (+ halo),
-  features of ``mis.segment.filters.compute_features`` with a small selection of the
-  ilastik-like bank (``BENCH_CONFIG``), classified right away while the strip is in
-  cache, strips spread over the torch thread count (one torch thread each) -- with
-  (a) the scikit-learn random forest predicted on tensors
-  (``RandomForestPixelClassifier``, ``torch.compile`` backend; compile time reported
-  apart, paid once per forest shape) and (b) the torch MLP, evaluated in chunks of
-  16384 pixels (``chunk``) so that its hidden activations stay in the L2 cache (about
-  30 % faster than the default 65536). The whole-image path (``compute_features`` then
-  ``predict``) is timed too, for reference.
-* The pipeline as ``mis predict`` runs it (``zarr_*`` rows): the test section stored as
-  OME-Zarr (512 x 512 chunks), ``mis.segment.predict.predict`` over it -- chunk + halo
-  read from zarr, features, classification, class and probability chunks written back
-  into the store, done-markers -- with the same models saved as model files, dask
-  threads (one torch thread each). I/O included; its result equals the strip path's.
-* Throughput = test pixels / (features + classification) time of the *test* section,
-  training excluded; each pipeline is timed ``--reps`` times, alternating, and the
-  best is kept. The machine is shared and noisy (other jobs: see the load average),
-  so besides wall-clock MPix/s the CPU time of the process (all threads,
-  ``time.process_time``) is reported: MPix per CPU-second is the less noisy measure of
-  the work each pipeline does. Quality: macro F1 and IoU against the test truth
-  (``mis.segment.metrics``).
+**Suite** (``--suite``, the default): the sections of :data:`mis.segment.varied.SUITE` --
+a generator that shares nothing with :mod:`mis.segment.synthetic` (on which the old
+``fast`` preset was tuned): texture scale fine to coarse, grain size, noise, uneven
+illumination, BSE-like greyscale vs RGB vs multispectral, pairs separable only by coarse
+texture / only by colour / only by one band, scribble densities 0.1 .. 1 %, each with its
+own seed and dense truth. Per section, in the same run:
+
+* **anchor** -- scikit-image with its defaults, in this process:
+  ``skimage.feature.multiscale_basic_features(img, channel_axis=-1)`` +
+  ``sklearn.ensemble.RandomForestClassifier(n_estimators=100)`` (otherwise default, so
+  ``n_jobs`` None; ``random_state=0`` only to make the run repeatable) fitted on the scribbled pixels and predicting every pixel; timed
+  features, fit and predict.
+* **ours** -- the CLI in subprocesses, as a user runs it: ``mis image add``, ``mis label
+  import`` (not timed: done once per image), then ``mis train IMG --labels scribbles
+  --out m.pt`` and ``mis predict IMG --model m.pt`` with their defaults (``--features
+  auto``), process start included. Train + predict wall time is what is compared. The
+  catalogue is the project's embedded PostgreSQL in a private temporary ``MIS_HOME``.
+* **references** (seed papers' simple baselines): multi-Otsu thresholds of the mean
+  band (at most 5 classes, 64 bins) and k-means (K clusters, scikit-learn, fitted on
+  50 000 pixels' band values); their clusters are named by the majority scribble label
+  inside them (what a user with those scribbles could do).
+
+Quality: macro F1 against the dense truth (``mis.segment.metrics``). Reported per
+section, with medians and the worst case, and checked against the issue's targets.
+
+**GPU** (``--device cuda``): imports only numpy, torch and ``mis.segment`` (no database,
+no zarr): features + prediction throughput (MPix/s) of the default feature candidates
+with a random forest and an MLP on an ``--gpu-size`` square image in memory (8192 by
+default), and whole-image segmentation time vs the time to just read its chunks from a
+chunked in-memory store (uint8, 512 x 512 chunks, copied host -> device), against the
+targets >= 100 MPix/s and <= 2x reading. ``--device cpu`` runs the same mode on the CPU
+(small ``--gpu-size``) to check the path.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
-from functools import partial
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from mis.segment.classifiers import MLPPixelClassifier, RandomForestPixelClassifier, predict_image, training_data
-from mis.segment.device import describe_device, pick_device
-from mis.segment.filters import FeatureConfig, compute_features, halo
-from mis.segment.metrics import segmentation_report
-from mis.segment.predict import predict as predict_store
-from mis.segment.predict import prediction_arrays
-from mis.segment.synthetic import synthetic_section
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
 
-#: colour (Gaussian, sigma 1) + fine texture energy (structure-tensor eigenvalues of the
-#: gradient at sigma 0.7 integrated over sigma 2.1), central-difference derivatives,
-#: kernels cut at 3 sigma: 9 features for RGB, halo 11 px (= FeatureConfig.fast()).
-#: Picked among subsets of the ilastik-like bank by trying a handful on these sections.
-BENCH_CONFIG = FeatureConfig.fast()
+RESULTS = Path(__file__).resolve().parent / "results"
+#: legend terms the vocabulary knows (class i of a section is the i-th)
+TERMS = ("quartz", "chalcopyrite", "sphalerite", "galena", "pyrite", "magnetite", "bornite", "covellite")
+
+
+# =========================================================================== suite
+
+
+@dataclass
+class Row:
+    name: str
+    about: str
+    bands: int
+    k: int
+    scribbles: float
+    f1: dict[str, float] = field(default_factory=dict)
+    anchor_s: tuple[float, float, float] = (0.0, 0.0, 0.0)  # features, fit, predict
+    train_s: float = 0.0
+    predict_s: float = 0.0
+    features: str = ""
+
+    @property
+    def anchor_total(self) -> float:
+        return sum(self.anchor_s)
+
+    @property
+    def ours_total(self) -> float:
+        return self.train_s + self.predict_s
+
+    @property
+    def ratio(self) -> float:
+        """scikit-image features + fit + predict over ours train + predict."""
+        return self.anchor_total / self.ours_total
+
+    @property
+    def ratio_fp(self) -> float:
+        """scikit-image features + predict (no fit) over ours train + predict."""
+        return (self.anchor_s[0] + self.anchor_s[2]) / self.ours_total
+
+
+def _catalogue(work: Path) -> tuple[object, str, str]:
+    """The embedded PostgreSQL (started in ``work``), migrated, vocabularies loaded, one
+    sample deposit registered; returns (cluster, url, plug id)."""
+    from mis.catalogue import migrate
+    from mis.catalogue.postgres import EmbeddedPostgres
+    from mis.catalogue.register.service import register
+    from mis.demo.deposit import write_sample_deposit
+    from mis.vocab.load import load_vocabularies
+
+    cluster = EmbeddedPostgres(home=work / "pg", settings={"fsync": "off", "synchronous_commit": "off"})
+    url = cluster.start().url()
+    try:
+        migrate.upgrade(url)
+        load_vocabularies(url=url, progress=False)
+        files = write_sample_deposit(work / "deposit", holes=1, plugs_per_hole=1)
+        rep = register(files.all(), url=url)
+        if not rep.ok:
+            raise RuntimeError(f"registering the sample deposit failed: {rep}")
+    except BaseException:
+        cluster.destroy()
+        raise
+    import csv
+
+    with open(files.samples, newline="") as fh:
+        first = next(csv.DictReader(fh))
+    return cluster, url, f"{first['HOLE_ID']}/{first['SAMPLE_ID']}"
+
+
+def _mis(env: dict[str, str], *args: str) -> tuple[str, float]:
+    """``mis ARGS`` in a subprocess (the real console entry): stdout and wall seconds."""
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "mis", *args], env=env, capture_output=True, text=True, timeout=3600)
+    dt = time.perf_counter() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"mis {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+    return res.stdout, dt
+
+
+def _name_clusters(clusters: np.ndarray, scribbles: np.ndarray, k: int) -> np.ndarray:
+    """Class 1..k per cluster id: the majority scribble label inside the cluster (the
+    most scribbled class where a cluster holds no scribble)."""
+    m = scribbles > 0
+    n = int(clusters.max()) + 1
+    votes = np.zeros((n, k + 1), np.int64)
+    np.add.at(votes, (clusters[m], scribbles[m]), 1)
+    fallback = int(np.bincount(scribbles[m], minlength=k + 1)[1:].argmax()) + 1
+    lut = np.where(votes[:, 1:].sum(1) > 0, votes[:, 1:].argmax(1) + 1, fallback)
+    return lut[clusters]
+
+
+def _references(sec, k: int) -> dict[str, float]:
+    from skimage.filters import threshold_multiotsu
+    from sklearn.cluster import KMeans
+
+    from mis.segment.metrics import segmentation_report
+
+    img = sec.image.astype(np.float32)
+    grey = img.mean(0)
+    th = threshold_multiotsu(grey, classes=min(k, 5), nbins=64)
+    otsu = _name_clusters(np.digitize(grey, th), sec.scribbles, k)
+    X = img.reshape(img.shape[0], -1).T
+    rng = np.random.default_rng(0)
+    sub = X[rng.choice(len(X), min(len(X), 50_000), replace=False)]
+    scale = sub.std(0) + 1e-6
+    km = KMeans(n_clusters=k, n_init=3, random_state=0).fit(sub / scale)
+    kmeans = _name_clusters(km.predict(X / scale).reshape(grey.shape), sec.scribbles, k)
+    return {"otsu": segmentation_report(sec.truth, otsu, sec.classes).macro_f1,
+            "kmeans": segmentation_report(sec.truth, kmeans, sec.classes).macro_f1}
+
+
+def _anchor(sec) -> tuple[np.ndarray, tuple[float, float, float]]:
+    from skimage.feature import multiscale_basic_features
+    from sklearn.ensemble import RandomForestClassifier
+
+    img = np.moveaxis(sec.image, 0, -1)
+    t0 = time.perf_counter()
+    f = multiscale_basic_features(img, channel_axis=-1)
+    t1 = time.perf_counter()
+    m = sec.scribbles > 0
+    clf = RandomForestClassifier(n_estimators=100, random_state=0).fit(f[m], sec.scribbles[m])
+    t2 = time.perf_counter()
+    pred = clf.predict(f.reshape(-1, f.shape[-1])).reshape(sec.truth.shape)
+    t3 = time.perf_counter()
+    return pred, (t1 - t0, t2 - t1, t3 - t2)
+
+
+def _write_image(sec, folder: Path) -> list[Path]:
+    """The section as a TIFF (grey or RGB), or one greyscale TIFF per band."""
+    import tifffile
+
+    folder.mkdir(parents=True, exist_ok=True)
+    c = sec.image.shape[0]
+    if c in (1, 3):
+        p = folder / "section.tif"
+        tifffile.imwrite(p, sec.image[0] if c == 1 else np.moveaxis(sec.image, 0, -1),
+                         photometric="minisblack" if c == 1 else "rgb")
+        return [p]
+    paths = []
+    for b in range(c):
+        p = folder / f"band{b}.tif"
+        tifffile.imwrite(p, sec.image[b], photometric="minisblack")
+        paths.append(p)
+    return paths
+
+
+def _ours(sec, spec, env: dict[str, str], plug: str, folder: Path, train_args: list[str]
+          ) -> tuple[np.ndarray, float, float, str, str, Path]:
+    from PIL import Image
+
+    from mis.segment.labels import image_ref
+    from mis.segment.predict import prediction_arrays
+
+    files = _write_image(sec, folder)
+    out, _ = _mis(env, "image", "add", "--plug", plug, *map(str, files), "--pixel-size-um", "1",
+                  "--modality", spec.modality, "--name", spec.name)
+    words = out.split()  # "image 7 added: /path/to/store"
+    image_id = words[words.index("image") + 1]
+    store = image_ref(image_id, env["MIS_DATABASE_URL"]).store_uri
+    Image.fromarray(sec.scribbles.astype(np.uint8)).save(folder / "scribbles.png")
+    (folder / "legend.json").write_text(json.dumps({str(i + 1): TERMS[i] for i in range(len(sec.classes))}))
+    _mis(env, "label", "import", image_id, str(folder / "scribbles.png"), "--legend", str(folder / "legend.json"),
+         "--name", "scribbles")
+    model = folder / "m.pt"
+    train_out, t_train = _mis(env, "train", image_id, "--labels", "scribbles", "--out", str(model), *train_args)
+    _, t_pred = _mis(env, "predict", image_id, "--model", str(model), "--quiet")
+    classes, _, attrs = prediction_arrays(store, model.stem)
+    pred = np.asarray(classes[:]).astype(np.int64) + 1
+    chosen = next((ln.split(":", 1)[1].strip() for ln in train_out.splitlines() if ln.startswith("features:")), "?")
+    return pred, t_train, t_pred, chosen, image_id, model
+
+
+#: runs ``mis ARGS`` in this child as the console entry does, printing (to stderr) the
+#: seconds from the parent's spawn (``MIS_BENCH_T0``, wall clock) to the start of the
+#: first prediction task: process start, imports, model load, store checks
+_FIRST_CHUNK = """
+import os, sys, time, runpy
+import mis.segment.predict as p
+task = p._predict_block_task
+def timed(spec, _seen=[]):
+    if not _seen:
+        _seen.append(1)
+        print(f"first-chunk {time.time() - float(os.environ['MIS_BENCH_T0']):.3f}", file=sys.stderr, flush=True)
+    return task(spec)
+p._predict_block_task = timed
+sys.argv = ["mis", *sys.argv[1:]]
+runpy.run_module("mis", run_name="__main__")
+"""
+
+
+def _startup(env: dict[str, str], image_id: str, model: Path, reps: int = 3) -> tuple[float, float]:
+    """Best of ``reps``: wall seconds of ``mis --help``, and seconds from spawning ``mis
+    predict`` to its first chunk (a new run name each time, so every run computes)."""
+    helps, firsts = [], []
+    for i in range(reps):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "mis", "--help"], env=env, capture_output=True, check=True)
+        helps.append(time.perf_counter() - t)
+        res = subprocess.run([sys.executable, "-c", _FIRST_CHUNK, "predict", image_id, "--model", str(model),
+                              "--run", f"startup-{i}", "--quiet"], env={**env, "MIS_BENCH_T0": repr(time.time())},
+                             capture_output=True, text=True, check=True)
+        firsts.append(float(next(ln.split()[1] for ln in res.stderr.splitlines() if ln.startswith("first-chunk"))))
+    return min(helps), min(firsts)
+
+
+def _median(xs: list[float]) -> float:
+    return statistics.median(xs) if xs else float("nan")
+
+
+def run_suite(args: argparse.Namespace) -> None:
+    from mis.segment.metrics import segmentation_report
+    from mis.segment.varied import QUICK_SUITE, SUITE, make_section
+
+    specs = QUICK_SUITE if args.quick else SUITE
+    if args.sections:
+        want = set(args.sections.split(","))
+        specs = tuple(s for s in SUITE if s.name in want)
+    n = 256 if args.quick else args.size
+    lines: list[str] = []
+
+    def say(text: str = "") -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    import sklearn
+    import skimage
+    import torch
+
+    say(f"# segmentation suite, {time.strftime('%Y-%m-%d %H:%M:%S')}, {len(specs)} sections of {n} x {n}")
+    say(describe())
+    say(f"python {sys.version.split()[0]}; torch {torch.__version__}, scikit-image {skimage.__version__}, "
+        f"scikit-learn {sklearn.__version__}; torch threads {torch.get_num_threads()}")
+    say("anchor: multiscale_basic_features(img, channel_axis=-1) + RandomForestClassifier(n_estimators=100, "
+        "random_state=0), otherwise defaults, timed features + fit + predict")
+    say(f"ours:   mis train IMG --labels scribbles --out m.pt {args.train_args}".rstrip()
+        + " && mis predict IMG --model m.pt --quiet (subprocesses" + (")" if args.train_args else ", defaults)"))
+    say()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="mis-seg-suite-") as tmp:
+        work = Path(tmp)
+        t = time.perf_counter()
+        cluster, url, plug = _catalogue(work)
+        say(f"catalogue: embedded PostgreSQL + migrations + vocabularies + a deposit in {time.perf_counter() - t:.0f} s")
+        env = {**os.environ, "MIS_DATABASE_URL": url, "MIS_HOME": str(work / "home")}
+        try:
+            for spec in specs:
+                sec = make_section(spec, (n, n))
+                k = len(spec.phases)
+                row = Row(spec.name, spec.about, sec.image.shape[0], k, 100 * sec.scribble_fraction)
+                pred, row.anchor_s = _anchor(sec)
+                row.f1["anchor"] = segmentation_report(sec.truth, pred, sec.classes).macro_f1
+                del pred
+                ours, row.train_s, row.predict_s, row.features, image_id, model = _ours(
+                    sec, spec, env, plug, work / spec.name, args.train_args.split())
+                row.f1["ours"] = segmentation_report(sec.truth, ours, sec.classes).macro_f1
+                row.f1.update(_references(sec, k))
+                rows.append(row)
+                print(f"  {spec.name}: anchor F1 {row.f1['anchor']:.4f} in {row.anchor_total:.1f} s, ours "
+                      f"{row.f1['ours']:.4f} in {row.train_s:.1f} + {row.predict_s:.1f} s ({row.features}); "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
+            t_help, t_first = _startup(env, image_id, model)
+        finally:
+            cluster.destroy()
+    say(f"{'section':<22} {'C':>2} {'K':>2} {'scrib%':>6} {'F1 skim':>7} {'F1 ours':>7} {'dF1':>7} {'Otsu':>6} "
+        f"{'kmeans':>6} {'skim feat/fit/pred s':>20} {'train s':>7} {'pred s':>6} {'x(all)':>6} {'x(f+p)':>6}  features")
+    for r in rows:
+        a = "/".join(f"{v:.1f}" for v in r.anchor_s)
+        say(f"{r.name:<22} {r.bands:>2} {r.k:>2} {r.scribbles:6.2f} {r.f1['anchor']:7.4f} {r.f1['ours']:7.4f} "
+            f"{r.f1['ours'] - r.f1['anchor']:+7.4f} {r.f1['otsu']:6.3f} {r.f1['kmeans']:6.3f} {a:>20} "
+            f"{r.train_s:7.2f} {r.predict_s:6.2f} {r.ratio:6.2f} {r.ratio_fp:6.2f}  {r.features}")
+    say("x(all) = skimage features+fit+predict / ours train+predict; x(f+p) = skimage features+predict / ours "
+        "train+predict (the issue's target measure)")
+    say()
+    d = [r.f1["ours"] - r.f1["anchor"] for r in rows]
+    worst = min(rows, key=lambda r: r.f1["ours"] - r.f1["anchor"])
+    slow = min(rows, key=lambda r: r.ratio_fp)
+    for key in ("anchor", "ours", "otsu", "kmeans"):
+        say(f"median macro F1 {key:<7} {_median([r.f1[key] for r in rows]):.4f}")
+    say(f"dF1 ours - skimage: median {_median(d):+.4f}, worst {min(d):+.4f} ({worst.name}); "
+        f"{sum(x >= 0 for x in d)} of {len(d)} sections >= skimage")
+    say(f"speed: median x{_median([r.ratio_fp for r in rows]):.2f} (features+predict), "
+        f"x{_median([r.ratio for r in rows]):.2f} (features+fit+predict); worst x{slow.ratio_fp:.2f} ({slow.name})")
+    ok1 = min(d) >= 0
+    ok2 = _median(d) >= 0.02
+    ok3 = _median([r.ratio_fp for r in rows]) >= 10
+    say(f"targets: F1 >= skimage on every section: {'MET' if ok1 else 'MISSED'}; median >= skimage + 0.02: "
+        f"{'MET' if ok2 else 'MISSED'}; end to end >= 10x skimage features+predict (median): "
+        f"{'MET' if ok3 else 'MISSED'}")
+    say(f"start-up (best of 3, section {rows[-1].name}): `mis --help` {t_help:.2f} s (target < 0.5 s: "
+        f"{'MET' if t_help < 0.5 else 'MISSED'}); `mis predict` spawn to first chunk {t_first:.2f} s (target < 1.5 s: "
+        f"{'MET' if t_first < 1.5 else 'MISSED'})")
+    say(f"load average at end {os.getloadavg()[0]:.1f}")
+    if not args.quick and not args.sections and not args.train_args:
+        RESULTS.mkdir(exist_ok=True)
+        (RESULTS / "segmentation_suite.txt").write_text("\n".join(lines) + "\n")
+        print(f"-> {RESULTS / 'segmentation_suite.txt'}")
+    elif args.out:
+        Path(args.out).write_text("\n".join(lines) + "\n")
+
+
+# =========================================================================== GPU
+
+
+def run_device(args: argparse.Namespace) -> int:
+    """Throughput on a device: imports numpy, torch and mis.segment only. Returns the
+    exit status: 1 when the device's predictions differ from the CPU's."""
+    import torch
+
+    from mis.segment.device import describe_device, pick_device
+    from mis.segment.throughput import device_report
+
+    try:
+        dev = pick_device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    n = args.gpu_size if dev.type != "cpu" else min(args.gpu_size, 1024)
+    head = [f"# segmentation throughput, {time.strftime('%Y-%m-%d %H:%M:%S')}", describe(),
+            f"device: {describe_device(dev)}; python {sys.version.split()[0]}, torch {torch.__version__}"]
+    text, ok = device_report(dev, n)
+    report = "\n".join([*head, text])
+    print(report)
+    if args.out:
+        Path(args.out).write_text(report + "\n")
+    return 0 if ok else 1
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--trees", default="8,4", help="forest sizes to run, comma-separated")
-    ap.add_argument("--depth", type=int, default=8)
-    ap.add_argument("--scribbles", type=float, default=0.005)
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--rows", type=int, default=64, help="strip height of the in-memory path")
-    ap.add_argument("--mlp-chunk", type=int, default=16384, help="pixels per MLP evaluation chunk")
-    ap.add_argument("--no-zarr", action="store_true", help="skip the OME-Zarr pipeline rows")
+    ap.add_argument("--suite", action="store_true", help="the varied suite (the default mode)")
+    ap.add_argument("--quick", action="store_true", help="2 sections of 256 x 256; writes no result file")
+    ap.add_argument("--size", type=int, default=2048, help="section side (suite)")
+    ap.add_argument("--sections", default=None, help="only these suite sections (comma-separated); no result file")
+    ap.add_argument("--train-args", default="", help="extra `mis train` options (e.g. '--max-depth 14'); no "
+                                                     "result file unless --out")
+    ap.add_argument("--device", default=None, help="cuda (or cpu): the throughput mode instead of the suite")
+    ap.add_argument("--gpu-size", type=int, default=8192, help="image side of the throughput mode")
+    ap.add_argument("--out", default=None, help="also write the report here (throughput mode, --sections)")
     args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    dev = pick_device(args.device)
-
-    from skimage import __version__ as skv
-    from skimage import feature, future
-    from sklearn import __version__ as sklv
-    from sklearn.ensemble import RandomForestClassifier
-
-    n = args.size
-    print(f"# segmentation benchmark, {time.strftime('%Y-%m-%d %H:%M:%S')}")
-    print(f"device: {describe_device(dev)}; torch threads {torch.get_num_threads()}; cpus {os.cpu_count()}; "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"python {platform.python_version()}, torch {torch.__version__}, scikit-image {skv}, scikit-learn {sklv}")
-    t0 = time.perf_counter()
-    tr = synthetic_section((n, n), seed=1, scribble_fraction=args.scribbles)
-    te = synthetic_section((n, n), seed=2)
-    mpix = n * n / 1e6
-    print(f"data: {n}x{n} RGB train + test, {tr.n_classes} classes, scribbles {100 * tr.scribble_fraction:.2f} % "
-          f"of train pixels ({int((tr.scribbles > 0).sum())}), generated in {time.perf_counter() - t0:.1f} s")
-
-    # ---------------------------------------------------------------- baseline
-    ff = partial(feature.multiscale_basic_features, intensity=True, edges=False, texture=True,
-                 sigma_min=1, sigma_max=16, channel_axis=-1)
-    img_tr, img_te = tr.image.transpose(1, 2, 0), te.image.transpose(1, 2, 0)
-    base_clf = RandomForestClassifier(n_estimators=50, n_jobs=-1, max_depth=10, max_samples=0.05, random_state=0)
-    base_clf = future.fit_segmenter(tr.scribbles, ff(img_tr), base_clf)
-
-    def run_base():
-        t, c = time.perf_counter(), time.process_time()
-        f = ff(img_te)
-        t1 = time.perf_counter()
-        pred = future.predict_segmenter(f, base_clf)
-        return pred, t1 - t, time.perf_counter() - t1, time.process_time() - c, f.shape[-1]
-
-    # ---------------------------------------------------------------- ours
-    cfg = BENCH_CONFIG
-    ftr, names = compute_features(tr.image, cfg, device=dev)
-    X, y = training_data(ftr, tr.scribbles)
-    forests = {}
-    for nt in [int(v) for v in str(args.trees).split(",")]:
-        t = time.perf_counter()
-        clf = RandomForestPixelClassifier(tr.classes, cfg, names, n_estimators=nt, max_depth=args.depth,
-                                          backend="compile", random_state=0)
-        clf.fit(X, y)
-        forests[f"ours_rf{nt}"] = (clf, time.perf_counter() - t)
-    rf, t_rf_fit = next(iter(forests.values()))
-    t = time.perf_counter()
-    mlp = MLPPixelClassifier(tr.classes, cfg, names, chunk=args.mlp_chunk).fit(X, y)
-    t_mlp_fit = time.perf_counter() - t
-    fte0, _ = compute_features(te.image, cfg, device=dev)
-    t = time.perf_counter()
-    rf.predict(fte0)  # compiles the traversal (once per depth and chunk size)
-    t_compile = time.perf_counter() - t
-    # the tensor forest reproduces scikit-learn's probabilities
-    sub = fte0.reshape(fte0.shape[0], -1)[:, :: max(1, n * n // 20000)]
-    diff = np.abs(rf.predict_proba(sub).T.cpu().numpy() - rf.sklearn_.predict_proba(sub.T.cpu().numpy())).max()
-    del fte0
-
-    def run_whole(clf):
-        t, c = time.perf_counter(), time.process_time()
-        f, _ = compute_features(te.image, cfg, device=dev)
-        t1 = time.perf_counter()
-        pred = clf.predict(f).cpu().numpy()
-        return pred, t1 - t, time.perf_counter() - t1, time.process_time() - c, f.shape[0]
-
-    def run_strips(clf):
-        t, c = time.perf_counter(), time.process_time()
-        pred = predict_image(clf, te.image, cfg, rows=args.rows).cpu().numpy()
-        return pred, 0.0, time.perf_counter() - t, time.process_time() - c, len(names)
-
-    # the OME-Zarr pipeline (mis predict): the test image as a store, models as files
-    tmp = tempfile.TemporaryDirectory(prefix="mis-bench-")
-    zruns = {}
-    if not args.no_zarr:
-        import tifffile
-
-        from mis.imagery.omezarr import import_image
-
-        tif = Path(tmp.name) / "test.tif"
-        tifffile.imwrite(tif, te.image.transpose(1, 2, 0), photometric="rgb")
-        store = import_image(tif, Path(tmp.name) / "test.ome.zarr", pixel_size_um=1.0, progress=False).store_uri
-        counter = iter(range(1_000_000))
-
-        def run_zarr(clf, name):
-            path = Path(tmp.name) / f"{name}.pt"
-            if not path.exists():
-                clf.save(path)
-            run = f"{name}-{next(counter)}"
-            t, c = time.perf_counter(), time.process_time()
-            predict_store(store, path, run, progress=False)
-            dt, dc = time.perf_counter() - t, time.process_time() - c
-            pred = prediction_arrays(store, run)[0][:].astype(np.int64) + 1
-            return pred, 0.0, dt, dc, len(names)
-
-        zruns = {f"zarr_{name[5:]}": partial(run_zarr, clf, name[5:]) for name, (clf, _) in forests.items()}
-        zruns["zarr_mlp"] = partial(run_zarr, mlp, "mlp")
-
-    runs = {"baseline": run_base}
-    for name, (clf, _) in forests.items():
-        runs[name] = partial(run_strips, clf)
-    runs["ours_mlp"] = lambda: run_strips(mlp)
-    runs.update(zruns)
-    runs["rf_whole"] = lambda: run_whole(rf)
-    runs["mlp_whole"] = lambda: run_whole(mlp)
-    best: dict[str, tuple] = {}
-    cpu: dict[str, float] = {}
-    for name, fn in runs.items():  # warm-up (compiles, allocator)
-        fn()
-    for _ in range(args.reps):
-        for name, fn in runs.items():
-            res = fn()
-            if name not in best or res[1] + res[2] < best[name][1] + best[name][2]:
-                best[name] = res
-            cpu[name] = min(cpu.get(name, np.inf), res[3])
-
-    print(f"ours: features {cfg.to_json()}")
-    print(f"      halo {halo(cfg)} px; RF " + ", ".join(f"{c.n_estimators} trees ({c.forest.n_nodes} nodes, fit {tf:.2f} s)"
-                                                    for c, tf in forests.values())
-          + f", max_depth {args.depth}; first predict incl. torch.compile {t_compile:.1f} s; "
-          f"MLP {mlp.hidden} (fit {t_mlp_fit:.2f} s)")
-    print(f"      RF on tensors vs scikit-learn predict_proba: max |diff| = {diff:.2e}")
-    print("baseline: skimage multiscale_basic_features(sigma 1..16, intensity+texture) + "
-          "RandomForest(50 trees, max_depth 10, max_samples 0.05)")
-    print()
-    print(f"{'pipeline':<10} {'features':>8} {'F1':>7} {'IoU':>7} {'feat s':>7} {'class s':>7} {'MPix/s':>7} "
-          f"{'x base':>7} {'CPU s':>7} {'MPix/CPUs':>9} {'x base':>7}")
-    rows = {}
-    bt = mpix / (best["baseline"][1] + best["baseline"][2])
-    bc = mpix / cpu["baseline"]
-    for name, (pred, tf, tc, _, nf) in best.items():
-        r = segmentation_report(te.truth, pred, te.classes)
-        thr, thc = mpix / (tf + tc), mpix / cpu[name]
-        rows[name] = (r, thr, thc)
-        feat = f"{tf:7.3f}" if tf else f"{'(all)' if name.startswith('zarr') else '(strip)':>7}"
-        print(f"{name:<10} {nf:>8d} {r.macro_f1:7.4f} {r.macro_iou:7.4f} {feat} {tc:7.3f} {thr:7.2f} {thr / bt:7.1f} "
-              f"{cpu[name]:7.3f} {thc:9.2f} {thc / bc:7.1f}")
-    print("(strip rows: features and classification interleaved; class s = both; zarr_*: mis predict over the "
-          "image as OME-Zarr, read + features + classify + write, class s = all; *_whole: the same models on "
-          "whole-image features, for reference)")
-    print()
-    b = rows["baseline"]
-    for name in [*forests, "ours_mlp", *zruns]:
-        r, thr, thc = rows[name]
-        ok = r.macro_f1 >= b[0].macro_f1 and r.macro_iou >= b[0].macro_iou
-        print(f"{name}: F1 {r.macro_f1 - b[0].macro_f1:+.4f}, IoU {r.macro_iou - b[0].macro_iou:+.4f} vs baseline "
-              f"({'>=' if ok else '<'} baseline); throughput x{thr / b[1]:.1f} wall-clock, x{thc / b[2]:.1f} per CPU-second "
-              f"-> {'MEETS' if ok and thr >= 10 * b[1] else 'MISSES'} the 10x wall-clock target")
-    print(f"per-class F1 {'baseline':<9} {np.round(b[0].f1, 3).tolist()}")
-    for name in [*forests, "ours_mlp"]:
-        print(f"per-class F1 {name:<9} {np.round(rows[name][0].f1, 3).tolist()}")
-    print(f"load average at end {os.getloadavg()[0]:.1f}")
-    tmp.cleanup()
-    sys.stdout.flush()
+    if args.device:
+        sys.exit(run_device(args))
+    run_suite(args)
 
 
 if __name__ == "__main__":

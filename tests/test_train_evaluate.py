@@ -22,6 +22,7 @@ from mis.segment.filters import FeatureConfig, compute_features
 from mis.segment.labels import ResolvedClass, _iter_tiles, image_ref, store_labels
 from mis.segment.metrics import segmentation_report
 from mis.segment.predict import predict, prediction_arrays
+from mis.segment.select import CANDIDATES
 from mis.segment.synthetic import synthetic_multispectral, synthetic_section
 from mis.segment.train import gather_samples, train
 
@@ -86,7 +87,10 @@ def test_train_rf_and_mgc_and_evaluate_against_a_truth_image(tmp_path):
     res = train([ref], tmp_path / "rf.pt", labels="scribbles", classifier="rf", n_estimators=8, max_depth=8)
     clf = load_classifier(res.model_path)
     meta = clf.metadata
-    assert clf.classes == s.classes and meta["feature_preset"] == "fast"
+    assert clf.classes == s.classes and meta["feature_preset"] == f"auto:{res.selection.name}"
+    sel = meta["feature_selection"]  # the default (--features auto) records its choice
+    assert sel["chosen"] == res.selection.name and set(sel["scores"]) == set(CANDIDATES)
+    assert clf.feature_config == CANDIDATES[sel["chosen"]] and sel["strokes"] >= 2 * len(s.classes)
     assert meta["training_images"][0]["labels"] == "labels/scribbles-v1" and meta["training_images"][0]["version"] == 1
     assert meta["n_samples"] == int((s.scribbles > 0).sum())
     predict(ref, res.model_path, "rf", progress=False)
@@ -145,7 +149,9 @@ def test_cli_label_train_predict_evaluate(db_url, session, tmp_path):
         return out.output
 
     mis("label", "import", image, tmp_path / "scribbles.png", "--legend", legend)
-    mis("train", image, "--out", tmp_path / "rf.pt", "--trees", 8, "--max-depth", 8)
+    trained = mis("train", image, "--out", tmp_path / "rf.pt", "--trees", 8, "--max-depth", 8)
+    chosen = load_classifier(tmp_path / "rf.pt").metadata["feature_selection"]["chosen"]
+    assert f"features: auto -> {chosen}" in trained and "macro F1 of held-out strokes (4 folds" in trained
     assert "predicted" in mis("predict", image, "--model", tmp_path / "rf.pt", "--run", "r1", "--quiet")
     out = mis("evaluate", image, "--truth", tmp_path / "truth.png", "--legend", legend, "--run", "r1", "--json",
               "--csv", tmp_path / "m.csv", "--plot", tmp_path / "c.png")

@@ -12,8 +12,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from mis.catalogue.register.validate import DEFAULT_DOGLEG_LIMIT
-
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -35,9 +33,9 @@ def register_cmd(
         "--deposits", help="A deposit file (YAML, JSON or GeoJSON).", show_default=False)] = None,
     inclination: Annotated[bool, typer.Option(
         "--inclination", help="DIP columns hold inclination from vertical (oil & gas: 0 = down).")] = False,
-    dogleg_limit: Annotated[float, typer.Option(
-        "--dogleg-limit", help="Warn about survey intervals bending more than this (deg/30 m).")
-    ] = DEFAULT_DOGLEG_LIMIT,
+    dogleg_limit: Annotated[float | None, typer.Option(
+        "--dogleg-limit", help="Warn about survey intervals bending more than this (deg/30 m; default 10).",
+        show_default=False)] = None,
     epsg: Annotated[int | None, typer.Option(
         "--epsg", help="CRS of X/Y collar coordinates in files without an EPSG column.")] = None,
     sample_type: Annotated[str | None, typer.Option(
@@ -55,7 +53,10 @@ def register_cmd(
     """
     from mis.catalogue.errors import DatabaseUnavailable
     from mis.catalogue.postgres import PostgresError
-    from mis.catalogue.register import register
+    from mis.catalogue.register import DEFAULT_DOGLEG_LIMIT, register
+
+    if dogleg_limit is None:  # the validator's default, read here so `mis --help` need not import it
+        dogleg_limit = DEFAULT_DOGLEG_LIMIT
 
     inputs: list = list(files or [])
     for kind, paths in (("collars", collars), ("surveys", surveys), ("samples", samples), ("deposits", deposits)):

