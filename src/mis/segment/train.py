@@ -2,7 +2,7 @@
 ``mis train IMAGE... --labels NAME --classifier rf|mlp|mgc --features auto|PRESET --out MODEL.pt``.
 
 Training pixels are gathered **chunk by chunk** from each image's stored label set
-(``labels/<name>/v<N>``, see :mod:`mis.segment.labels`): for every label chunk that has
+(``labels/<name>-v<N>``, see :mod:`mis.segment.labels`): for every label chunk that has
 labelled pixels, the features are computed on the bounding box of those pixels plus the
 feature halo (clipped at the image border) -- which gives exactly the whole-image
 features there, so training sees the numbers prediction will see -- and only the
