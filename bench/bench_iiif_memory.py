@@ -24,6 +24,7 @@ import json, resource, sys, threading, tempfile
 from pathlib import Path
 import numpy as np, tifffile
 from mis.imagery import iiif
+from mis.imagery.iiif_routes import MAX_RENDERS
 from mis.imagery.omezarr import import_image
 mode = sys.argv[1]
 d = Path(tempfile.mkdtemp())
@@ -31,7 +32,7 @@ tifffile.imwrite(d / "s.tif", np.random.default_rng(1).integers(0, 255, (320, 32
 img = import_image(d / "s.tif", d / "s.ome.zarr", pixel_size_um=1.0, progress=False)
 pyr = iiif.Pyramid.open(img.store_uri)
 limits = iiif.Limits(max_upscale=1e9) if mode == "baseline" else iiif.Limits()
-gate = threading.Semaphore(16 if mode == "baseline" else 4)
+gate = threading.Semaphore(16 if mode == "baseline" else MAX_RENDERS)  # the service's own cap
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 sizes = []
 def one():

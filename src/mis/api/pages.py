@@ -60,6 +60,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mis.catalogue.ids import ID_DIGITS, positive_id
 from mis.grains.cleaning import describe_rules
 
 __all__ = ["page_routes", "PageData", "TEMPLATES_DIR", "STATIC_DIR"]
@@ -82,15 +83,11 @@ class PageError(Exception):
         self.message = message
 
 
-#: Ids and integer parameters of the pages: ASCII digits (``str.isdigit`` also takes
-#: superscripts and other scripts' digits, which ``int`` then refuses or reads).
-_DIGITS = re.compile(r"[0-9]{1,18}")
-
-
 def _positive_id(text: str, what: str) -> int:
-    if not _DIGITS.fullmatch(text) or int(text) == 0:
+    found = positive_id(text)
+    if found is None:
         raise PageError(404, f"no {what} {text!r} ({what} ids are positive integers)")
-    return int(text)
+    return found
 
 
 def _plain(value: Any) -> Any:
@@ -410,7 +407,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+    if not ID_DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
         raise PageError(400, f"{name}: give an integer from {low} to {high}, not {raw!r}")
     return int(raw)
 

@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from mis.catalogue.ids import positive_id
+
 __all__ = [
     "IIIFError",
     "Limits",
@@ -157,8 +159,6 @@ def supported_formats() -> list[str]:
 _INT = re.compile(r"[0-9]{1,9}")
 _NUM = re.compile(r"[0-9]{1,9}(\.[0-9]{1,9})?|\.[0-9]{1,9}")
 _ID = re.compile(r"(?P<id>[^;]+)(;bands=(?P<bands>[^;]*))?")
-#: A catalogue id: ASCII digits, no more than a bigint has.
-ID_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def parse_identifier(identifier: str) -> tuple[int, str | None]:
@@ -167,7 +167,7 @@ def parse_identifier(identifier: str) -> tuple[int, str | None]:
     Anything that is not a positive integer id is unknown: :class:`IIIFError` 404.
     """
     m = _ID.fullmatch(identifier)
-    if not m or not ID_DIGITS.fullmatch(m["id"]) or int(m["id"]) == 0:
+    if not m or positive_id(m["id"]) is None:
         raise IIIFError(404, f"no image with identifier {identifier!r} (identifiers are "
                              "image ids, optionally followed by ';bands=...')")
     return int(m["id"]), m["bands"]

@@ -60,6 +60,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from mis.catalogue.ids import positive_id
 from mis.imagery import iiif
 from mis.imagery.iiif import IIIFError
 
@@ -305,10 +306,11 @@ class IIIFService:
         return q if q is not None else in_identifier
 
     @staticmethod
-    def _plug_id(text: str, what: str = "plug") -> int:
-        if not iiif.ID_DIGITS.fullmatch(text) or int(text) == 0:
+    def _record_id(text: str, what: str = "plug") -> int:
+        found = positive_id(text)
+        if found is None:
             raise IIIFError(404, f"no {what} {text!r} ({what} ids are positive integers)")
-        return int(text)
+        return found
 
     @staticmethod
     def _root(request: Request) -> str:
@@ -420,7 +422,7 @@ class IIIFService:
         if request.method == "OPTIONS":
             return await self.options(request)
         try:
-            plug_id = self._plug_id(request.path_params["plug_id"])
+            plug_id = self._record_id(request.path_params["plug_id"])
             bands = request.query_params.get("bands") or None
             plug, images = await run_in_threadpool(_catalogue_errors(self.plug_images), plug_id)
             if not images:
@@ -466,8 +468,8 @@ class IIIFService:
         if request.method == "OPTIONS":
             return await self.options(request)
         try:
-            plug_id = self._plug_id(request.path_params["plug_id"])
-            image_id = self._plug_id(request.path_params["image_id"], "image")
+            plug_id = self._record_id(request.path_params["plug_id"])
+            image_id = self._record_id(request.path_params["image_id"], "image")
             total, grains = await run_in_threadpool(_catalogue_errors(self.grain_boxes), plug_id, image_id,
                                                     GRAIN_ANNOTATIONS)
         except IIIFError as exc:
@@ -495,7 +497,7 @@ class IIIFService:
         if request.method == "OPTIONS":
             return await self.options(request)
         try:
-            hole_id = self._plug_id(request.path_params["drillcore_id"], "drill core")
+            hole_id = self._record_id(request.path_params["drillcore_id"], "drill core")
             hole, plugs = await run_in_threadpool(_catalogue_errors(self.drillcore_plugs), hole_id)
             items = [{"id": str(request.url_for("iiif_manifest", plug_id=str(p["id"]))), "type": "Manifest",
                       "label": iiif.lang(f"{hole['name']} / {p['name']} ({p['from_m']:g}-{p['to_m']:g} m)"),
@@ -517,7 +519,7 @@ class IIIFService:
         if request.method == "OPTIONS":
             return await self.options(request)
         try:
-            deposit_id = self._plug_id(request.path_params["deposit_id"], "deposit")
+            deposit_id = self._record_id(request.path_params["deposit_id"], "deposit")
             deposit, holes = await run_in_threadpool(_catalogue_errors(self.deposit_drillcores), deposit_id)
             items = [{"id": str(request.url_for("iiif_drillcore", drillcore_id=str(h["id"]))), "type": "Collection",
                       "label": iiif.lang(f"Drill core {h['name']}")} for h in holes]
@@ -532,7 +534,7 @@ class IIIFService:
 
     async def viewer(self, request: Request) -> Response:
         try:
-            plug_id = self._plug_id(request.path_params["plug_id"])
+            plug_id = self._record_id(request.path_params["plug_id"])
             bands = request.query_params.get("bands") or None
             plug, images = await run_in_threadpool(_catalogue_errors(self.plug_images), plug_id)
         except IIIFError as exc:
@@ -565,7 +567,7 @@ class IIIFService:
     async def mirador(self, request: Request) -> Response:
         """Mirador (vendored) on a plug's manifest: thumbnails, deep zoom, metadata, rights."""
         try:
-            plug_id = self._plug_id(request.path_params["plug_id"])
+            plug_id = self._record_id(request.path_params["plug_id"])
             plug, images = await run_in_threadpool(_catalogue_errors(self.plug_images), plug_id)
             if not images:
                 raise IIIFError(404, f"plug {plug_id} ({plug['hole']} / {plug['name']}) has no images yet")
