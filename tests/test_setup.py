@@ -72,7 +72,7 @@ REQUIREMENTS: dict[str, Callable[[], Path]] = {
     "ogr2ogr (the guides' GeoPackage recipe)": _program("ogr2ogr"),
     "chromium (web page tests)": _program("chromium"),
     "qgis (QGIS, the OGC API client of tests/test_qgis.py)": _program("qgis"),
-    "QGIS Python bindings (tests/qgis_client.py)": lambda: _qgis_core(),
+    "QGIS Python bindings (tests/qgis_client.py)": _qgis_core,
     "curl (the guides' HTTP recipes)": _program("curl"),
     "psql (the README's recipe)": _program("psql"),
     "useradd (the unprivileged server user, when run as root)": _program("useradd"),
@@ -145,6 +145,11 @@ def closure(packages: tuple[str, ...]) -> frozenset[str]:
     return frozenset(line.strip() for line in out.stdout.splitlines() if line and not line[0].isspace())
 
 
+def brought_by_the_list(package: str | None) -> bool:
+    """Whether installing the list (without Recommends) on any Debian gives ``package``."""
+    return bool(package) and (package in closure(tuple(debian_packages())) or in_every_debian(package))
+
+
 def test_the_list_parses_like_setup_sh_reads_it() -> None:
     script = (
         "mapfile -t P < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' -e 's/[[:space:]]//g' "
@@ -161,10 +166,9 @@ def test_every_system_requirement_comes_from_the_list(what: str) -> None:
     assert path.exists(), f"{what}: {path} does not exist; run scripts/setup.sh"
     package = owner(path)
     assert package, f"{what}: {path} belongs to no Debian package; it must come from scripts/debian-packages.txt"
-    listed = debian_packages()
-    assert package in closure(tuple(listed)) or in_every_debian(package), (
+    assert brought_by_the_list(package), (
         f"{what}: {path} comes from the Debian package {package}, which installing "
-        f"scripts/debian-packages.txt ({' '.join(listed)}) with --no-install-recommends does not bring: "
+        f"scripts/debian-packages.txt ({' '.join(debian_packages())}) with --no-install-recommends does not bring: "
         "add it (or a package that depends on it) to the list"
     )
 
@@ -176,9 +180,7 @@ def test_shared_libraries_come_from_the_list(what: str) -> None:
     assert "not found" not in out, f"{what} ({binary}) misses shared libraries:\n{out}"
     libraries = [Path(line.split("=>", 1)[1].split("(")[0].strip()) for line in out.splitlines()
                  if "=>" in line and "/" in line.split("=>", 1)[1]]
-    listed = closure(tuple(debian_packages()))
-    strays = {str(lib): package for lib, package in owners(libraries).items()
-              if not (package and (package in listed or in_every_debian(package)))}
+    strays = {str(lib): package for lib, package in owners(libraries).items() if not brought_by_the_list(package)}
     assert not strays, (
         f"{what} ({binary}) loads libraries that installing scripts/debian-packages.txt does not bring "
         f"(library: owning package): {strays}; add those packages to the list"
@@ -192,8 +194,7 @@ def test_the_interpreter_is_python_3_11() -> None:
     if sys.base_prefix == "/usr":  # Debian's: venv needs python3-venv, torch.compile Python.h
         for needed in (Path(f"/usr/lib/python3.{sys.version_info[1]}/ensurepip/__init__.py"),
                        Path(sysconfig.get_paths()["include"]) / "Python.h"):
-            package = owner(needed)
-            assert package and package in closure(tuple(debian_packages())), f"{needed} ({package}) is not from the list"
+            assert brought_by_the_list(owner(needed)), f"{needed} ({owner(needed)}) is not from the list"
     else:  # an interpreter of its own (pyenv, a build): it brings its headers itself
         assert (Path(sysconfig.get_paths()["include"]) / "Python.h").exists(), "torch.compile needs Python.h"
 
