@@ -46,15 +46,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mis.api.auth import TokenStore, WriteRefused, authorise_write, default_token_file, duplicated_header
-from mis.api.provider import CURRENT_REQUEST, RAW_FEATURES, dispose_engines
-from mis.api.responses import adjust, translate_config_per_app
+from mis.api.patches import apply_process_wide, keep_raw_headers, serve_through_mis
+from mis.api.provider import dispose_engines
+from mis.catalogue import engines
 
 __all__ = ["QueryGuard", "WriteAuth", "create_app", "serve"]
 
 _COUNTER = itertools.count(1)
-#: How pygeoapi (``to_json``, compact separators) writes the empty feature list the
-#: provider returns when it hands the features over as text.
-RAW_SLOT = '"features":[]'
 WRITE_METHODS = {"PUT", "PATCH", "DELETE"}
 
 
@@ -62,16 +60,8 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
     """A fresh instance of ``pygeoapi.starlette_app`` for one configuration.
 
     pygeoapi reads its configuration when the module is imported; loading the module
-    file anew gives each app its own configuration and API object. Its
-    ``call_api_threadsafe`` (which runs every API call in a worker thread) is replaced by
-    one that tells the provider which request it serves (:data:`CURRENT_REQUEST`): the
-    provider needs it for its keyset ``next`` links and for write options. Every answer
-    then goes through :func:`mis.api.responses.adjust` (links that compose, GeoJSON media
-    type).
-
-    Its ``APIRequest`` is replaced by one that keeps the request's raw header list and the
-    server's token store, so that the provider authorises each write itself
-    (:func:`mis.api.auth.authorise_write`) on the headers exactly as they arrived.
+    file anew gives each app its own configuration and API object, which MIS then patches
+    (:func:`mis.api.patches.keep_raw_headers`, :func:`mis.api.patches.serve_through_mis`).
     """
     origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
     saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
@@ -86,73 +76,9 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
             if v is not None:
                 os.environ[k] = v
 
-    class MISRequest(module.APIRequest):
-        @classmethod
-        async def from_starlette(cls, request, supported_locales):
-            api_request = await super().from_starlette(request, supported_locales)
-            api_request.mis_raw_headers = list(request.headers.raw)
-            api_request.mis_tokens = tokens
-            return api_request
-
-    module.APIRequest = MISRequest
-
-    def call_api_threadsafe(loop: asyncio.AbstractEventLoop, api_call, *args):
-        asyncio.set_event_loop(loop)
-        holder: dict[str, str] = {}
-        token = CURRENT_REQUEST.set(args[1] if len(args) > 1 else None)
-        raw_token = RAW_FEATURES.set(holder)
-        try:
-            result = api_call(*args)
-        finally:
-            RAW_FEATURES.reset(raw_token)
-            CURRENT_REQUEST.reset(token)
-        raw = holder.get("features")
-        if raw is not None:  # splice the features PostgreSQL serialised into pygeoapi's page
-            headers, status, content = result
-            if isinstance(content, str) and RAW_SLOT in content:
-                result = (headers, status, content.replace(RAW_SLOT, '"features":' + raw, 1))
-        return adjust(api_call, *result, base_url=base_url)
-
-    module.call_api_threadsafe = call_api_threadsafe
+    keep_raw_headers(module, tokens)
+    serve_through_mis(module, base_url)
     return module
-
-
-#: What MIS's provider adds to pygeoapi's conformance declaration (Part 3 filtering, CQL2).
-FILTER_CONFORMANCE = [
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
-    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
-    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
-    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
-    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
-    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
-    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
-]
-
-
-def parse_filter_text(text: str):
-    """CQL2 text as well as ECQL: pygeoapi 0.21 parses ``filter=`` as ECQL only, which
-    lacks CQL2's function names (``S_INTERSECTS``, ``T_AFTER`` ...); ECQL is tried first
-    (it reads the common subset more leniently), then CQL2 text."""
-    from pygeofilter.parsers.cql2_text import parse as parse_cql2_text
-    from pygeofilter.parsers.ecql import parse as parse_ecql
-
-    try:
-        return parse_ecql(text)
-    except Exception as ecql_error:
-        try:
-            return parse_cql2_text(text)
-        except Exception:
-            raise ecql_error from None
-
-
-def _declare_filtering() -> None:
-    """Declare Part 3 / CQL2 conformance and read CQL2 text (process-wide, idempotent)."""
-    from pygeoapi.api import itemtypes
-
-    for uri in FILTER_CONFORMANCE:
-        if uri not in itemtypes.CONFORMANCE_CLASSES_FEATURES:
-            itemtypes.CONFORMANCE_CLASSES_FEATURES.append(uri)
-    itemtypes.parse_ecql_text = parse_filter_text
 
 
 def _items_path(path: str) -> bool:
@@ -340,11 +266,8 @@ def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
         from sqlalchemy import text
 
         from mis import __version__
-        from mis.api.provider import get_engine
-        from mis.config import normalise_url
-
         def ping() -> str | None:
-            with get_engine(normalise_url(url)).connect() as conn:
+            with engines.engine(url, engines.Use.API).connect() as conn:
                 return conn.execute(text("SELECT max(version_num) FROM alembic_version")).scalar()
 
         try:
@@ -447,7 +370,6 @@ def create_app(
     from pygeoapi.openapi import get_oas
 
     from mis.api.config import build_config, offline_openapi
-    from mis.api.datetimes import accept_any_datetime
     from mis.config import database_url, mis_home, normalise_url
 
     url = normalise_url(url or database_url())
@@ -460,9 +382,7 @@ def create_app(
     openapi = offline_openapi(get_oas(config, fail_on_invalid_collection=True))
     openapi_path = state / "openapi.json"
     openapi_path.write_text(json.dumps(openapi), encoding="utf-8")
-    _declare_filtering()
-    accept_any_datetime()
-    translate_config_per_app()
+    apply_process_wide()
     tokens = TokenStore(Path(token_file) if token_file else default_token_file())
     pygeoapi_module = _load_pygeoapi(config_path, openapi_path, tokens, config["server"]["url"])
 

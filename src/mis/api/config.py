@@ -19,6 +19,9 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from mis.api.options import validate_collections
+from mis.catalogue import engines
+
 REPO_ROOT = Path(__file__).resolve().parents[3]
 #: Placeholder of the provider ``data`` block in the template.
 CATALOGUE = "catalogue"
@@ -90,9 +93,7 @@ GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
 def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Per collection: spatial bbox (from the data; the deposits' box for empty ones) and,
     for collections with a time field, the temporal interval."""
-    from mis.api.provider import get_engine
-
-    engine = get_engine(url)
+    engine = engines.engine(url, engines.Use.API)
     out: dict[str, dict[str, Any]] = {}
     with engine.connect() as conn:
         deposits = None
@@ -135,9 +136,7 @@ def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any
 
 def crs_in_use(url: str) -> list[str]:
     """CRS84, EPSG:4326 and the projected CRSs of the catalogue (UTM zones of the holes)."""
-    from mis.api.provider import get_engine
-
-    with get_engine(url).connect() as conn:
+    with engines.engine(url, engines.Use.API).connect() as conn:
         codes = sorted({r[0] for r in conn.execute(text(
             "SELECT local_epsg FROM drillcore WHERE local_epsg IS NOT NULL UNION "
             "SELECT collar_epsg FROM drillcore WHERE collar_epsg <> 4326"))})
@@ -148,6 +147,7 @@ def build_config(url: str, *, host: str = "127.0.0.1", port: int = 5000, public_
                  template: dict[str, Any] | None = None) -> dict[str, Any]:
     """The template with connection, server URL, extents and CRS lists filled in."""
     config = copy.deepcopy(template if template is not None else load_template())
+    validate_collections(config)
     base = (public_url or f"http://{host}:{port}").rstrip("/")
     server = config["server"]
     server["bind"] = {"host": host, "port": port}

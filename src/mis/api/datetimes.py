@@ -5,7 +5,7 @@ pygeoapi 0.21 checks ``datetime`` against the collection's temporal extent and a
 parser cannot read year 0 (``0000-01-01T00:00:00Z/...``, what QGIS 3.22 sends for an open
 start). The standard asks for neither: a valid instant or interval, open or closed,
 inside or outside the data, is answered (with no features where nothing matches), and
-only text that is not RFC 3339 is a 400. :func:`accept_any_datetime` puts
+only text that is not RFC 3339 is a 400. :func:`mis.api.patches.accept_any_datetime` puts
 :func:`validate_datetime` in pygeoapi's place; the provider filters with
 :func:`parse_datetime`.
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-__all__ = ["Interval", "accept_any_datetime", "parse_datetime", "parse_moment", "validate_datetime"]
+__all__ = ["Interval", "parse_datetime", "parse_moment", "validate_datetime"]
 
 _MOMENT = re.compile(
     r"(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})"
@@ -91,10 +91,3 @@ def validate_datetime(resource_def: dict, datetime_: str | None = None) -> str |
         return None
     parse_datetime(datetime_)
     return datetime_
-
-
-def accept_any_datetime() -> None:
-    """Put :func:`validate_datetime` in pygeoapi's place (process-wide, idempotent)."""
-    from pygeoapi.api import itemtypes
-
-    itemtypes.validate_datetime = validate_datetime

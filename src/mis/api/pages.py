@@ -55,12 +55,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from mis.catalogue import engines
 from mis.catalogue.ids import ID_DIGITS, positive_id
+from mis.config import database_url, normalise_url
 from mis.grains.cleaning import describe_rules
 
 __all__ = ["page_routes", "PageData", "TEMPLATES_DIR", "STATIC_DIR"]
@@ -118,11 +121,9 @@ class PageData:
     def __init__(self, url: str | None = None) -> None:
         self.url = url
 
-    def engine(self):
-        from mis.api.provider import get_engine
-        from mis.config import database_url, normalise_url
-
-        return get_engine(normalise_url(self.url or database_url()))
+    def engine(self) -> Engine:
+        """The catalogue's engine (the API's pool: statements time out as the provider's do)."""
+        return engines.engine(normalise_url(self.url or database_url()), engines.Use.API)
 
     # ------------------------------------------------------------------ drill core
     def drillcore(self, drillcore_id: int) -> dict[str, Any]:

@@ -19,17 +19,17 @@ configuration (:func:`mis.api.config.build_config`). Whatever template renders a
 (pygeoapi's or an override of it), the same CDN addresses are replaced.
 
 :func:`adjust` is applied to every answer of pygeoapi's API functions
-(:mod:`mis.api.app` wraps their calls).
+(:func:`mis.api.patches.serve_through_mis` wraps their calls; the per-app HTML
+configuration is :func:`mis.api.patches.translate_config_per_app`).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
 from typing import Any
 
-__all__ = ["GEOJSON", "OFFLINE_ASSETS", "adjust", "compose_href", "offline_html", "translate_config_per_app"]
+__all__ = ["GEOJSON", "OFFLINE_ASSETS", "adjust", "compose_href", "offline_html"]
 
 GEOJSON = "application/geo+json"
 _JSON_TYPES = ("application/json", GEOJSON)
@@ -47,38 +47,6 @@ OFFLINE_ASSETS = {
        for name in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
                     "favicon-16x16.png", "favicon-32x32.png")},
 }
-
-
-def translate_config_per_app() -> None:
-    """Make pygeoapi render each app's HTML with that app's configuration (process-wide,
-    idempotent).
-
-    pygeoapi 0.21 caches the translated configuration its templates read by locale alone,
-    for the whole process (``pygeoapi.l10n._cfg_cache``): a second app in one process (the
-    tests run one per module) would render its pages with the first app's server URL, and
-    link its styles and images to a server that is gone. The cache is kept per
-    configuration object instead."""
-    from pygeoapi import l10n
-
-    if getattr(l10n.translate_struct, "mis_per_config", False):
-        return
-    original = l10n.translate_struct
-    translated: dict[tuple[int, str], tuple[Any, Any]] = {}
-    lock = threading.Lock()
-
-    def translate_struct(struct, locale_, is_config: bool = False):
-        if not is_config or not struct or not locale_:
-            return original(struct, locale_, is_config)
-        key = (id(struct), str(locale_))
-        with lock:
-            hit = translated.get(key)
-            if hit is None or hit[0] is not struct:
-                l10n._cfg_cache.pop(locale_, None)
-                hit = translated[key] = (struct, original(struct, locale_, True))  # struct kept: its id stays its
-            return hit[1]
-
-    translate_struct.mis_per_config = True  # type: ignore[attr-defined]
-    l10n.translate_struct = translate_struct
 
 
 #: pygeoapi's item(s) pages fit their map to the features' bounds, which features without

@@ -48,6 +48,8 @@ from pygeoapi.provider.base import ProviderGenericError, ProviderItemNotFoundErr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from mis.catalogue.ids import bigint
+
 __all__ = ["WriteContext", "WriteError", "create", "remove", "replace"]
 
 
@@ -276,8 +278,6 @@ def _stations(ctx: WriteContext, drillcore_id: int) -> list[dict[str, Any]]:
 
 
 def _identity(ctx: WriteContext, ident: Any) -> int:
-    from mis.api.provider import bigint
-
     try:
         return bigint(ident)
     except ValueError:

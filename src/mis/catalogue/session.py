@@ -4,20 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mis.catalogue import engines
 from mis.config import database_url
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    """A pooled engine for ``url`` (default: :func:`mis.config.database_url`)."""
-    from mis.catalogue.postgres import follow_embedded
+    """The pooled catalogue engine for ``url`` (default: :func:`mis.config.database_url`),
+    from the one registry (:mod:`mis.catalogue.engines`)."""
+    return engines.engine(url or database_url())
 
-    return follow_embedded(create_engine(url or database_url(), pool_pre_ping=True, future=True))
+
+def cache_clear() -> None:
+    """Close and forget every engine (tests that drop or template a database)."""
+    engines.dispose_engines()
+
+
+get_engine.cache_clear = cache_clear  # type: ignore[attr-defined]  # as when it was an lru_cache
 
 
 @contextmanager
