@@ -563,27 +563,3 @@ def test_plug_manifests_are_on_the_map_and_in_drill_core_and_deposit_collections
                  "/iiif/presentation/drillcore/999/collection.json", "/iiif/presentation/deposit/0/collection.json",
                  "/iiif/presentation/drillcore/x/collection.json", "/iiif/presentation/plug/2/manifest.json"):
         assert http.get(path).status_code == 404, path
-
-
-def test_each_app_renders_html_with_its_own_url(live, api_db, tmp_path):
-    """pygeoapi caches its templates' configuration process-wide; two apps in one process
-    (as here: the module's server and this one) each link pages to their own URL."""
-    import asyncio
-    import re
-
-    import httpx
-
-    from mis.api.app import create_app
-
-    other = create_app(api_db, port=1, public_url="http://other.example:8080", state_dir=tmp_path / "state",
-                       token_file=tmp_path / "tokens.json")
-
-    async def landing() -> str:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://other.example:8080",
-                                     timeout=60) as client:
-            return (await client.get("/", params={"f": "html"})).text
-
-    page = asyncio.run(landing())
-    mine = httpx.get(f"{live.url}/?f=html", timeout=60).text
-    assert set(re.findall(r'(https?://[^/"]+)/static/', page)) == {"http://other.example:8080"}
-    assert set(re.findall(r'(https?://[^/"]+)/static/', mine)) == {live.url}

@@ -51,11 +51,13 @@ class CollectionOptions(BaseModel):
 
 
 def _problem(collection: str, error: ValidationError) -> str:
-    first = error.errors()[0]
+    """One line for the first problem, a misspelt key before any other."""
+    problems = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = problems[0]
     key = ".".join(str(part) for part in first["loc"]) or "mis"
     if first["type"] == "extra_forbidden":
-        known = ", ".join(CollectionOptions.model_fields)
-        return f"collection {collection!r}: unknown key mis.{key} (known: {known})"
+        model = Parent if first["loc"][:1] == ("parent",) else CollectionOptions
+        return f"collection {collection!r}: unknown key mis.{key} (known: {', '.join(model.model_fields)})"
     return f"collection {collection!r}: mis.{key}: {first['msg']}"
 
 
