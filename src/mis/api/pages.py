@@ -63,6 +63,7 @@ from starlette.staticfiles import StaticFiles
 
 from mis.catalogue import engines
 from mis.catalogue.ids import ID_DIGITS, positive_id
+from mis.catalogue.queries import HOLE_WITH_DEPOSIT
 from mis.config import database_url, normalise_url
 from mis.grains.cleaning import describe_rules
 
@@ -130,7 +131,7 @@ class PageData:
         from sqlalchemy import text
 
         with self.engine().connect() as conn:
-            hole = conn.execute(text("""
+            hole = conn.execute(text(f"""
                 SELECT h.id, h.name, h.deposit_id, d.name AS deposit, h.purpose, h.length_m,
                        h.elevation_m, h.elevation_reference, h.dip AS dip_deg, h.azimuth AS azimuth_deg,
                        h.azimuth_reference, dm.pref_label AS drilling_method, h.operator,
@@ -138,7 +139,7 @@ class PageData:
                        h.local_epsg, h.collar_epsg, h.collar_x, h.collar_y,
                        ST_X(h.collar) AS lon, ST_Y(h.collar) AS lat,
                        (SELECT count(*) FROM survey_station s WHERE s.drillcore_id = h.id) AS survey_count
-                FROM drillcore h JOIN deposit d ON d.id = h.deposit_id
+                FROM {HOLE_WITH_DEPOSIT}
                 LEFT JOIN concept dm ON dm.uri = h.drilling_method_uri
                 WHERE h.id = :id"""), {"id": drillcore_id}).mappings().first()
             if hole is None:

@@ -48,7 +48,9 @@ from pygeoapi.provider.base import ProviderGenericError, ProviderItemNotFoundErr
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
+from mis.catalogue import queries
 from mis.catalogue.ids import bigint
+from mis.catalogue.queries import HoleRef
 
 __all__ = ["WriteContext", "WriteError", "create", "remove", "replace"]
 
@@ -251,23 +253,20 @@ def _one(ctx: WriteContext, sql: str, **params: Any):
         return conn.execute(text(sql), params).first()
 
 
-def _hole(ctx: WriteContext, drillcore_id: Any = None, name: Any = None, deposit: Any = None):
-    """(id, name, deposit name, dip, azimuth) of a hole by id or by name (+ deposit)."""
-    base = ("SELECT h.id, h.name, d.name, h.dip, h.azimuth FROM drillcore h "
-            "JOIN deposit d ON d.id = h.deposit_id ")
+def _hole(ctx: WriteContext, drillcore_id: Any = None, name: Any = None, deposit: Any = None) -> HoleRef | None:
+    """A hole by id, or by name (+ deposit; a name alone only where it is unique)."""
     if drillcore_id is not None:
         try:
             ident = int(drillcore_id)
         except (TypeError, ValueError):
-            raise WriteError(f"drillcore_id must be an integer; got {drillcore_id!r}")
-        return _one(ctx, base + "WHERE h.id = :i", i=ident)
+            raise WriteError(f"drillcore_id must be an integer; got {drillcore_id!r}") from None
+        with ctx.engine.connect() as conn:
+            return queries.hole_by_id(conn, ident)
     if name is None:
         return None
-    if deposit is not None:
-        return _one(ctx, base + "WHERE h.name = :n AND d.name = :d", n=str(name), d=str(deposit))
     with ctx.engine.connect() as conn:
-        rows = conn.execute(text(base + "WHERE h.name = :n"), {"n": str(name)}).all()
-    return rows[0] if len(rows) == 1 else None
+        holes = queries.holes_named(conn, str(name), None if deposit is None else str(deposit))
+    return holes[0] if len(holes) == 1 else None
 
 
 def _stations(ctx: WriteContext, drillcore_id: int) -> list[dict[str, Any]]:
@@ -286,24 +285,24 @@ def _identity(ctx: WriteContext, ident: Any) -> int:
 
 def _existing(ctx: WriteContext, ident: int) -> dict[str, Any]:
     """The natural key of record ``ident`` of the context's collection (404 if none)."""
-    queries = {
-        "deposits": "SELECT name FROM deposit WHERE id = :i",
-        "collars": "SELECT h.name, d.name FROM drillcore h JOIN deposit d ON d.id = h.deposit_id WHERE h.id = :i",
-        "samples": "SELECT p.name, h.name, d.name, h.id FROM plug p JOIN drillcore h ON h.id = p.drillcore_id "
-                   "JOIN deposit d ON d.id = h.deposit_id WHERE p.id = :i",
-        "surveys": "SELECT s.depth_m, h.name, d.name, h.id FROM survey_station s "
-                   "JOIN drillcore h ON h.id = s.drillcore_id JOIN deposit d ON d.id = h.deposit_id WHERE s.id = :i",
-    }
-    row = _one(ctx, queries[ctx.kind], i=ident)
-    if row is None:
+    with ctx.engine.connect() as conn:
+        if ctx.kind == "deposits":
+            name = conn.execute(text("SELECT name FROM deposit WHERE id = :i"), {"i": ident}).scalar()
+            found: dict[str, Any] | None = None if name is None else {"name": name}
+        elif ctx.kind == "collars":
+            hole = queries.hole_by_id(conn, ident)
+            found = None if hole is None else {"name": hole.name, "deposit": hole.deposit}
+        elif ctx.kind == "samples":
+            plug = queries.plug_ref(conn, ident)
+            found = None if plug is None else {"name": plug.name, "drillcore": plug.drillcore,
+                                               "deposit": plug.deposit, "drillcore_id": plug.drillcore_id}
+        else:
+            station = queries.station_ref(conn, ident)
+            found = None if station is None else {"depth_m": station.depth_m, "drillcore": station.drillcore,
+                                                  "deposit": station.deposit, "drillcore_id": station.drillcore_id}
+    if found is None:
         raise ProviderItemNotFoundError(user_msg=f"No such item: id={ident}.")
-    if ctx.kind == "deposits":
-        return {"name": row[0]}
-    if ctx.kind == "collars":
-        return {"name": row[0], "deposit": row[1]}
-    if ctx.kind == "samples":
-        return {"name": row[0], "drillcore": row[1], "deposit": row[2], "drillcore_id": row[3]}
-    return {"depth_m": row[0], "drillcore": row[1], "deposit": row[2], "drillcore_id": row[3]}
+    return found
 
 
 def _find(ctx: WriteContext, props: dict[str, Any]) -> int | None:
@@ -311,8 +310,9 @@ def _find(ctx: WriteContext, props: dict[str, Any]) -> int | None:
     if ctx.kind == "deposits":
         row = _one(ctx, "SELECT id FROM deposit WHERE name = :n", n=str(props.get("name")))
     elif ctx.kind == "collars":
-        row = _one(ctx, "SELECT h.id FROM drillcore h JOIN deposit d ON d.id = h.deposit_id "
-                        "WHERE h.name = :n AND d.name = :d", n=str(props.get("name")), d=str(props.get("deposit")))
+        with ctx.engine.connect() as conn:
+            holes = queries.holes_named(conn, str(props.get("name")), str(props.get("deposit")))
+        return holes[0].id if holes else None
     elif ctx.kind == "samples":
         row = _one(ctx, "SELECT id FROM plug WHERE drillcore_id = :h AND name = :n",
                    h=props["drillcore_id"], n=str(props.get("name")))
@@ -356,7 +356,7 @@ def _with_parent(ctx: WriteContext, props: dict[str, Any]) -> dict[str, Any]:
             raise WriteError("name the drill core: give drillcore_id, or drillcore (the hole id) and deposit")
         # unknown or ambiguous: let the registration say which, with its own message
         return props
-    props.update(drillcore_id=hole[0], drillcore=hole[1], deposit=hole[2])
+    props.update(drillcore_id=hole.id, drillcore=hole.name, deposit=hole.deposit)
     return props
 
 
@@ -399,7 +399,9 @@ def _survey_set(ctx: WriteContext, props: dict[str, Any], *, drop_id: int | None
         stations.append({k: add.get(k) for k in ("depth_m", "dip_deg", "azimuth_deg")})
     if not stations:  # the hole's own orientation at the collar stands for an empty set
         hole = _hole(ctx, hole_id)
-        stations = [{"depth_m": 0.0, "dip_deg": hole[3], "azimuth_deg": hole[4]}]
+        if hole is None:
+            raise WriteError(f"drillcore_id {hole_id}: no such drill core")
+        stations = [{"depth_m": 0.0, "dip_deg": hole.dip, "azimuth_deg": hole.azimuth}]
     for s in stations:
         s.pop("id", None)
     return {"surveys": _survey_rows(props["drillcore"], props["deposit"], stations)}

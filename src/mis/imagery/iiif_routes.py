@@ -60,6 +60,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from mis.catalogue import queries
 from mis.catalogue.ids import positive_id
 from mis.imagery import iiif
 from mis.imagery.iiif import IIIFError
@@ -270,16 +271,15 @@ class IIIFService:
         from sqlalchemy import text
 
         with self._engine().connect() as conn:
-            hole = conn.execute(text("SELECT h.id, h.name, h.deposit_id, d.name AS deposit FROM drillcore h "
-                                     "JOIN deposit d ON d.id = h.deposit_id WHERE h.id = :id"),
-                                {"id": drillcore_id}).mappings().first()
+            hole = queries.hole_by_id(conn, drillcore_id)
             if hole is None:
                 raise IIIFError(404, f"no drill core {drillcore_id} in the catalogue")
             plugs = conn.execute(text(
                 "SELECT p.id, p.name, p.from_m, p.to_m, (SELECT min(i.id) FROM image i WHERE i.plug_id = p.id) "
                 "AS image_id FROM plug p WHERE p.drillcore_id = :id AND EXISTS (SELECT 1 FROM image i "
                 "WHERE i.plug_id = p.id) ORDER BY p.from_m, p.to_m, p.id"), {"id": drillcore_id}).mappings().all()
-        return dict(hole), [dict(r) for r in plugs]
+        return ({"id": hole.id, "name": hole.name, "deposit_id": hole.deposit_id, "deposit": hole.deposit},
+                [dict(r) for r in plugs])
 
     def deposit_drillcores(self, deposit_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """A deposit and its drill cores that have imaged plugs, by name."""

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from mis.catalogue.queries import HOLE_WITH_DEPOSIT, PLUG_WITH_HOLE, STATION_WITH_HOLE
 from mis.catalogue.register.validate import DEPOSIT_FIELDS, SCHEMES
 
 __all__ = ["COLLAR_HEADER", "ExportResult", "SAMPLE_HEADER", "SURVEY_HEADER", "export"]
@@ -183,16 +184,15 @@ def export(out_dir: Path | str, deposits: Iterable[str] | None = None, *, url: s
         result.files.append(path)
         result.deposits = len(docs)
 
-        cur.execute(f"SELECT {', '.join(_COLLAR_SQL)} FROM drillcore h JOIN deposit d ON d.id = h.deposit_id "
+        cur.execute(f"SELECT {', '.join(_COLLAR_SQL)} FROM {HOLE_WITH_DEPOSIT} "
                     "WHERE h.deposit_id = ANY(%s) ORDER BY d.name, h.name", [ids])
         collars = [(*r[:12], names(r[12], "drilling_method"), *r[13:]) for r in cur.fetchall()]
         result.holes = _csv(out / "collars.csv", COLLAR_HEADER, collars)
-        cur.execute("SELECT h.name, d.name, s.depth_m, s.dip, s.azimuth FROM survey_station s "
-                    "JOIN drillcore h ON h.id = s.drillcore_id JOIN deposit d ON d.id = h.deposit_id "
+        cur.execute(f"SELECT h.name, d.name, s.depth_m, s.dip, s.azimuth FROM {STATION_WITH_HOLE} "
                     "WHERE h.deposit_id = ANY(%s) ORDER BY d.name, h.name, s.depth_m", [ids])
         result.surveys = _csv(out / "surveys.csv", SURVEY_HEADER, cur.fetchall())
-        cur.execute(f"SELECT {', '.join(_SAMPLE_SQL)} FROM plug p JOIN drillcore h ON h.id = p.drillcore_id "
-                    "JOIN deposit d ON d.id = h.deposit_id WHERE h.deposit_id = ANY(%s) "
+        cur.execute(f"SELECT {', '.join(_SAMPLE_SQL)} FROM {PLUG_WITH_HOLE} "
+                    "WHERE h.deposit_id = ANY(%s) "
                     "ORDER BY d.name, h.name, p.from_m, p.to_m, p.name", [ids])
         samples = [(*r[:5], names(r[5], "sample_type"), names(r[6], "lithology"), *r[7:]) for r in cur.fetchall()]
         result.samples = _csv(out / "samples.csv", SAMPLE_HEADER, samples)

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mis.catalogue.queries import HOLE_WITH_DEPOSIT
 from mis.catalogue.register.tables import KINDS, Finding, Table, error, read_file, sort_findings
 from mis.catalogue.register.validate import (
     DEFAULT_DOGLEG_LIMIT,
@@ -243,8 +244,8 @@ def load_state(cur, deposit_names: set[str], hole_names: set[str], collars_of: s
             by_id[dep_id].collars.append((hole, lon, lat))
     if not hole_names:
         return state
-    cur.execute(f"SELECT d.name, h.name, {', '.join('h.' + c for c in _HOLE_COLUMNS)} FROM drillcore h "
-                "JOIN deposit d ON d.id = h.deposit_id WHERE h.name = ANY(%s)", [list(hole_names)])
+    cur.execute(f"SELECT d.name, h.name, {', '.join('h.' + c for c in _HOLE_COLUMNS)} FROM {HOLE_WITH_DEPOSIT} "
+                "WHERE h.name = ANY(%s)", [list(hole_names)])
     holes: dict[int, DbHole] = {}
     for rec in cur.fetchall():
         values = dict(zip(_HOLE_COLUMNS, rec[2:]))
