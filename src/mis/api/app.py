@@ -214,8 +214,9 @@ class QueryGuard:
     gets this answer instead of a reset connection). A POST to ``/collections/{id}/items``
     without a Content-Type gets a 415;
     ``filter-lang=cql2-text`` (the standard's name, which pygeoapi 0.21 refuses) is dropped,
-    as ``filter`` is read as CQL2 text anyway, and ``cql2-json`` becomes its ``cql-json``. ``sortby=`` with an empty term (``sortby=``, ``sortby=a,,b``, ``sortby=+``) makes
-    pygeoapi index an empty string; such a request gets a 400 here instead.
+    as ``filter`` is read as CQL2 text anyway, and ``cql2-json`` becomes its ``cql-json``.
+    ``sortby=`` with an empty term (``sortby=``, ``sortby=a,,b``, ``sortby=+``) makes pygeoapi
+    index an empty string; such a request gets a 400 here instead.
     """
 
     def __init__(self, app: ASGIApp) -> None:

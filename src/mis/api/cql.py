@@ -45,7 +45,7 @@ def _storage_geometry(node: values.Geometry) -> values.Geometry:
         if shape.is_empty:
             raise ValueError("empty geometry")
     except Exception as exc:  # noqa: BLE001 - shapely raises many kinds
-        raise MISInvalidQuery(f"filter: not a valid geometry ({str(exc)[:120]})")
+        raise MISInvalidQuery(f"filter: not a valid geometry ({str(exc)[:120]})") from None
     name = str(geometry.get("crs", {}).get("properties", {}).get("name", ""))
     if not name or "CRS84" in name.upper() or name.endswith("::4326"):
         geometry["crs"] = {"properties": {"name": "urn:ogc:def:crs:EPSG::4326"}}
@@ -85,7 +85,7 @@ def rewrite_cql(node: Any, meta: ViewMeta) -> Any:
             elif isinstance(value, list):
                 changes[name] = [rewrite_cql(v, meta) if isinstance(v, (ast.Node, values.Geometry)) else v
                                  for v in value]
-        return replace(node, **changes) if changes else node  # type: ignore[type-var]
+        return replace(node, **changes) if changes else node
     return node
 
 
@@ -133,11 +133,11 @@ def cql_to_sql(filterq: Any, meta: ViewMeta, columns: Any) -> Any:
     except KeyError as exc:
         name = exc.args[0] if exc.args else "?"
         known = ", ".join(sorted(set(meta.fields) | set(meta.hierarchy)))
-        raise MISInvalidQuery(f"unknown property or function in filter: {name!r} (queryables: {known})")
+        raise MISInvalidQuery(f"unknown property or function in filter: {name!r} (queryables: {known})") from None
     except MISInvalidQuery:
         raise
-    except Exception as exc:  # pygeofilter raises plain exceptions for what it cannot translate
-        raise MISInvalidQuery(f"cannot apply this filter: {type(exc).__name__}: {str(exc)[:200]}")
+    except Exception as exc:  # noqa: BLE001 - pygeofilter raises plain exceptions for what it cannot translate
+        raise MISInvalidQuery(f"cannot apply this filter: {type(exc).__name__}: {str(exc)[:200]}") from None
     if isinstance(condition, bool):
         return true() if condition else ~true()
     if not isinstance(condition, ClauseElement):

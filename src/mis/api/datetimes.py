@@ -49,13 +49,13 @@ def parse_moment(value: str) -> dt.datetime | None:
             raise ValueError(f"datetime: {value!r} is not a valid date-time")
         return None
     try:
-        offset = dt.timezone.utc
+        offset = dt.UTC
         if g["z"] and g["z"] not in ("Z", "z"):
             sign = -1 if g["z"][0] == "-" else 1
             hours, minutes = int(g["z"][1:3]), int(g["z"][4:6])
             offset = dt.timezone(sign * dt.timedelta(hours=hours, minutes=minutes))
         moment = dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=offset)
-        return moment.astimezone(dt.timezone.utc)
+        return moment.astimezone(dt.UTC)
     except (ValueError, OverflowError) as exc:
         raise ValueError(f"datetime: {value!r} is not a valid date-time ({exc})") from None
 
@@ -66,7 +66,7 @@ def parse_datetime(value: str) -> tuple[Interval, bool]:
     if "/" not in value:
         moment = parse_moment(value)
         if moment is None:  # an instant in year 0: nothing is dated then
-            moment = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+            moment = dt.datetime.min.replace(tzinfo=dt.UTC)
         return (moment, moment), True
     if value.count("/") != 1:
         raise ValueError(f"datetime: {value!r} has more than one '/' (an interval is start/end)")
@@ -77,7 +77,7 @@ def parse_datetime(value: str) -> tuple[Interval, bool]:
     else:
         end = parse_moment(end_text)
         if end is None:  # ends in year 0: before anything
-            end = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+            end = dt.datetime.min.replace(tzinfo=dt.UTC)
     if begin is not None and end is not None and begin > end:
         raise ValueError(f"datetime: the interval {value!r} starts after it ends")
     return (begin, end), False

@@ -192,7 +192,8 @@ class FeatureSQL:
             return [bigint(v) for v in parts]
         except ValueError:
             shape = "_".join(f"<{k}>" for k in keys)
-            raise MISInvalidQuery(f"cursor must be {shape} (integers), as written in a next link; got {value!r}")
+            raise MISInvalidQuery(f"cursor must be {shape} (integers), as written in a next link; "
+                                  f"got {value!r}") from None
 
     def after(self, t: Any, cursor: list[int]) -> Any:
         """Rows after the cursor in key order."""
@@ -268,7 +269,7 @@ class FeatureSQL:
         (1.5 times the runs the rest of the page would need at that rate), at most four
         times the last, so that a sparse filter gets there in a few statements."""
         start = cursor[0] if cursor else -2 ** 63
-        size, rows = FIRST_RUNS, []
+        size, rows = FIRST_RUNS, list[Any]()
         while True:
             batch = conn.execute(RUNS_FROM, {"start": start, "n": size}).scalars().all()
             if not batch:

@@ -128,9 +128,10 @@ def load_meta(provider_def: dict, options: CollectionOptions) -> ViewMeta:
     try:
         table = Table(provider_def["table"], MetaData(), schema=schema, autoload_with=engine)
     except NoSuchTableError:
-        raise ProviderConnectionError(user_msg=f"view {schema}.{provider_def['table']} not found: run `mis db migrate`")
+        raise ProviderConnectionError(
+            user_msg=f"view {schema}.{provider_def['table']} not found: run `mis db migrate`") from None
     except DBAPIError as exc:
-        raise CatalogueUnavailable(f"cannot reach the catalogue: {str(exc.orig).splitlines()[0]}")
+        raise CatalogueUnavailable(f"cannot reach the catalogue: {str(exc.orig).splitlines()[0]}") from None
     id_field = provider_def.get("id_field", "id")
     geom = provider_def.get("geom_field")
     if id_field not in table.c:
@@ -151,7 +152,7 @@ def load_meta(provider_def: dict, options: CollectionOptions) -> ViewMeta:
             with engine.connect() as conn:
                 n = conn.execute(text(partitions.ESTIMATED_ROWS), {"t": f"public.{options.count_table}"}).scalar()
         except DBAPIError as exc:
-            raise db_error(exc)
+            raise db_error(exc) from exc
         exact = n is None or n < settings().exact_count_below
     by_run = options.partitioned_by
     if by_run is not None and (by_run != partitions.KEY or by_run not in table.c):

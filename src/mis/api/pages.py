@@ -50,7 +50,6 @@ import decimal
 import json
 import logging
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -131,7 +130,7 @@ class PageData:
         from sqlalchemy import text
 
         with self.engine().connect() as conn:
-            hole = conn.execute(text(f"""
+            found = conn.execute(text(f"""
                 SELECT h.id, h.name, h.deposit_id, d.name AS deposit, h.purpose, h.length_m,
                        h.elevation_m, h.elevation_reference, h.dip AS dip_deg, h.azimuth AS azimuth_deg,
                        h.azimuth_reference, dm.pref_label AS drilling_method, h.operator,
@@ -142,9 +141,9 @@ class PageData:
                 FROM {HOLE_WITH_DEPOSIT}
                 LEFT JOIN concept dm ON dm.uri = h.drilling_method_uri
                 WHERE h.id = :id"""), {"id": drillcore_id}).mappings().first()
-            if hole is None:
+            if found is None:
                 raise PageError(404, f"no drill core {drillcore_id} in the catalogue")
-            hole = _row(hole)
+            hole = _row(found)
             epsg = hole["local_epsg"]
             if epsg:
                 geo = conn.execute(text("""
@@ -184,7 +183,8 @@ class PageData:
 
         trace = json.loads(geo["trace"])["coordinates"] if geo["trace"] else []
         collar = local(json.loads(geo["collar"])["coordinates"])
-        points, depth = [], 0.0
+        points: list[list[float]] = []
+        depth = 0.0
         for i, c in enumerate(local(c) for c in trace):
             if i:
                 depth += math.dist(c[:3], points[-1][:3])
@@ -285,8 +285,8 @@ class PageData:
                 FROM image i LEFT JOIN concept c ON c.uri = i.modality_uri
                 WHERE i.plug_id = :id ORDER BY i.id"""), {"id": plug_id}).mappings()]
             for im in images:
-                im["grain_count"] = 0 if im["run_id"] is None else int(conn.execute(
-                    text("SELECT count(*) FROM grain WHERE run_id = :r"), {"r": im["run_id"]}).scalar())
+                im["grain_count"] = 0 if im["run_id"] is None else conn.execute(
+                    text("SELECT count(*) FROM grain WHERE run_id = :r"), {"r": im["run_id"]}).scalar_one()
             rocks = [_row(r) for r in conn.execute(text("""
                 SELECT r.id, r.run_id, sr.image_id, i.name AS image, r.lithology, r.lithology_uri,
                        r."lithologySource" AS lithology_source, r.composition, r."compositionWt" AS composition_wt
@@ -338,8 +338,8 @@ class PageData:
                    "pixel_size_um": float(image["pixel_size_um"]), "total": 0, "grains": []}
             if image["run_id"] is None:
                 return out
-            out["total"] = int(conn.execute(text("SELECT count(*) FROM grain WHERE run_id = :r"),
-                                            {"r": image["run_id"]}).scalar())
+            out["total"] = conn.execute(text("SELECT count(*) FROM grain WHERE run_id = :r"),
+                                        {"r": image["run_id"]}).scalar_one()
             s = 1.0 / float(image["pixel_size_um"])
             rows = conn.execute(text("""
                 SELECT g.id, g.label, pub.symbol(c.notation, c.pref_label) AS mineral, g.area_um2, g.ecd_um,
@@ -470,7 +470,7 @@ def page_routes(url: str | None = None) -> list[BaseRoute]:
         for im in info["images"]:
             im["info_url"] = str(request.url_for("iiif_info", identifier=str(im["id"])).path) if has_iiif else None
             im["grains_url"] = str(request.url_for("mis_image_grains", id=str(im["id"])).path)
-        extra = {}
+        extra: dict[str, Any] = {}
         if has_iiif:
             extra = {"manifest_url": str(request.url_for("iiif_manifest", plug_id=str(plug_id)).path),
                      "viewer_url": str(request.url_for("plug_viewer", plug_id=str(plug_id)).path)}

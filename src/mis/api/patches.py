@@ -56,7 +56,7 @@ def keep_raw_headers(module: ModuleType, tokens: TokenStore) -> None:
     itself (:func:`mis.api.auth.authorise_write`), where it happens, on the headers
     exactly as they arrived."""
 
-    class MISRequest(module.APIRequest):  # type: ignore[name-defined,misc]
+    class MISRequest(module.APIRequest):  # type: ignore[name-defined]
         @classmethod
         async def from_starlette(cls, request: Any, supported_locales: Any) -> Any:
             api_request = await super().from_starlette(request, supported_locales)

@@ -142,7 +142,7 @@ def _convert(name: str, value: str, spec: dict[str, Any]) -> Any:
         if spec.get("format") == "date-time":
             return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise MISInvalidQuery(f"{name}: {value!r} is not a valid {spec.get('format') or kind}")
+        raise MISInvalidQuery(f"{name}: {value!r} is not a valid {spec.get('format') or kind}") from None
     if kind in ("object", "array"):
         raise MISInvalidQuery(f"{name} is a JSON {kind}: filter it with CQL2 on another property")
     return value
@@ -272,6 +272,8 @@ class MISProvider(BaseProvider):
 
     def _points(self) -> bool:
         """Whether the geometry column is declared to hold points only (Point, PointZ ...)."""
+        if not self.geom:
+            return False
         kind = getattr(self._meta.table.c[self.geom].type, "geometry_type", None) or ""
         return kind.upper().rstrip("ZM") == "POINT"
 
@@ -284,13 +286,13 @@ class MISProvider(BaseProvider):
         try:
             (begin, end), instant = parse_datetime(datetime_)
         except ValueError as exc:
-            raise MISInvalidQuery(str(exc))
+            raise MISInvalidQuery(str(exc)) from None
         dated = isinstance(column.type, T.Date) and not isinstance(column.type, T.DateTime)
 
         def value(moment: dt.datetime) -> dt.date | dt.datetime:
             return moment.date() if dated else moment
 
-        if instant:
+        if instant and begin is not None:
             return column == value(begin)
         parts = []
         if begin is not None:
@@ -340,7 +342,8 @@ class MISProvider(BaseProvider):
                                            crs_transform_spec)
                     if not conditions:
                         self._meta.pages[shape] = stmt
-                values = {"page_limit": limit + 1, **{f"after_{k}": v for k, v in zip(sql.keys(), cursor or [])}}
+                after = dict(zip(sql.keys(), cursor or [], strict=False))
+                values = {"page_limit": limit + 1, **{f"after_{k}": v for k, v in after.items()}}
                 by_run = bool(self._meta.by_run)
             else:
                 stmt = sql.offset_page(t, conditions, cursor, sortby, offset, limit, names, skip_geometry,
@@ -357,7 +360,7 @@ class MISProvider(BaseProvider):
         try:
             matched, rows = engines.read(self._filtered_engine if conditions or sortby else self._read_engine, run)
         except DBAPIError as exc:
-            raise db_error(exc)
+            raise db_error(exc) from exc
         if matched is not None:
             response["numberMatched"] = matched
         if resulttype == "hits":
@@ -382,7 +385,7 @@ class MISProvider(BaseProvider):
         try:
             ident = bigint(identifier)
         except ValueError:
-            raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.")
+            raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.") from None
         shape = ("item", self.mis.collection, self.mis.base_url, getattr(crs_transform_spec, "target_crs_wkt", None))
         stmt = self._meta.pages.get(shape)
         if stmt is None:
@@ -395,7 +398,7 @@ class MISProvider(BaseProvider):
         try:
             row = engines.read(self._read_engine, lambda conn: conn.execute(stmt, {"ident": ident}).first())
         except DBAPIError as exc:
-            raise db_error(exc)
+            raise db_error(exc) from exc
         if row is None:
             raise ProviderItemNotFoundError(user_msg=f"No such item: {self.id_field}={identifier}.")
         return json.loads(row[0])
@@ -420,7 +423,7 @@ class MISProvider(BaseProvider):
         try:
             authorise_write(getattr(request, "mis_tokens", None), getattr(request, "mis_raw_headers", None))
         except WriteRefused as exc:
-            raise writes.WriteError(str(exc), HTTPStatus(exc.status), exc.code)
+            raise writes.WriteError(str(exc), HTTPStatus(exc.status), exc.code) from None
         kind = self.mis.kind
         if not kind:
             raise MISInvalidQuery("this collection is read-only")

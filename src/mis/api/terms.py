@@ -58,7 +58,7 @@ def narrower_uris(meta: ViewMeta, term: str, schemes: list[str] | None) -> list[
     try:
         concept = cached.index.resolve(term, schemes)
     except (UnknownTermError, AmbiguousTermError) as exc:
-        raise MISInvalidQuery(str(exc))
+        raise MISInvalidQuery(str(exc)) from None
     if concept.uri not in cached.narrower:
         with Session(meta.engine) as session:
             cached.narrower[concept.uri] = narrower(session, concept.uri)
@@ -77,8 +77,8 @@ def concept_ids_for(meta: ViewMeta, column: str, values: list[Any]) -> list[int]
     ids: list[int] = []
     for value in values:
         if column.endswith("_uri"):
-            term = cached.index.terms.get(str(value))
-            ids += [term.id] if term else []
+            found = cached.index.terms.get(str(value))
+            ids += [found.id] if found else []
         else:
             ids += cached.symbols.get(str(value), [])
     return sorted(set(ids))

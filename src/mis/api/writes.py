@@ -125,9 +125,9 @@ def _feature(item: Any) -> dict[str, Any]:
         try:
             item = json.loads(item)
         except json.JSONDecodeError as exc:
-            raise WriteError(f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
+            raise WriteError(f"the body is not JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
         except RecursionError:
-            raise WriteError("the body is nested too deeply to be a GeoJSON Feature")
+            raise WriteError("the body is nested too deeply to be a GeoJSON Feature") from None
     if not isinstance(item, dict):
         raise WriteError("the body must be a GeoJSON Feature (a JSON object)")
     if item.get("type") != "Feature":
@@ -160,7 +160,7 @@ def _check_pairs(ctx: WriteContext, props: dict[str, Any]) -> None:
         if len(uris) != len(labels):
             raise WriteError(f"{label_name} names {len(labels)} concept(s) but {uri_name} {len(uris)}: "
                              "send one of them, or both in agreement")
-        pairs += [(label_name, uri_name, u, lab) for u, lab in zip(uris, labels)]
+        pairs += [(label_name, uri_name, u, lab) for u, lab in zip(uris, labels, strict=False)]
     if not pairs:
         return
     with ctx.engine.connect() as conn:  # one look-up for every pair of the body
@@ -280,7 +280,7 @@ def _identity(ctx: WriteContext, ident: Any) -> int:
     try:
         return bigint(ident)
     except ValueError:
-        raise ProviderItemNotFoundError(user_msg=f"No such item: id={ident}.")
+        raise ProviderItemNotFoundError(user_msg=f"No such item: id={ident}.") from None
 
 
 def _existing(ctx: WriteContext, ident: int) -> dict[str, Any]:
@@ -335,9 +335,9 @@ def _register(ctx: WriteContext, inputs: dict[str, list[dict[str, Any]]], method
     try:
         report = register([inputs], url=ctx.url, dry_run=ctx.dry_run, source=source, create=create)
     except (ValueError, TypeError) as exc:
-        raise WriteError(f"{source}: {exc}")
+        raise WriteError(f"{source}: {exc}") from None
     except DatabaseUnavailable as exc:
-        raise WriteError(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable")
+        raise WriteError(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailable") from None
     if report.conflict:
         raise WriteError(report.render(), HTTPStatus.CONFLICT, "Conflict")
     if not report.ok:
@@ -428,7 +428,7 @@ def create(ctx: WriteContext, item: Any) -> Any:
             existing = _find(ctx, props)
             raise WriteError(f"{ctx.collection} item {existing} already has this name; POST creates: PUT "
                              f"/collections/{ctx.collection}/items/{existing} to change it",
-                             HTTPStatus.CONFLICT, "Conflict")
+                             HTTPStatus.CONFLICT, "Conflict") from None
     if ctx.dry_run:
         return "dry-run"
     created = _find(ctx, props)
@@ -488,6 +488,6 @@ def remove(ctx: WriteContext, identifier: Any) -> bool:
         with transaction(ctx.url) as session:
             report = delete(session, model, ident, cascade=ctx.cascade)
     except CatalogueError as exc:
-        raise WriteError(str(exc).replace("--cascade", "?cascade=true"), HTTPStatus.CONFLICT, "Conflict")
+        raise WriteError(str(exc).replace("--cascade", "?cascade=true"), HTTPStatus.CONFLICT, "Conflict") from None
     remove_stores(report.stores)  # committed: the deleted images' pixels go too
     return True

@@ -164,7 +164,7 @@ def export(out_dir: Path | str, deposits: Iterable[str] | None = None, *, url: s
             commodities.setdefault(dep_id, []).append(uri)
         docs = []
         for rec in dep_rows:
-            v = dict(zip(DEPOSIT_FIELDS, rec[2:-1]))
+            v = dict(zip(DEPOSIT_FIELDS, rec[2:-1], strict=False))
             doc: dict[str, Any] = {"name": rec[1]}
             if v["occurrence_type_uri"]:
                 doc["occurrence_type"] = names(v["occurrence_type_uri"], "occurrence_type")
@@ -180,7 +180,8 @@ def export(out_dir: Path | str, deposits: Iterable[str] | None = None, *, url: s
             doc["footprint"] = _plain(mapping(shapely.from_wkb(rec[-1])))
             docs.append(doc)
         path = out / "deposits.yaml"
-        path.write_text(yaml.safe_dump(docs, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None), encoding="utf-8")
+        path.write_text(yaml.safe_dump(docs, sort_keys=False, allow_unicode=True, width=100, default_flow_style=None),
+                        encoding="utf-8")
         result.files.append(path)
         result.deposits = len(docs)
 

@@ -228,7 +228,7 @@ def load_state(cur, deposit_names: set[str], hole_names: set[str], collars_of: s
                 "WHERE name = ANY(%s)", [list(deposit_names)])
     by_id: dict[int, DbDeposit] = {}
     for rec in cur.fetchall():
-        values = dict(zip(DEPOSIT_FIELDS, rec[2:-1]))
+        values = dict(zip(DEPOSIT_FIELDS, rec[2:-1], strict=False))
         dep = DbDeposit(rec[0], rec[1], values, shapely.from_wkb(rec[-1]) if rec[-1] else None, [])
         state.deposits[dep.name] = by_id[dep.id] = dep
     if by_id:
@@ -248,7 +248,7 @@ def load_state(cur, deposit_names: set[str], hole_names: set[str], collars_of: s
                 "WHERE h.name = ANY(%s)", [list(hole_names)])
     holes: dict[int, DbHole] = {}
     for rec in cur.fetchall():
-        values = dict(zip(_HOLE_COLUMNS, rec[2:]))
+        values = dict(zip(_HOLE_COLUMNS, rec[2:], strict=False))
         hole = DbHole(values.pop("id"), rec[0], rec[1], values, [], {})
         state.holes[(hole.deposit, hole.name)] = holes[hole.id] = hole
     if holes:
@@ -259,7 +259,7 @@ def load_state(cur, deposit_names: set[str], hole_names: set[str], collars_of: s
             holes[hid].surveys.append((depth, dip, azi))
         cur.execute(f"SELECT {', '.join(_SAMPLE_COLUMNS)} FROM plug WHERE drillcore_id = ANY(%s)", [ids])
         for rec in cur.fetchall():
-            holes[rec[1]].samples[rec[2]] = dict(zip(SAMPLE_FIELDS, rec[3:]))
+            holes[rec[1]].samples[rec[2]] = dict(zip(SAMPLE_FIELDS, rec[3:], strict=False))
     return state
 
 
@@ -403,7 +403,7 @@ def compute_geometry(plan: Plan, state: State, change: _Change, report: Registra
         azi: list[float] = []
         offsets = [0]
         vals = [_final_values(k, plan, state) for k in keys]
-        for key, v in zip(keys, vals):
+        for key, v in zip(keys, vals, strict=False):
             stations = _final_surveys(key, plan, state)
             if not stations or stations[0][0] > 0:
                 stations = [(0.0, v["dip"], v["azimuth"]), *stations]
@@ -449,7 +449,7 @@ def compute_geometry(plan: Plan, state: State, change: _Change, report: Registra
             pos = batch[h].position_at(mids)
             pts = shapely.points(np.column_stack([pos.lon, pos.lat, pos.z]))
             hexes = shapely.to_wkb(shapely.set_srid(pts, WGS84), hex=True, include_srid=True, output_dimension=3)
-            geo.samples[key] = dict(zip(names, hexes))
+            geo.samples[key] = dict(zip(names, hexes, strict=False))
     report.traces = len(change.retrace)
     report.positions = sum(len(v) for v in geo.samples.values())
     return geo
