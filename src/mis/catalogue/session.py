@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,3 +33,12 @@ def transaction(url: str | None = None) -> Iterator[Session]:
     factory = sessionmaker(get_engine(url), expire_on_commit=False)
     with factory.begin() as session:
         yield session
+
+
+def psycopg_cursor(session: Session) -> Any:
+    """A psycopg cursor on ``session``'s own connection, inside its transaction: the
+    registration and the export use psycopg directly for ``COPY`` and array parameters."""
+    raw = session.connection().connection.driver_connection
+    if raw is None:
+        raise RuntimeError("the session's connection is closed")
+    return raw.cursor()

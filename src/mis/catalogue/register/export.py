@@ -134,14 +134,14 @@ def export(out_dir: Path | str, deposits: Iterable[str] | None = None, *, url: s
     import shapely
     from shapely.geometry import mapping
 
-    from mis.catalogue.session import transaction
+    from mis.catalogue.session import psycopg_cursor, transaction
     from mis.vocab.lookup import TermIndex
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result = ExportResult()
     with transaction(url) as session:
-        cur = session.connection().connection.driver_connection.cursor()
+        cur = psycopg_cursor(session)
         names = _Names(TermIndex.from_session(session, sorted({s for s, _w in SCHEMES.values()})))
         if deposits is None:
             cur.execute("SELECT id, name FROM deposit ORDER BY name")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -150,7 +151,7 @@ def read_inputs(inputs: Iterable[Input], source: str = "<input>") -> list[Table]
             kind, path = item
             if kind not in KINDS:
                 raise ValueError(f"unknown table kind {kind!r}; use one of {', '.join(KINDS)}")
-            tables.append(read_file(path, kind))  # type: ignore[arg-type]
+            tables.append(read_file(path, kind))
         elif isinstance(item, Mapping):
             for kind, rows in item.items():
                 if kind not in KINDS:
@@ -217,7 +218,8 @@ _HOLE_COLUMNS = ("id", "deposit_id") + HOLE_FIELDS
 _SAMPLE_COLUMNS = ("id", "drillcore_id", "name") + SAMPLE_FIELDS
 
 
-def load_state(cur, deposit_names: set[str], hole_names: set[str], collars_of: set[str] = frozenset()) -> State:
+def load_state(cur, deposit_names: set[str], hole_names: set[str],
+               collars_of: AbstractSet[str] = frozenset()) -> State:
     """Deposits by name and holes by name (any deposit), with surveys and samples; for the
     deposits of ``collars_of`` (those whose footprint the input gives anew) the collars of
     all their holes, which the new footprint must still hold."""
@@ -294,27 +296,27 @@ def diff(plan: Plan, state: State, report: RegistrationReport) -> _Change:
         else:
             report.deposits.unchanged += 1
     for key, hole in plan.holes.items():
-        db = state.holes.get(key)
+        known = state.holes.get(key)
         if hole.values is not None:
-            if db is None:
+            if known is None:
                 change.holes[key] = "added"
                 change.retrace.add(key)
                 report.holes.added += 1
-            elif any(not _same(hole.values[f], db.values[f]) for f in HOLE_FIELDS):
+            elif any(not _same(hole.values[f], known.values[f]) for f in HOLE_FIELDS):
                 change.holes[key] = "changed"
                 report.holes.changed += 1
-                if any(not _same(hole.values[f], db.values[f]) for f in GEOMETRY_FIELDS):
+                if any(not _same(hole.values[f], known.values[f]) for f in GEOMETRY_FIELDS):
                     change.retrace.add(key)
             else:
                 report.holes.unchanged += 1
-        if hole.surveys is not None and (db is None or db.surveys != hole.surveys):
+        if hole.surveys is not None and (known is None or known.surveys != hole.surveys):
             change.surveys.add(key)
             change.retrace.add(key)
             report.survey_sets += 1
             report.survey_stations += len(hole.surveys)
         samples: dict[str, str] = {}
         for name, values in hole.samples.items():
-            old = db.samples.get(name) if db else None
+            old = known.samples.get(name) if known else None
             if old is None:
                 samples[name] = "added"
                 report.samples.added += 1
@@ -444,8 +446,8 @@ def compute_geometry(plan: Plan, state: State, change: _Change, report: Registra
             names = need_positions.get(key)
             if not names:
                 continue
-            samples = _final_samples(key, plan, state)
-            mids = np.array([(samples[n]["from_m"] + samples[n]["to_m"]) / 2.0 for n in names])
+            final = _final_samples(key, plan, state)
+            mids = np.array([(final[n]["from_m"] + final[n]["to_m"]) / 2.0 for n in names])
             pos = batch[h].position_at(mids)
             pts = shapely.points(np.column_stack([pos.lon, pos.lat, pos.z]))
             hexes = shapely.to_wkb(shapely.set_srid(pts, WGS84), hex=True, include_srid=True, output_dimension=3)
@@ -537,10 +539,11 @@ def write(cur, plan: Plan, state: State, change: _Change, geo: _Geometry) -> Non
         if replaced:
             cur.execute("DELETE FROM survey_station WHERE drillcore_id = ANY(%s)", [replaced])
         _copy(cur, "survey_station", ("drillcore_id", "depth_m", "dip", "azimuth"),
-              ((hole_ids[k], d, a, b) for k in sorted(change.surveys) for d, a, b in plan.holes[k].surveys))
+              ((hole_ids[k], d, a, b) for k in sorted(change.surveys) for d, a, b in plan.holes[k].surveys or ()))
 
     if geo.samples:
-        new_rows, old_rows = [], []
+        new_rows: list[list[Any]] = []
+        old_rows: list[list[Any]] = []
         for key in sorted(geo.samples):
             samples = _final_samples(key, plan, state)
             registered = state.holes[key].samples if key in state.holes else {}
@@ -606,7 +609,7 @@ def register(
     from sqlalchemy.exc import IntegrityError
 
     from mis.catalogue.errors import explain
-    from mis.catalogue.session import transaction
+    from mis.catalogue.session import psycopg_cursor, transaction
     from mis.vocab.lookup import TermIndex
 
     started = time.perf_counter()
@@ -626,7 +629,7 @@ def register(
     report.timings["read"] = clock[0] - started
     try:
         with transaction(url) as session:
-            cur = session.connection().connection.driver_connection.cursor()
+            cur = psycopg_cursor(session)
             deposit_names, hole_names = _names(tables, options)
             lock_names(cur, deposit_names, hole_names)
             state = load_state(cur, deposit_names, hole_names,
