@@ -38,12 +38,12 @@ PLUG_WITH_HOLE = f"plug p JOIN drillcore h ON h.id = p.drillcore_id {DEPOSIT_OF_
 #: Survey stations ``s`` with their drill core ``h`` and deposit ``d``.
 STATION_WITH_HOLE = f"survey_station s JOIN drillcore h ON h.id = s.drillcore_id {DEPOSIT_OF_HOLE}"
 
-_HOLE = f"SELECT h.id, h.name, h.deposit_id, d.name, h.dip, h.azimuth FROM {HOLE_WITH_DEPOSIT} "
+_HOLE = f"SELECT h.id, h.name, h.deposit_id, d.name, h.dip, h.azimuth, h.length_m FROM {HOLE_WITH_DEPOSIT} "
 
 
 @dataclass(frozen=True)
 class HoleRef:
-    """A drill core, its deposit and its collar orientation."""
+    """A drill core, its deposit, its collar orientation and length."""
 
     id: int
     name: str
@@ -51,6 +51,7 @@ class HoleRef:
     deposit: str
     dip: float | None
     azimuth: float | None
+    length_m: float | None
 
 
 @dataclass(frozen=True)
