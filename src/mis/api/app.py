@@ -14,7 +14,8 @@
 2. loads pygeoapi's Starlette application for that configuration (a fresh module object
    per app, so that several apps can live in one process, e.g. in tests) and mounts it at
    ``/``; the landing page, ``/openapi``, ``/conformance``, ``/collections/...`` with
-   their HTML pages are pygeoapi's;
+   their HTML pages are pygeoapi's, patched where pygeoapi 0.21 falls short of what MIS
+   needs (every patch is one function of :mod:`mis.api.patches`);
 3. adds MIS's routes before it: ``/mis/health``, ``/mis/register`` (bulk registration,
    the same service as ``mis register``; needs a token), ``/mis/tiles/{z}/{x}/{y}.png``
    (the offline base map of pygeoapi's HTML pages), the pages, the IIIF service, and
