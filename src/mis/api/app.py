@@ -172,7 +172,7 @@ class Availability:
     """ASGI middleware: while the catalogue database is down, every answer is a 503 with
     ``Retry-After``, never a 500.
 
-    A 503 from any layer (the provider's :class:`~mis.api.provider.CatalogueUnavailable`,
+    A 503 from any layer (the provider's :class:`~mis.api.errors.CatalogueUnavailable`,
     the pages, IIIF) gets ``Retry-After``; a connection error that escapes a route before
     its response started becomes such a 503. The pools reconnect on their own once the
     database is back (pre-ping, or a retry on a fresh connection for the read pools).
