@@ -280,8 +280,8 @@ def run_suite(args: argparse.Namespace) -> None:
         print(text, flush=True)
         lines.append(text)
 
-    import sklearn
     import skimage
+    import sklearn
     import torch
 
     say(f"# segmentation suite, {time.strftime('%Y-%m-%d %H:%M:%S')}, {len(specs)} sections of {n} x {n}")

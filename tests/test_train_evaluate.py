@@ -25,7 +25,6 @@ from mis.segment.predict import predict, prediction_arrays
 from mis.segment.select import CANDIDATES
 from mis.segment.synthetic import synthetic_multispectral, synthetic_section
 from mis.segment.train import gather_samples, train
-
 from tests import factories as f
 
 app = typer.Typer()

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import Select, delete as sql_delete, func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
 from mis.catalogue import partitions
