@@ -494,7 +494,7 @@ ERROR_CASES = {
 
 #: 345 bytes that a YAML loader expands to 9^9 strings (the issue's 427-byte file took 56 s, 5.6 GB).
 ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefg", "bcdefgh")) + \
+    f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefg", "bcdefgh", strict=True)) + \
     f"name: [{', '.join(['*h'] * 9)}]\n"
 
 

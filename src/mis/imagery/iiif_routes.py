@@ -134,7 +134,7 @@ class IIIFService:
 
     def __init__(self, url: str | None = None, *, limits: iiif.Limits = iiif.DEFAULT_LIMITS,
                  row_ttl_s: float = 5.0, max_open: int = 64, max_renders: int = MAX_RENDERS,
-                 rights: iiif.Rights = iiif.Rights()):
+                 rights: iiif.Rights = iiif.NO_RIGHTS):
         self.url = url
         #: renders at a time (each holds its output and the source window in memory);
         #: further requests wait their turn rather than all decoding at once
@@ -644,7 +644,7 @@ _MIRADOR = """<!doctype html>
 
 def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
                 viewer_path: str = "/viewer", static_path: str = "/static/openseadragon",
-                limits: iiif.Limits = iiif.DEFAULT_LIMITS, rights: iiif.Rights = iiif.Rights()) -> list[BaseRoute]:
+                limits: iiif.Limits = iiif.DEFAULT_LIMITS, rights: iiif.Rights = iiif.NO_RIGHTS) -> list[BaseRoute]:
     """The IIIF image service, plug manifests, drill core and deposit collections, plug
     viewer and OpenSeadragon files over the catalogue at ``url`` (default:
     ``MIS_DATABASE_URL`` / the embedded database); ``rights``: the reuse terms every
