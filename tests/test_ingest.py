@@ -107,8 +107,10 @@ def test_a_run_matches_the_whole_image_labelling(db_url, session, image, plug):
             "SELECT row, col, composition, dominant_class_id, dominant_fraction, dominant_grain_id, depth_m, "
             "ST_X(position), ST_Y(position), ST_Z(position) FROM roxel WHERE run_id = %s ORDER BY row, col",
             (s.run_id,)).fetchall()
-        constituents = conn.execute("SELECT mineral_uri, proportion_area, proportion_wt FROM rock_constituent").fetchall()
-        rock = conn.execute("SELECT plug_id, run_id, grain_size, association, liberation, surface_area FROM rock").fetchall()
+        constituents = conn.execute(
+            "SELECT mineral_uri, proportion_area, proportion_wt FROM rock_constituent").fetchall()
+        rock = conn.execute(
+            "SELECT plug_id, run_id, grain_size, association, liberation, surface_area FROM rock").fetchall()
 
     # grains: one per whole-image component, keyed by its first pixel, every outline valid
     flat = ref.ravel()

@@ -36,7 +36,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "pages"
 PIXEL_UM = 1.5  # the synthetic run's image pixel size
 SIZE = 1024
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Debian's chromium (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -439,7 +440,8 @@ def test_pygeoapi_pages_work_offline(site, browser, path):
     if path.startswith("/openapi"):
         b.page.wait_for_selector(".swagger-ui .opblock")  # Swagger UI drew the operations
     else:
-        styled = b.page.evaluate("() => [...document.styleSheets].some((s) => (s.href || '').includes('/static/bootstrap/'))")
+        styled = b.page.evaluate(
+            "() => [...document.styleSheets].some((s) => (s.href || '').includes('/static/bootstrap/'))")
         assert styled, path
     if b.page.locator(".leaflet-container").count():
         assert b.page.evaluate("() => typeof L === 'object' && L.version.startsWith('1.')")

@@ -66,7 +66,8 @@ def test_a_new_run_gets_partitions_that_take_plain_inserts(session, plug):  # no
         with session.begin_nested():
             session.execute(text(
                 "INSERT INTO roxel (run_id, row, col, composition, dominant_class_id, dominant_fraction, "
-                f"dominant_grain_id, position) VALUES (:r, 1, 0, '{{1}}', :q, 1, :g, {POINT})"), {"r": run, "q": quartz, "g": grain + 999})
+                f"dominant_grain_id, position) VALUES (:r, 1, 0, '{{1}}', :q, 1, :g, {POINT})"),
+                {"r": run, "q": quartz, "g": grain + 999})
     with pytest.raises(Exception, match="no partition"):  # no run 0, no partition for it
         with session.begin_nested():
             session.execute(text(
