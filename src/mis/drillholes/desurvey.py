@@ -234,7 +234,8 @@ def desurvey_offsets(
     md_, dip_, azi_, off = _stations(md, dip, azimuth, offsets, convention, None)
     if np.any(np.diff(off) == 0):
         raise ValueError("desurvey_offsets: every hole needs at least one station")
-    return _geometry(md_, dip_, azi_, off, method, None)
+    east, north, up, dogleg = _geometry(md_, dip_, azi_, off, method, None)
+    return east, north, up, dogleg
 
 
 def _check_increasing(
