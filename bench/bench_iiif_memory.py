@@ -28,7 +28,8 @@ from mis.imagery.iiif_routes import MAX_RENDERS
 from mis.imagery.omezarr import import_image
 mode = sys.argv[1]
 d = Path(tempfile.mkdtemp())
-tifffile.imwrite(d / "s.tif", np.random.default_rng(1).integers(0, 255, (320, 320, 3), dtype=np.uint8), photometric="rgb")
+tifffile.imwrite(d / "s.tif", np.random.default_rng(1).integers(0, 255, (320, 320, 3), dtype=np.uint8),
+                 photometric="rgb")
 img = import_image(d / "s.tif", d / "s.ome.zarr", pixel_size_um=1.0, progress=False)
 pyr = iiif.Pyramid.open(img.store_uri)
 limits = iiif.Limits(max_upscale=1e9) if mode == "baseline" else iiif.Limits()

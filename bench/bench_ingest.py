@@ -249,7 +249,8 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
     table = grain_table(args.grains)
     rec, grain_of = roxel_records(args.roxels, args.grains)
     with transaction(url) as s:
-        classes = load_classes(s, [f"https://w3id.org/mis/vocab/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
+        vocab = "https://w3id.org/mis/vocab"
+        classes = load_classes(s, [f"{vocab}/{'segmentation-class' if c == 'background' else 'mineral'}/{c}"
                                    for c in CLASSES])
     concept = np.array([c.concept_id for c in classes])
     keys = [f"c/0/{iy}/{ix}" for iy in range(64) for ix in range(64)]
@@ -349,7 +350,8 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
                 for i in range(lo, min(lo + batch, ng)):
                     tiles = table.tiles[i].tolist()
                     grains.append(dict(
-                        id=int(ids[i]), run_id=run, label=int(table.label[i]), mineral_id=int(concept[table.class_index[i]]),
+                        id=int(ids[i]), run_id=run, label=int(table.label[i]),
+                        mineral_id=int(concept[table.class_index[i]]),
                         outline=from_shape(table.outline[i], srid=0),
                         centroid_x_um=float(table.centroid_x_um[i]), centroid_y_um=float(table.centroid_y_um[i]),
                         area_um2=float(table.area_um2[i]), perimeter_um=float(table.perimeter_um[i]),
@@ -367,8 +369,10 @@ def bench_writer(url: str, image: int, args, workdir: Path) -> dict:
                     r = rec[i]
                     g = int(grain_of[i]) if 0 <= grain_of[i] < ng else -1
                     roxels.append(dict(
-                        run_id=run, row=int(r["row"]), col=int(r["col"]), composition=[float(v) for v in r["composition"]],
-                        dominant_class_id=int(concept[r["dominant_class"]]), dominant_fraction=float(r["dominant_fraction"]),
+                        run_id=run, row=int(r["row"]), col=int(r["col"]),
+                        composition=[float(v) for v in r["composition"]],
+                        dominant_class_id=int(concept[r["dominant_class"]]),
+                        dominant_fraction=float(r["dominant_fraction"]),
                         dominant_grain_id=int(ids[g]) if g >= 0 else None, depth_m=float(r["depth_m"]),
                         position=from_shape(Point(float(r["lon"]), float(r["lat"]), float(r["z"])), srid=4326)))
                 s.execute(insert(m.Roxel), roxels)
@@ -431,7 +435,8 @@ WORKER = textwrap.dedent("""
         labels, prob = open_array(store), (open_array(sys.argv[5]) if len(sys.argv) > 5 else None)
     s = ingest(image, labels, prob, classes, url=url, progress=False, name="rss")
     peak = hwm()
-    print(json.dumps({"peak_MiB": peak, "imports_MiB": base, "ru_maxrss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "grains": s.grains,
+    print(json.dumps({"peak_MiB": peak, "imports_MiB": base,
+                      "ru_maxrss_MiB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "grains": s.grains,
                       "roxels": s.roxels, "seconds": s.seconds, "rows_per_s": s.rows_per_second,
                       "wall_s": time.perf_counter() - t0}))
 """)
@@ -572,7 +577,8 @@ def main() -> None:
             results.append({"bench": "rss", "size": n, **r})
             stages = ", ".join(f"{k} {v:.1f}" for k, v in r["seconds"].items())
             line = (f"  {n:>6} x {n:<6} {r['grains']:>10,} grains {r['roxels']:>9,} roxels  peak RSS "
-                    f"{r['peak_MiB']:6.0f} MiB (after imports {r['imports_MiB']:.0f} MiB)  {r['wall_s']:6.1f} s  [{stages}]")
+                    f"{r['peak_MiB']:6.0f} MiB (after imports {r['imports_MiB']:.0f} MiB)  "
+                    f"{r['wall_s']:6.1f} s  [{stages}]")
             print(line, flush=True)
             block.append(line)
         growth = rss[1]["peak_MiB"] / rss[0]["peak_MiB"] - 1

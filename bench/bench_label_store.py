@@ -72,7 +72,8 @@ def run(size: int, reps: int, workdir: Path, log) -> dict:
         layout.build_pyramid(group)
         best["pyramid"] = min(best["pyramid"], time.perf_counter() - t0)
     log(f"[1] upgrade {best['upgrade']:.2f} s vs copying the first-layout groups {best['copy_first_layout']:.2f} s: "
-        f"x{best['upgrade'] / best['copy_first_layout']:.2f}; a second (no-op) upgrade {best['noop_open'] * 1e3:.1f} ms")
+        f"x{best['upgrade'] / best['copy_first_layout']:.2f}; "
+        f"a second (no-op) upgrade {best['noop_open'] * 1e3:.1f} ms")
     log(f"[2] label pyramid {best['pyramid']:.2f} s vs writing level 0 {best['level0']:.2f} s: "
         f"x{best['pyramid'] / best['level0']:.2f}")
     return {"size": size, **{k: round(v, 4) for k, v in best.items()}}

@@ -1,9 +1,10 @@
 """Benchmark: segmentation from sparse scribbles, MIS as a user runs it vs scikit-image's
 trainable segmentation with its defaults, on a varied suite of synthetic sections.
 
-    PYTHONPATH=src .venv/bin/python bench/bench_segmentation.py --suite      # 13 x 2048^2 -> bench/results/segmentation_suite.txt
-    PYTHONPATH=src .venv/bin/python bench/bench_segmentation.py --quick      # 2 x 256^2, writes nothing
-    PYTHONPATH=src python bench/bench_segmentation.py --device cuda          # GPU throughput (see below)
+    # 13 x 2048^2 -> bench/results/segmentation_suite.txt
+    PYTHONPATH=src .venv/bin/python bench/bench_segmentation.py --suite
+    PYTHONPATH=src .venv/bin/python bench/bench_segmentation.py --quick  # 2 x 256^2, writes nothing
+    PYTHONPATH=src python bench/bench_segmentation.py --device cuda      # GPU throughput (see below)
 
 **Suite** (``--suite``, the default): the sections of :data:`mis.segment.varied.SUITE` --
 a generator that shares nothing with :mod:`mis.segment.synthetic` (on which the old
@@ -15,8 +16,8 @@ own seed and dense truth. Per section, in the same run:
 * **anchor** -- scikit-image with its defaults, in this process:
   ``skimage.feature.multiscale_basic_features(img, channel_axis=-1)`` +
   ``sklearn.ensemble.RandomForestClassifier(n_estimators=100)`` (otherwise default, so
-  ``n_jobs`` None; ``random_state=0`` only to make the run repeatable) fitted on the scribbled pixels and predicting every pixel; timed
-  features, fit and predict.
+  ``n_jobs`` None; ``random_state=0`` only to make the run repeatable) fitted on the scribbled
+  pixels and predicting every pixel; timed features, fit and predict.
 * **ours** -- the CLI in subprocesses, as a user runs it: ``mis image add``, ``mis label
   import`` (not timed: done once per image), then ``mis train IMG --labels scribbles
   --out m.pt`` and ``mis predict IMG --model m.pt`` with their defaults (``--features
@@ -280,8 +281,8 @@ def run_suite(args: argparse.Namespace) -> None:
         print(text, flush=True)
         lines.append(text)
 
-    import sklearn
     import skimage
+    import sklearn
     import torch
 
     say(f"# segmentation suite, {time.strftime('%Y-%m-%d %H:%M:%S')}, {len(specs)} sections of {n} x {n}")
@@ -298,7 +299,8 @@ def run_suite(args: argparse.Namespace) -> None:
         work = Path(tmp)
         t = time.perf_counter()
         cluster, url, plug = _catalogue(work)
-        say(f"catalogue: embedded PostgreSQL + migrations + vocabularies + a deposit in {time.perf_counter() - t:.0f} s")
+        say("catalogue: embedded PostgreSQL + migrations + vocabularies + a deposit in "
+            f"{time.perf_counter() - t:.0f} s")
         env = {**os.environ, "MIS_DATABASE_URL": url, "MIS_HOME": str(work / "home")}
         try:
             for spec in specs:
@@ -320,7 +322,8 @@ def run_suite(args: argparse.Namespace) -> None:
         finally:
             cluster.destroy()
     say(f"{'section':<22} {'C':>2} {'K':>2} {'scrib%':>6} {'F1 skim':>7} {'F1 ours':>7} {'dF1':>7} {'Otsu':>6} "
-        f"{'kmeans':>6} {'skim feat/fit/pred s':>20} {'train s':>7} {'pred s':>6} {'x(all)':>6} {'x(f+p)':>6}  features")
+        f"{'kmeans':>6} {'skim feat/fit/pred s':>20} {'train s':>7} {'pred s':>6} {'x(all)':>6} {'x(f+p)':>6}"
+        "  features")
     for r in rows:
         a = "/".join(f"{v:.1f}" for v in r.anchor_s)
         say(f"{r.name:<22} {r.bands:>2} {r.k:>2} {r.scribbles:6.2f} {r.f1['anchor']:7.4f} {r.f1['ours']:7.4f} "

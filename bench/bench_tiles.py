@@ -245,7 +245,7 @@ def main() -> int:
                 from mis.vocab.load import load_vocabularies
 
                 load_vocabularies(url=url, schemes=["image-modality"], progress=False)
-            except Exception as exc:  # a modality concept is optional for the bench
+            except (OSError, ValueError) as exc:  # no ontology / unknown scheme: a modality concept is optional
                 log(f"  (vocabulary not loaded: {exc}; using a test concept)")
         image_id = register_image(url, desc)
         run(args, desc, url, image_id, log)

@@ -203,7 +203,7 @@ class Reader:
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                   timeout=self.timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
-            raise GuideError(f"{block.where}: bash block ran past {self.timeout:.0f} s:\n{code}\n{exc.output}")
+            raise GuideError(f"{block.where}: bash block ran past {self.timeout:.0f} s:\n{code}\n{exc.output}") from exc
         env0 = self.state / "env0"
         if env0.exists():
             pairs = [item.split("=", 1) for item in env0.read_text().split("\0") if "=" in item]
@@ -225,7 +225,8 @@ class Reader:
                     exec(compile(code, block.where, "exec"), self.namespace)
                 except SystemExit as exc:
                     status = exc.code if isinstance(exc.code, int) else 1
-                except BaseException:
+                # the guide's own code may raise anything: print it as the block's output, fail the block
+                except BaseException:  # noqa: BLE001
                     traceback.print_exc()
                     status = 1
         finally:

@@ -172,8 +172,8 @@ def test_roxels_grains_and_rocks_name_their_fractions(http):
     of_hole = http.get("/collections/roxels/items", params={
         "filter": f"drillcore = '{hole}' AND depth_m BETWEEN 0 AND 10000", "limit": 10}).json()
     assert of_hole["features"] and all(f["properties"]["plug_id"] == full["plug_id"] for f in of_hole["features"])
-    empty = http.get("/collections/roxels/items", params={"filter": "drillcore = 'no-such-hole'"})
-    assert empty.json()["features"] == []
+    no_hole = http.get("/collections/roxels/items", params={"filter": "drillcore = 'no-such-hole'"})
+    assert no_hole.json()["features"] == []
     last = http.get("/collections/roxels/items", params={"filter": f"row = {ROXEL_GRID - 1} AND col = 17",
                                                          "properties": "chunkKey"}).json()
     assert last["features"][0]["properties"]["chunkKey"] == "c/0/3/1"

@@ -4,8 +4,9 @@
 real registration service, plus a small synthetic segmentation run (image, run, class
 list, 4,096 roxels, 60 grains, a rock) written with SQL, so that every collection has
 features. The first 20 grains have whole areas and the others not, as in real data: a
-client that types a field from its first page sees an integer there. ``LiveServer`` runs the real app (:func:`mis.api.app.create_app`) under uvicorn
-in a thread on a free 127.0.0.1 port: the tests talk HTTP to it like any client.
+client that types a field from its first page sees an integer there. ``LiveServer`` runs the
+real app (:func:`mis.api.app.create_app`) under uvicorn in a thread on a free 127.0.0.1 port:
+the tests talk HTTP to it like any client.
 """
 
 from __future__ import annotations
@@ -170,7 +171,9 @@ def count(url: str, sql: str) -> int:
         return conn.execute(sql).fetchone()[0]
 
 
-def follow(client: httpx.Client, path: str, params: dict | None = None, max_pages: int = 1000) -> tuple[list[dict], int]:
+def follow(
+    client: httpx.Client, path: str, params: dict | None = None, max_pages: int = 1000
+) -> tuple[list[dict], int]:
     """Every feature of a listing, following ``next`` links; returns (features, pages)."""
     features: list[dict] = []
     response = client.get(path, params=params or {})

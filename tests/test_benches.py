@@ -34,6 +34,7 @@ def test_bench_runs_quick(bench: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("MIS_DATABASE_URL", "MIS_HOME")}
     out = subprocess.run([sys.executable, str(bench), "--quick"], cwd=BENCH.parent, env=env,
                          capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
-    assert out.returncode == 0, f"{bench.name} --quick exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}"
+    assert out.returncode == 0, (
+        f"{bench.name} --quick exited {out.returncode}:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
     assert out.stdout.strip(), f"{bench.name} --quick printed nothing"
     assert _results_digest() == before, f"{bench.name} --quick changed bench/results/"

@@ -53,7 +53,8 @@ def test_forest_on_tensors_equals_sklearn(data, kw):
     ref = clf.sklearn_.predict_proba(fte.reshape(fte.shape[0], -1).T.numpy())
     np.testing.assert_allclose(p.reshape(4, -1).T.numpy(), ref, rtol=0, atol=2e-6)
     # ties aside, labels equal sklearn's predict (classes_ are labels 1..4)
-    assert (clf.predict(fte).reshape(-1).numpy() == clf.sklearn_.predict(fte.reshape(fte.shape[0], -1).T.numpy())).mean() > 0.999
+    theirs = clf.sklearn_.predict(fte.reshape(fte.shape[0], -1).T.numpy())
+    assert (clf.predict(fte).reshape(-1).numpy() == theirs).mean() > 0.999
 
 
 def test_forest_thresholds_at_float32_edges():
@@ -111,7 +112,8 @@ def test_multigaussian_multispectral():
 
     Xn, yn = X.numpy().astype(np.float64), y.numpy()
     x = te.image.reshape(4, -1)[:, :300].T.astype(np.float64)
-    ll = np.stack([np.log((yn == k).mean()) + multivariate_normal(Xn[yn == k].mean(0), np.cov(Xn[yn == k].T, bias=True)).logpdf(x)
+    ll = np.stack([np.log((yn == k).mean())
+                   + multivariate_normal(Xn[yn == k].mean(0), np.cov(Xn[yn == k].T, bias=True)).logpdf(x)
                    for k in range(1, 5)])
     post = np.exp(ll - ll.max(0))
     post /= post.sum(0)

@@ -75,7 +75,8 @@ def test_band_mapping_grey_and_pca():
     cfg = CNNConfig(model="vgg16", random_init=True, layers=("pool1",))
     grey = _img(1)
     rep = grey.expand(3, -1, -1).clone()
-    assert torch.allclose(hypercolumns(grey, cfg), hypercolumns(rep, cfg.model_copy(update={"band_mapping": "grey"})), atol=1e-5)
+    as_grey = cfg.model_copy(update={"band_mapping": "grey"})
+    assert torch.allclose(hypercolumns(grey, cfg), hypercolumns(rep, as_grey), atol=1e-5)
     six = _img(6)
     proj, off = fit_band_projection(six)
     assert np.array(proj).shape == (3, 6) and len(off) == 6

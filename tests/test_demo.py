@@ -54,7 +54,8 @@ def test_demo_end_to_end_serves_and_is_idempotent(mis_env, session, run_mis):
     assert session.scalar(select(func.count()).select_from(m.Roxel)) > 500
     core_photo = session.scalars(select(m.Image).where(m.Image.depth_axis == "x")).one()
     depths = session.execute(select(func.min(m.Roxel.depth_m), func.max(m.Roxel.depth_m))
-                             .join(m.SegmentationRun, m.SegmentationRun.id == m.Roxel.run_id).where(m.SegmentationRun.image_id == core_photo.id)).one()
+                             .join(m.SegmentationRun, m.SegmentationRun.id == m.Roxel.run_id)
+                             .where(m.SegmentationRun.image_id == core_photo.id)).one()
     assert core_photo.depth_top_m <= depths[0] < depths[1] <= core_photo.depth_bottom_m  # a downhole log
     for image in session.scalars(select(m.Image)):  # every store as napari opens it
         run = session.scalars(select(m.SegmentationRun.name).where(m.SegmentationRun.image_id == image.id)).one()

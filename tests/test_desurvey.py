@@ -151,7 +151,7 @@ def test_matches_wellpathpy_on_random_surveys():
 
 def test_other_methods_follow_their_textbook_formulas():
     md, inc, azi = _random_survey(np.random.default_rng(5), 12)
-    t = np.array([_unit(i - 90.0, a) for i, a in zip(inc, azi)])
+    t = np.array([_unit(i - 90.0, a) for i, a in zip(inc, azi, strict=True)])
     steps = np.diff(md)[:, None]
     expected = {
         "tangential": np.cumsum(steps * t[1:], axis=0),

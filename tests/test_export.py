@@ -68,7 +68,7 @@ def test_round_trip_is_lossless(rich: str, url: str, work: Path) -> None:
     assert report.ok and report.written, report.render()
     assert [f.rule for f in report.findings] == ["no survey at the collar"]  # CV-011, as when first registered
     second = export(work / "b", url=url)
-    for a, b in zip(first.files, second.files):
+    for a, b in zip(first.files, second.files, strict=True):
         assert filecmp.cmp(a, b, shallow=False), f"{a.name} differs after the round trip"
     # the same traces and positions were computed from the exported data
     sql = ("SELECT h.name, ST_AsText(h.collar), h.local_epsg, ST_NPoints(h.trace) FROM drillcore h ORDER BY 1")

@@ -14,7 +14,6 @@ from mis.segment.filters import (
     compute_features_tiled,
     feature_names,
     halo,
-    prepare_image,
 )
 from mis.segment.synthetic import synthetic_multispectral, synthetic_section
 

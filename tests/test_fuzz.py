@@ -84,7 +84,8 @@ def test_csv_reader_turns_any_bytes_into_findings(header, rows, separator, junk)
                 assert not isinstance(value, str) or "\x00" not in value
 
 
-JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True), st.integers(), st.text(max_size=10)),
+JSONISH = st.recursive(st.one_of(st.none(), st.booleans(), st.floats(allow_nan=True), st.integers(),
+                                 st.text(max_size=10)),
                        lambda children: st.one_of(st.lists(children, max_size=4),
                                                   st.dictionaries(st.text(max_size=8), children, max_size=4)),
                        max_leaves=20)

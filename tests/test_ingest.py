@@ -25,7 +25,6 @@ from mis.grains.labelling import label_image
 from mis.grains.roxels import HolePositioner, load_positioner
 from mis.ingest.run import IngestError, ingest
 from mis.ingest.writer import Provenance, libpq_url
-
 from tests import factories as f
 from tests.test_labelling import blobs
 
@@ -108,8 +107,10 @@ def test_a_run_matches_the_whole_image_labelling(db_url, session, image, plug):
             "SELECT row, col, composition, dominant_class_id, dominant_fraction, dominant_grain_id, depth_m, "
             "ST_X(position), ST_Y(position), ST_Z(position) FROM roxel WHERE run_id = %s ORDER BY row, col",
             (s.run_id,)).fetchall()
-        constituents = conn.execute("SELECT mineral_uri, proportion_area, proportion_wt FROM rock_constituent").fetchall()
-        rock = conn.execute("SELECT plug_id, run_id, grain_size, association, liberation, surface_area FROM rock").fetchall()
+        constituents = conn.execute(
+            "SELECT mineral_uri, proportion_area, proportion_wt FROM rock_constituent").fetchall()
+        rock = conn.execute(
+            "SELECT plug_id, run_id, grain_size, association, liberation, surface_area FROM rock").fetchall()
 
     # grains: one per whole-image component, keyed by its first pixel, every outline valid
     flat = ref.ravel()
@@ -135,7 +136,7 @@ def test_a_run_matches_the_whole_image_labelling(db_url, session, image, plug):
     id_of_label = {g[1]: g[0] for g in grains}
     sorted_first = np.sort(firsts)
     pos = load_positioner(session, plug.drillcore_id).positions(np.array([100.1]))
-    for row, col, comp, dom, frac, grain_id, depth, x, y, z in roxels:
+    for row, col, comp, dom, _frac, grain_id, depth, x, y, z in roxels:
         win_c = cleaned[row * 16 : row * 16 + 16, col * 16 : col * 16 + 16]
         expect = np.bincount(win_c.ravel(), minlength=4) / win_c.size
         np.testing.assert_allclose(comp, expect, atol=1e-6)
@@ -156,7 +157,7 @@ def test_a_run_matches_the_whole_image_labelling(db_url, session, image, plug):
     assert sum(c[2] for c in constituents) == pytest.approx(1.0)
     px = np.bincount(cleaned.ravel(), minlength=4)[1:]
     assert {c[0].rsplit("/", 1)[1]: c[1] for c in constituents} == pytest.approx(
-        dict(zip(CLASSES[1:], px / px.sum())))
+        dict(zip(CLASSES[1:], px / px.sum(), strict=True)))
     (plug_id, run_id, grain_size, association, liberation, surface) = rock[0]
     assert (plug_id, run_id) == (plug.id, s.run_id)
     assert set(grain_size) == {*uris[1:], "rules"}

@@ -107,7 +107,7 @@ def _stream_stats(a, tile, ignore):
     H, W = a.shape
     lut = ignore_lut(ignore, int(a.max()))
     stream = ComponentStream(a.shape, tile, {"count": "sum", "maxr": "max", "edge": "or"})
-    firsts, counts, maxr, edge, tiles = [], [], [], [], []
+    firsts, counts, maxr, tiles = [], [], [], []
     for _, row in iter_tiles(a.shape, tile):
         for iy, ix, y0, x0, h, w in row:
             local = label_tile(a[y0 : y0 + h, x0 : x0 + w], lut)

@@ -20,7 +20,6 @@ from mis.imagery.catalogue import add_image
 from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.labels import LabelError, import_labels, label_versions, read_labels
-
 from tests import factories as f
 from tests.omezarr_readers import validate_and_read
 
@@ -101,7 +100,8 @@ def test_label_image_with_legend_is_stored_as_versioned_ome_labels(image, db_url
     Image.fromarray(changed).save(png)
     labels_dir = Path(image.store_uri) / "labels"  # a label image another tool added (napari, QuPath)
     shutil.copytree(labels_dir / "scribbles-v1", labels_dir / "cells")
-    zarr.open_group(image.store_uri, mode="r+")["labels"].attrs["ome"] = {"version": "0.5", "labels": ["scribbles-v1", "cells"]}
+    zarr.open_group(image.store_uri, mode="r+")["labels"].attrs["ome"] = {
+        "version": "0.5", "labels": ["scribbles-v1", "cells"]}
     assert runner.invoke(app, args, env=env).exit_code == 0
     assert label_versions(image.store_uri, "scribbles") == [1, 2]
     np.testing.assert_array_equal(read_labels(image.store_uri, "scribbles").read(), changed)
@@ -131,7 +131,8 @@ def test_geojson_polygons_lines_points_are_rasterised_in_pixel_coordinates(image
     sq = [[10, 10], [20, 10], [20, 20], [10, 20], [10, 10]]
     hole = [[13, 13], [17, 13], [17, 17], [13, 17], [13, 13]]
     feats = [
-        {"type": "Feature", "properties": {"class": "quartz"}, "geometry": {"type": "Polygon", "coordinates": [sq, hole]}},
+        {"type": "Feature", "properties": {"class": "quartz"},
+         "geometry": {"type": "Polygon", "coordinates": [sq, hole]}},
         {"type": "Feature", "properties": {"class": "Ccp"},
          "geometry": {"type": "LineString", "coordinates": [[100.5, 50.5], [110.5, 50.5]]}},
         {"type": "Feature", "properties": {"class": "Ccp", "width": 3},

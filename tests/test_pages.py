@@ -15,6 +15,7 @@ to 127.0.0.1 (the pages work offline) and none may fail. Screenshots are written
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import shutil
@@ -35,7 +36,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "pages"
 PIXEL_UM = 1.5  # the synthetic run's image pixel size
 SIZE = 1024
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)")
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason="needs Debian's chromium (apt-get install chromium)")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -68,7 +70,7 @@ def visible_run(api_db: str, tmp_path_factory: pytest.TempPathFactory) -> dict: 
         grains = conn.execute("SELECT g.id, g.label, c.uri FROM grain g JOIN concept c ON c.id = g.mineral_id "
                               "ORDER BY g.label").fetchall()
         assert len(grains) == N_GRAINS
-        for (gid, _label, uri), (y, x, r) in zip(grains, layout):
+        for (gid, _label, uri), (y, x, r) in zip(grains, layout, strict=True):
             colour = (225, 190, 40) if uri.endswith("chalcopyrite") else (190, 195, 200)
             disc = (yy - y) ** 2 + (xx - x) ** 2 <= r * r
             rgb[disc] = colour
@@ -395,12 +397,12 @@ def test_downhole_log_keeps_one_class_order_and_the_rocks_of_a_plug_apart(site, 
         spans[box["rock"]] = (min(lo, box["y"]), max(hi, box["y"] + box["h"]))
     assert len(spans) == 3
     ordered = sorted(spans.values())
-    assert all(a[1] <= b_[0] + 1e-6 for a, b_ in zip(ordered, ordered[1:])), ordered  # no rock over another
+    assert all(a[1] <= b_[0] + 1e-6 for a, b_ in itertools.pairwise(ordered)), ordered  # no rock over another
     # distinct colours: the log's classes and the common ore and gangue minerals
     names = sorted(set(legend) | {"Ccp", "Py", "Bn", "Cct", "Cv", "Mol", "Mag", "Hem", "Gn", "Sp", "Au", "Qz",
                                   "Pl", "Kfs", "Bt", "Ms", "Chl", "Ser", "Cal", "Anh", "Ep", "Amp", "pore-epoxy"})
     colours = b.page.evaluate("(names) => names.map((n) => MIS.classColour(n))", names)
-    labs = dict(zip(names, map(_lab, colours)))
+    labs = dict(zip(names, map(_lab, colours), strict=True))
     close = [(x, y) for i, x in enumerate(names) for y in names[i + 1:] if math.dist(labs[x], labs[y]) < 15]
     assert close == [], close
     b.check_clean()
@@ -438,7 +440,8 @@ def test_pygeoapi_pages_work_offline(site, browser, path):
     if path.startswith("/openapi"):
         b.page.wait_for_selector(".swagger-ui .opblock")  # Swagger UI drew the operations
     else:
-        styled = b.page.evaluate("() => [...document.styleSheets].some((s) => (s.href || '').includes('/static/bootstrap/'))")
+        styled = b.page.evaluate(
+            "() => [...document.styleSheets].some((s) => (s.href || '').includes('/static/bootstrap/'))")
         assert styled, path
     if b.page.locator(".leaflet-container").count():
         assert b.page.evaluate("() => typeof L === 'object' && L.version.startsWith('1.')")

@@ -16,9 +16,7 @@ from mis.catalogue.delete import delete
 from mis.catalogue.partitions import ESTIMATED_ROWS, is_partition, partition_name
 from mis.ingest.run import ingest
 from mis.ingest.writer import libpq_url
-
 from tests.test_ingest import CLASSES, URIS, add_image, make_labels, plug  # noqa: F401  (fixture)
-
 
 POINT = "'SRID=4326;POINT Z (-70 -22 2400)'"
 
@@ -68,7 +66,8 @@ def test_a_new_run_gets_partitions_that_take_plain_inserts(session, plug):  # no
         with session.begin_nested():
             session.execute(text(
                 "INSERT INTO roxel (run_id, row, col, composition, dominant_class_id, dominant_fraction, "
-                f"dominant_grain_id, position) VALUES (:r, 1, 0, '{{1}}', :q, 1, :g, {POINT})"), {"r": run, "q": quartz, "g": grain + 999})
+                f"dominant_grain_id, position) VALUES (:r, 1, 0, '{{1}}', :q, 1, :g, {POINT})"),
+                {"r": run, "q": quartz, "g": grain + 999})
     with pytest.raises(Exception, match="no partition"):  # no run 0, no partition for it
         with session.begin_nested():
             session.execute(text(
@@ -138,7 +137,8 @@ def test_concurrent_writers_do_not_deadlock(db_url, session, plug):  # noqa: F81
     def finish(w):
         try:
             w.commit()
-        except BaseException as exc:  # pragma: no cover - the failure being tested for
+        # a thread's exception is lost unless kept: the test asserts there was none
+        except BaseException as exc:  # noqa: BLE001  # pragma: no cover - the failure being tested for
             errors.append(exc)
 
     threads = [threading.Thread(target=finish, args=(w,)) for w in writers]

@@ -38,7 +38,8 @@ def test_lifecycle_through_the_cli(tmp_path: Path, cluster: EmbeddedPostgres):
     assert again.returncode == 0 and again.stdout == first.stdout
     assert mis("db", "migrate", env=env).returncode == 0
     status = mis("db", "status", env=env)
-    assert "running" in status.stdout and "PostGIS 3" in status.stdout and f"revision: {migrate.head()}" in status.stdout
+    assert "running" in status.stdout and "PostGIS 3" in status.stdout
+    assert f"revision: {migrate.head()}" in status.stdout
     url = mis("db", "url", env=env).stdout.strip()
     with psycopg.connect(url.replace("+psycopg", "")) as conn:
         assert conn.execute("SELECT count(*) FROM plug").fetchone()[0] == 0

@@ -26,7 +26,6 @@ from mis.segment.predict import (
 )
 from mis.segment.synthetic import synthetic_section
 from mis.segment.train import train
-
 from tests.omezarr_readers import validate_and_read
 
 H, W = 1040, 1100  # 3 x 3 chunks of 512, partial (16 and 76 px) at the bottom and right edges

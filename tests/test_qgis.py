@@ -94,7 +94,7 @@ def test_qgis_loses_no_value(qgis, http, cid):
     lost = []
     own = OWN_ID.get(cid, "concept_id")
     assert [got[own] for got in ordered] == [f["id"] for f in features], cid  # the server's id, an attribute
-    for feature, got in zip(features, ordered):
+    for feature, got in zip(features, ordered, strict=True):
         for name, value in feature["properties"].items():
             if not _same(value, got.get(name)):
                 lost.append((feature["id"], name, value, got.get(name)))

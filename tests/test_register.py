@@ -183,7 +183,8 @@ def test_register_base_files(url: str, work: Path) -> None:
 
     dep = query(url, "SELECT occurrence_type_uri, deposit_model_uri, deposit_model_note, country, "
                      "GeometryType(footprint) FROM deposit ORDER BY name")
-    assert dep == [(uri("occurrence-type", "deposit"), uri("deposit-model", "porphyry copper"), None, "Peru", "POLYGON"),
+    assert dep == [(uri("occurrence-type", "deposit"), uri("deposit-model", "porphyry copper"), None, "Peru",
+                    "POLYGON"),
                    (uri("occurrence-type", "prospect"), None, "epithermal vein, low sulphidation", "Chile", "POINT")]
     assert query(url, "SELECT c.commodity_uri, c.rank FROM deposit_commodity c JOIN deposit d ON d.id = c.deposit_id "
                       "WHERE d.name = %s ORDER BY rank", DEPOSIT) == [
@@ -238,7 +239,8 @@ def test_update_in_place_recomputes_trace_and_positions(base: str, work: Path) -
     report = register(["surveys.csv"], url=base)
     assert report.ok and report.written, report.render()
     assert (report.survey_sets, report.traces, report.positions, report.samples.changed) == (1, 1, 3, 0)
-    assert query(base, "SELECT depth_m, s.dip, s.azimuth FROM survey_station s JOIN drillcore h ON h.id = s.drillcore_id "
+    assert query(base, "SELECT depth_m, s.dip, s.azimuth FROM survey_station s "
+                       "JOIN drillcore h ON h.id = s.drillcore_id "
                        "WHERE h.name = 'CV-001' ORDER BY depth_m") == [(0.0, -60.0, 90.0), (150.0, -50.0, 100.0)]
     assert query(base, "SELECT ST_AsEWKT(trace) FROM drillcore WHERE name = 'CV-001'") != old_trace
     assert query(base, "SELECT ST_AsEWKT(trace), updated_at FROM drillcore WHERE name = 'CV-002'") == other
@@ -260,7 +262,8 @@ def test_shorter_hole_with_moved_sample_updates_in_one_go(base: str, work: Path)
     assert (report.holes.changed, report.holes.unchanged, report.samples.changed) == (1, 2, 1)
     assert query(base, "SELECT length_m, ST_Length(trace::geography) > 0 FROM drillcore WHERE name = 'CV-001'") == [
         (150.0, True)]
-    assert query(base, "SELECT from_m, to_m, lithology_uri FROM plug WHERE name = 'CV-001-P1'") == [(140.0, 140.3, None)]
+    assert query(base, "SELECT from_m, to_m, lithology_uri FROM plug WHERE name = 'CV-001-P1'") == [
+        (140.0, 140.3, None)]
 
 
 def test_columns_a_file_lacks_keep_registered_values(base: str, work: Path) -> None:
@@ -313,7 +316,8 @@ def test_geojson_deposits_and_inclination_convention(url: str, work: Path) -> No
     report = register(["deposits.geojson", ("collars", "holes.csv"), "dh_surveys.csv"], url=url,
                       deposit="Geo Deposit")
     assert report.ok and report.written, report.render()
-    assert query(url, "SELECT name, GeometryType(footprint), deposit_model_uri IS NOT NULL FROM deposit ORDER BY name") == [
+    assert query(url, "SELECT name, GeometryType(footprint), deposit_model_uri IS NOT NULL "
+                      "FROM deposit ORDER BY name") == [
         ("Geo Deposit", "POLYGON", True), ("Geo Point", "POINT", False)]
     assert query(url, "SELECT collar_x, dip, azimuth, length_m FROM drillcore") == [(-69.04, -60.0, 45.0, 200.0)]
     assert query(url, "SELECT depth_m, dip FROM survey_station ORDER BY depth_m") == [(0.0, -60.0), (100.0, -55.0)]
@@ -446,7 +450,8 @@ ERROR_CASES = {
         ["error: collars.csv:2: DECLINATION: magnetic azimuths need a declination (AZIMUTH_REFERENCE 'magnetic')"]),
     "unknown deposit": (
         "collars.csv", "HOLE_ID,DEPOSIT,X,Y,EPSG,Z,EOH\nDH-1,Nowhere,-71.58,-16.53,4326,2650,100\n",
-        ["error: collars.csv:2: DEPOSIT: unknown deposit (value 'Nowhere'; not in the deposit files nor the database)"]),
+        ["error: collars.csv:2: DEPOSIT: unknown deposit "
+         "(value 'Nowhere'; not in the deposit files nor the database)"]),
     "hole shorter than what is registered": (
         "collars.csv", COLLAR_HEAD + "CV-001,-71.58,-16.53,4326,2650.5,100,-60,90\n",
         ["error: collars.csv:2: EOH: hole length shorter than a registered survey (value 100; survey at 300 m)",
@@ -494,7 +499,7 @@ ERROR_CASES = {
 
 #: 345 bytes that a YAML loader expands to 9^9 strings (the issue's 427-byte file took 56 s, 5.6 GB).
 ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
-    f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefg", "bcdefgh")) + \
+    f"{k}: &{k} [{', '.join(['*' + p] * 9)}]\n" for p, k in zip("abcdefg", "bcdefgh", strict=True)) + \
     f"name: [{', '.join(['*h'] * 9)}]\n"
 
 
@@ -592,7 +597,8 @@ def test_collar_near_the_footprint_warns_far_from_it_is_refused(base: str, work:
     report = register([write(work / "c.csv", COLLAR_HEAD + "DH-8,-71.515,-16.53,4326,2650,100,-60,90\n")],
                       url=base, deposit=DEPOSIT)
     assert messages(report) == ["warning: c.csv:2: X/Y: collar outside the footprint of deposit "
-                                "'Cerro Verde Test' (value -71.515, -16.53; 534 m outside; within the 1000 m tolerance)"]
+                                "'Cerro Verde Test' (value -71.515, -16.53; 534 m outside; "
+                                "within the 1000 m tolerance)"]
     assert report.written
     report = register([write(work / "c.csv", COLLAR_HEAD + "DH-9,-70.0,-16.53,4326,2650,100,-60,90\n"
                                                            "DH-10,-16.53,-71.58,4326,2650,100,-60,90\n")],

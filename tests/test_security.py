@@ -210,7 +210,7 @@ def test_stored_script_runs_in_no_html_page(live, http, api_db):
     assert r.status_code == 201, r.text
     item = r.headers["location"].rsplit("/", 1)[1]
     hole = http.get(f"/collections/plugs/items/{item}", params={"f": "json"}).json()["properties"]["drillcore_id"]
-    pages = [f"/collections/plugs/items/{item}?f=html", f"/collections/plugs/items?f=html&limit=1000",
+    pages = [f"/collections/plugs/items/{item}?f=html", "/collections/plugs/items?f=html&limit=1000",
              f"/collections/plugs/items?f=html&name={XSS_NAME}", f"/mis/plug/{item}", f"/mis/drillcore/{hole}"]
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True,

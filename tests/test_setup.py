@@ -207,7 +207,8 @@ def test_a_server_without_postgis_names_the_missing_file_and_its_package(tmp_pat
     share = tmp_path / "share" / "postgresql" / "15"
     (share / "extension").mkdir(parents=True)
     pg_config = bindir / "pg_config"
-    pg_config.write_text(f"#!/bin/sh\ncase $1 in --sharedir) echo {share};; --pkglibdir) echo {bindir.parent / 'lib'};; esac\n")
+    pg_config.write_text(
+        f"#!/bin/sh\ncase $1 in --sharedir) echo {share};; --pkglibdir) echo {bindir.parent / 'lib'};; esac\n")
     pg_config.chmod(0o755)
     with pytest.raises(PostgresError) as err:
         find_bindir([bindir])

@@ -23,7 +23,6 @@ from mis.imagery.omezarr import _compressor, import_image, read_metadata
 from mis.imagery.upgrade import StoreUpgradeError, needs_upgrade, upgrade_store
 from mis.segment.labels import read_labels
 from mis.segment.predict import PredictionError, list_runs, prediction_arrays
-
 from tests import factories as f
 from tests.omezarr_readers import validate_and_read
 

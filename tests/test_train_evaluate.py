@@ -25,7 +25,6 @@ from mis.segment.predict import predict, prediction_arrays
 from mis.segment.select import CANDIDATES
 from mis.segment.synthetic import synthetic_multispectral, synthetic_section
 from mis.segment.train import gather_samples, train
-
 from tests import factories as f
 
 app = typer.Typer()
@@ -44,7 +43,7 @@ def _store(root, s, name, values=None):
         tifffile.imwrite(src[0], s.image.transpose(1, 2, 0), photometric="rgb")
     else:  # a band stack: one greyscale file per band
         src = [root / f"{name}-b{i}.tif" for i in range(s.image.shape[0])]
-        for p, band in zip(src, s.image):
+        for p, band in zip(src, s.image, strict=True):
             tifffile.imwrite(p, band)
     import_image(src, root / f"{name}.ome.zarr", pixel_size_um=1.0, progress=False)
     ref = image_ref(str(root / f"{name}.ome.zarr"))
@@ -52,7 +51,7 @@ def _store(root, s, name, values=None):
     lut = np.zeros(len(s.classes) + 1, np.uint8)
     lut[1:] = values
     lab = lut[s.scribbles]
-    legend = {v: ResolvedClass(c, c, c, "FFFFFF") for v, c in zip(values, s.classes)}
+    legend = {v: ResolvedClass(c, c, c, "FFFFFF") for v, c in zip(values, s.classes, strict=True)}
     h, w = lab.shape
 
     def tiles():

@@ -14,7 +14,6 @@ from mis.catalogue import models as m
 from mis.vocab.load import VocabularyError, load_vocabularies
 from mis.vocab.lookup import TermIndex, UnknownTermError, broader, narrower, resolve
 from mis.vocab.skos import ontology_dir
-
 from tests import factories as f
 
 LITH = "http://resource.geosciml.org/classifier/cgi/lithology/"
@@ -53,7 +52,8 @@ def test_commodity_notation_resolves(session):
 
 
 def test_typo_suggests_the_closest_term(session):
-    with pytest.raises(UnknownTermError, match=r"unknown term 'chalcopyrit' in scheme 'mineral'; did you mean 'chalcopyrite'"):
+    with pytest.raises(UnknownTermError,
+                       match=r"unknown term 'chalcopyrit' in scheme 'mineral'; did you mean 'chalcopyrite'"):
         resolve(session, "chalcopyrit", "mineral")
 
 
@@ -103,7 +103,8 @@ def test_a_used_concept_cannot_be_removed(db_url, session, tmp_path):
     graph.remove((gone, None, None))
     graph.remove((None, None, gone))
     graph.serialize(ttl, format="turtle")
-    with pytest.raises(VocabularyError, match=r"(?s)still in use.*cable_tool_drilling: used by drillcore.drilling_method_uri \(1 row\)"):
+    with pytest.raises(VocabularyError,
+                       match=r"(?s)still in use.*cable_tool_drilling: used by drillcore.drilling_method_uri \(1 row\)"):
         load_vocabularies(onto, url=db_url, schemes=["drilling-method"], progress=False)
     session.expire_all()
     assert session.get(m.Concept, hole.drilling_method_uri) is not None

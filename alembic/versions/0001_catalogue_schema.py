@@ -1,7 +1,7 @@
 """The catalogue schema: vocabulary, deposits, drillholes, plugs, images, runs, rocks, grains, roxels.
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-21 05:42:37.643922
 """
 

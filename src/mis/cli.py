@@ -174,7 +174,9 @@ def db_reset(
 # --------------------------------------------------------------------------- vocab
 @vocab_app.command("load")
 def vocab_load(
-    path: Annotated[str | None, typer.Option("--path", help="Ontology directory (default: the project's ontology/).")] = None,
+    path: Annotated[
+        str | None, typer.Option("--path", help="Ontology directory (default: the project's ontology/).")
+    ] = None,
     scheme: Annotated[list[str] | None, typer.Option("--scheme", help="Load only this scheme (repeatable).")] = None,
 ) -> None:
     """Load every SKOS scheme into the catalogue (idempotent; updates in place).
@@ -244,10 +246,16 @@ def image_add(
     pixel_size_um: Annotated[float, typer.Option("--pixel-size-um", help="Pixel size in micrometres.")],
     modality: Annotated[str, typer.Option("--modality", help="Image modality term, e.g. reflected-light, ppl, bse.")],
     band: Annotated[list[str] | None, typer.Option("--band", help="Band name (repeat per band).")] = None,
-    wavelength: Annotated[list[float] | None, typer.Option("--wavelength", help="Band centre wavelength in nm (repeat).")] = None,
-    depth_axis: Annotated[str | None, typer.Option("--depth-axis", help="x or y: this pixel axis maps onto depth.")] = None,
+    wavelength: Annotated[
+        list[float] | None, typer.Option("--wavelength", help="Band centre wavelength in nm (repeat).")
+    ] = None,
+    depth_axis: Annotated[
+        str | None, typer.Option("--depth-axis", help="x or y: this pixel axis maps onto depth.")
+    ] = None,
     top: Annotated[float | None, typer.Option("--top", help="Depth (m) of the first pixel along --depth-axis.")] = None,
-    bottom: Annotated[float | None, typer.Option("--bottom", help="Depth (m) of the last pixel along --depth-axis.")] = None,
+    bottom: Annotated[
+        float | None, typer.Option("--bottom", help="Depth (m) of the last pixel along --depth-axis.")
+    ] = None,
     name: Annotated[str | None, typer.Option("--name", help="Image name within the plug (default: file name).")] = None,
 ) -> None:
     """Import an image for a plug as OME-Zarr with a pyramid and register it (idempotent).
@@ -255,7 +263,7 @@ def image_add(
     Example: `mis image add --plug QA-001/QA-001-P01 section.tif --pixel-size-um 0.5 --modality reflected-light`
 
     Example (core photo): `mis image add --plug QA-002/QA-002-P02 box.jpg --pixel-size-um 100 --modality core-photo --depth-axis x --top 110.0 --bottom 111.2`
-    """
+    """  # noqa: E501 - the example is one command line, to copy as it is
     from pathlib import Path
 
     from mis.catalogue.errors import CatalogueError

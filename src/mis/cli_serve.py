@@ -41,7 +41,7 @@ def serve_cmd(
         serve(host=host, port=port, public_url=public_url, token_file=tokens, log_level=log_level)
     except (PostgresError, RuntimeError, FileNotFoundError) as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(1) from exc
 
 
 token_app = typer.Typer(help="Bearer tokens for API writes (stored hashed).", no_args_is_help=True)

@@ -8,8 +8,10 @@ what went.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, cast
 
-from sqlalchemy import Select, delete as sql_delete, func, select
+from sqlalchemy import ColumnElement, CursorResult, Select, func, select
+from sqlalchemy import delete as sql_delete
 from sqlalchemy.orm import Session
 
 from mis.catalogue import partitions
@@ -73,7 +75,7 @@ def delete(session: Session, model: type[Base], ident: int, *, cascade: bool = F
                 "Delete those first, or ask for a cascade explicitly (--cascade)."
             )
     report = DeleteReport()
-    _delete_subtree(session, model, select(model.id).where(model.id == ident), report)
+    _delete_subtree(session, model, select(_id(model)).where(_id(model) == ident), report)
     session.expire_all()
     return report
 
@@ -82,17 +84,23 @@ def _delete_subtree(session: Session, model: type[Base], ids: Select, report: De
     runs = None
     if model is SegmentationRun:  # grains and roxels: their runs' partitions go, rows counted
         runs = list(session.scalars(ids))
-        for child in (Roxel, Grain):
-            n = session.scalar(select(func.count()).select_from(child).where(child.run_id.in_(runs)))
-            report.add(child.__tablename__, n or 0)
+        for part in (Roxel, Grain):
+            n = session.scalar(select(func.count()).select_from(part).where(part.run_id.in_(runs)))
+            report.add(part.__tablename__, n or 0)
     for child, fk in CHILDREN.get(model, []):
         if child in (Roxel, Grain):
             continue
-        child_ids = select(child.id).where(getattr(child, fk).in_(ids))
+        child_ids = select(_id(child)).where(getattr(child, fk).in_(ids))
         _delete_subtree(session, child, child_ids, report)
     if runs is not None:  # ACCESS EXCLUSIVE on the partitions: last, just before the runs go
         partitions.drop(session.connection().exec_driver_sql, runs)
     if model is Image:
         report.stores += list(session.scalars(select(Image.store_uri).where(Image.id.in_(ids))))
-    result = session.execute(sql_delete(model).where(model.id.in_(ids)))
+    # a DML statement's result is a CursorResult (rowcount); Session.execute is typed for queries
+    result = cast(CursorResult[Any], session.execute(sql_delete(model).where(_id(model).in_(ids))))
     report.add(model.__tablename__, result.rowcount or 0)
+
+
+def _id(model: type[Base]) -> ColumnElement[int]:
+    """The ``id`` key every table of the hierarchy has (``Base`` itself declares none)."""
+    return model.__table__.c.id

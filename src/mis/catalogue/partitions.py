@@ -23,7 +23,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["TABLES", "KEY", "RUNS", "partition_name", "is_partition", "create_bare", "attach", "drop", "MANUAL", "ESTIMATED_ROWS"]
+__all__ = ["TABLES", "KEY", "RUNS", "partition_name", "is_partition", "create_bare", "attach", "drop", "MANUAL",
+           "ESTIMATED_ROWS"]
 
 #: The run-partitioned tables, in the order their partitions are attached (roxels
 #: reference grains); drop in reverse.

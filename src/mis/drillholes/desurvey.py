@@ -33,6 +33,7 @@ per hole.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -233,7 +234,8 @@ def desurvey_offsets(
     md_, dip_, azi_, off = _stations(md, dip, azimuth, offsets, convention, None)
     if np.any(np.diff(off) == 0):
         raise ValueError("desurvey_offsets: every hole needs at least one station")
-    return _geometry(md_, dip_, azi_, off, method, None)
+    east, north, up, dogleg = _geometry(md_, dip_, azi_, off, method, None)
+    return east, north, up, dogleg
 
 
 def _check_increasing(
@@ -273,7 +275,7 @@ def _geometry(
     n_holes = off.size - 1
     bounds = np.unique(np.searchsorted(off[:-1], np.arange(0, n, _BLOCK)))
     bounds = np.append(bounds[bounds < n_holes], n_holes)
-    for h0, h1 in zip(bounds[:-1], bounds[1:]):
+    for h0, h1 in itertools.pairwise(bounds):
         a, b = off[h0], off[h1]
         bad = _geometry_block(
             md[a:b], dip[a:b], azimuth[a:b], off[h0 : h1 + 1] - a, method, pos[:3, a:b], dogleg[a:b]
@@ -424,7 +426,7 @@ def _complete_stations(
         np.concatenate([last_dip[need_bottom], top_dip[need_top]])[order],
         np.concatenate([last_azi[need_bottom], top_azi[need_top]])[order],
     ]
-    md, dip, azimuth = (np.insert(arr, at, v) for arr, v in zip((md, dip, azimuth), values))
+    md, dip, azimuth = (np.insert(arr, at, v) for arr, v in zip((md, dip, azimuth), values, strict=True))
     added = need_top.astype(np.int64) + need_bottom
     return md, dip, azimuth, off + np.concatenate([[0], np.cumsum(added)])
 
@@ -518,7 +520,7 @@ class Trace:
             raise ValueError(f"hole {self.hole_id!r} has zero length: it has no line trace")
         lon, lat, z = self.lonlat()
         p = precision
-        pts = ", ".join(f"{a:.{p}f} {b:.{p}f} {c:.4f}" for a, b, c in zip(lon, lat, z))
+        pts = ", ".join(f"{a:.{p}f} {b:.{p}f} {c:.4f}" for a, b, c in zip(lon, lat, z, strict=True))
         return f"LINESTRING Z ({pts})"
 
     def linestring(self):  # -> shapely.LineString (shapely is imported only when asked)

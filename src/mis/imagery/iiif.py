@@ -86,6 +86,7 @@ __all__ = [
     "lang",
     "nav_place",
     "Rights",
+    "NO_RIGHTS",
     "supported_formats",
     "MEDIA_TYPES",
 ]
@@ -642,6 +643,10 @@ class Rights:
             doc["requiredStatement"] = {"label": lang(self.label, "en"), "value": lang(self.statement, "en")}
 
 
+#: No reuse terms: the default of every function that takes ``rights``.
+NO_RIGHTS = Rights()
+
+
 def nav_place(feature_id: str, label: str, lon: float, lat: float, z: float | None = None) -> dict[str, Any]:
     """The navPlace of a resource at one point (a GeoJSON-LD FeatureCollection)."""
     coordinates = [lon, lat] + ([z] if z is not None else [])
@@ -658,7 +663,7 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
                   metadata: Sequence[tuple[str, str]] = (), summary: str | None = None,
                   limits: Limits = DEFAULT_LIMITS, viewer_url: str | None = None,
                   place: dict[str, Any] | None = None, see_also: Sequence[dict[str, Any]] = (),
-                  part_of: Sequence[dict[str, Any]] = (), rights: Rights = Rights(),
+                  part_of: Sequence[dict[str, Any]] = (), rights: Rights = NO_RIGHTS,
                   annotations: dict[int, str] | None = None) -> dict[str, Any]:
     """A Presentation API 3 manifest: one canvas per image, each painted by its image
     service (``full/max`` as the static body, the service for deep zoom); the first
@@ -741,7 +746,7 @@ def manifest_json(manifest_id: str, label: str, images: Sequence[CanvasImage], *
 
 
 def collection_json(collection_id: str, label: str, items: Sequence[dict[str, Any]], *,
-                    summary: str | None = None, rights: Rights = Rights(),
+                    summary: str | None = None, rights: Rights = NO_RIGHTS,
                     see_also: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """A Presentation API 3 collection of manifests or collections (``items``: each
     ``{"id", "type", "label"}``, with a ``thumbnail`` where there is one), in the given

@@ -131,7 +131,6 @@ class _CORSStaticFiles(StaticFiles):
 
 
 #: No reuse terms stated (the default of a service made without a configuration).
-NO_RIGHTS = iiif.Rights()
 
 
 class IIIFService:
@@ -139,7 +138,7 @@ class IIIFService:
 
     def __init__(self, url: str | None = None, *, limits: iiif.Limits = iiif.DEFAULT_LIMITS,
                  row_ttl_s: float = 5.0, max_open: int = 64, max_renders: int = MAX_RENDERS,
-                 rights: iiif.Rights = NO_RIGHTS):
+                 rights: iiif.Rights = iiif.NO_RIGHTS):
         self.url = url
         #: renders at a time (each holds its output and the source window in memory);
         #: further requests wait their turn rather than all decoding at once
@@ -648,7 +647,7 @@ _MIRADOR = """<!doctype html>
 
 def iiif_routes(url: str | None = None, base_path: str = "/iiif", *,
                 viewer_path: str = "/viewer", static_path: str = "/static/openseadragon",
-                limits: iiif.Limits = iiif.DEFAULT_LIMITS, rights: iiif.Rights = NO_RIGHTS) -> list[BaseRoute]:
+                limits: iiif.Limits = iiif.DEFAULT_LIMITS, rights: iiif.Rights = iiif.NO_RIGHTS) -> list[BaseRoute]:
     """The IIIF image service, plug manifests, drill core and deposit collections, plug
     viewer and OpenSeadragon files over the catalogue at ``url`` (default:
     ``MIS_DATABASE_URL`` / the embedded database); ``rights``: the reuse terms every

@@ -43,11 +43,15 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from zarr.abc.store import Store
+
 __all__ = [
+    "AccessMode",
     "LABELS",
     "PREDICTION_PREFIX",
     "ClassIndexArray",
@@ -122,11 +126,16 @@ def store_uri(uri: str | Path) -> str:
     return str(Path(s.removeprefix("file://")).expanduser().absolute())
 
 
-def open_group(uri: str, path: str = "", mode: str = "r") -> Any:
+#: How :func:`open_group` opens a group (zarr's access modes).
+AccessMode = Literal["r", "r+", "a", "w", "w-"]
+
+
+def open_group(uri: str, path: str = "", mode: AccessMode = "r") -> Any:
     """A zarr v3 group inside an image store (local directory or fsspec URL)."""
     import zarr
 
     uri = store_uri(uri)
+    store: Store
     if is_url(uri):
         from zarr.storage import FsspecStore
 
@@ -151,10 +160,10 @@ def children(uri: str, path: str) -> list[str]:
             return []
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]
         return sorted(n for n in names if not n.startswith(".") and fs.exists(f"{base}/{n}/zarr.json"))
-    base = Path(uri) / path
-    if not base.is_dir():
+    folder = Path(uri) / path
+    if not folder.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir()
+    return sorted(p.name for p in folder.iterdir()
                   if not p.name.startswith(".") and (p / "zarr.json").is_file())
 
 

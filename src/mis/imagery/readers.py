@@ -196,7 +196,7 @@ class TiffSource(ImageSource):
             if "Y" not in axes or "X" not in axes:
                 raise ImageReadError(p, f"series axes {axes!r} have no Y and X axes")
             self._check_not_truncated(p, s)
-            index: list[object] = []
+            index: list[int | slice] = []
             kept: list[str] = []
             for ax, n in zip(axes, shape, strict=True):
                 if ax in "YX" or ax in _CHANNEL_AXES:
@@ -414,13 +414,14 @@ def _decode_pillow(p: Path, fmt: str) -> np.ndarray:
                 sample = {"I;16": 2, "I;16B": 2, "I;16L": 2, "I": 4, "F": 4}.get(im.mode, 1)
                 check_decode_budget(p, im.width, im.height, max(len(im.getbands()), 3 if im.mode == "P" else 1), sample)
                 im.load()
+                pixels: Image.Image = im
                 if im.mode in ("P", "PA"):
-                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                    pixels = im.convert("RGBA" if "transparency" in im.info else "RGB")
                 elif im.mode == "CMYK":
-                    im = im.convert("RGB")
+                    pixels = im.convert("RGB")
                 elif im.mode == "1":
-                    im = im.convert("L")
-                return np.asarray(im)
+                    pixels = im.convert("L")
+                return np.asarray(pixels)
         except ImageReadError:
             raise
         except UnidentifiedImageError:

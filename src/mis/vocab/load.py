@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.progress import Progress
-from sqlalchemy import Column, delete, func, literal_column, select, tuple_
+from sqlalchemy import Boolean, Column, delete, func, literal_column, select, tuple_
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -78,18 +78,18 @@ def _load(session: Session, schemes, concepts, progress: bool) -> LoadReport:
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("loading concepts", total=len(rows))
         for start in range(0, len(rows), 1000):
-            stmt = insert(m.Concept).values(rows[start:start + 1000])
+            batch = insert(m.Concept).values(rows[start:start + 1000])
             col = m.Concept.__table__.c
-            stmt = stmt.on_conflict_do_update(
+            stmt = batch.on_conflict_do_update(
                 index_elements=["uri"],
                 set_=_excluded(m.Concept, "uri", "id"),
                 # touch only rows whose content changed, so that a reload reports 0 changes
                 where=tuple_(col.scheme, col.pref_label, col.labels, col.alt_labels, col.notation,
                              col.definition, col.properties).is_distinct_from(
-                    tuple_(stmt.excluded.scheme, stmt.excluded.pref_label, stmt.excluded.labels,
-                           stmt.excluded.alt_labels, stmt.excluded.notation,
-                           stmt.excluded.definition, stmt.excluded.properties)),
-            ).returning(literal_column("xmax = 0"))  # true when inserted, false when updated
+                    tuple_(batch.excluded.scheme, batch.excluded.pref_label, batch.excluded.labels,
+                           batch.excluded.alt_labels, batch.excluded.notation,
+                           batch.excluded.definition, batch.excluded.properties)),
+            ).returning(literal_column("xmax = 0", Boolean))  # true when inserted, false when updated
             for (inserted,) in session.execute(stmt):
                 if inserted:
                     report.added += 1

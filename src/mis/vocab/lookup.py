@@ -93,7 +93,7 @@ class TermIndex:
 
     def suggest(self, text: str, scheme: str | list[str] | None = None, n: int = 3) -> list[str]:
         """Closest known names (pref labels and notations) to ``text``."""
-        names = {}
+        names: dict[str, str] = {}
         for name, uris in self._folded.items():
             for uri in self._in(uris, scheme):
                 names.setdefault(name, self.terms[uri].pref_label)
