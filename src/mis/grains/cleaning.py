@@ -42,23 +42,33 @@ one mineral would merge. The ingestion therefore labels grains on a *cleaned* ma
    grain a run writes has ``min_px`` pixels or more, which is the size cut-off its
    statistics are stated over.
 
-Why no distance-transform watershed: touching Voronoi-like grains of one mineral share a
-long straight boundary without a neck, which a shape-only split does not find without
-over-splitting every elongated grain; and its floods reach across any number of chunks.
-The boundary line is the evidence a mineralogist uses, and it is local. Where the image
-does not show it (a 1.5 µm boundary at 5 µm per pixel), grains of one mineral stay merged:
-bench/bench_grains.py measures how often.
+2b. **Distance-transform split (watershed saddles).** Where the boundary line is faint
+   (a 1.5 µm groove at 5 µm per pixel shows as scattered dashes) or absent, grains of
+   one mineral are split by shape, as QEMSCAN/MLA/ImageJ separate touching particles: the
+   watershed line of the distance transform between two h-maxima markers runs through a
+   *saddle*. It is found locally (:func:`_necks`): the distance to the nearest evidence
+   or other mineral, clipped at :data:`WATERSHED_REACH_PX`; a saddle is a pixel least on
+   a line through it, both of whose sides rise within the reach to maxima at least
+   ``watershed_h`` px above it (the h-maxima markers), with its distance at most
+   ``watershed_neck`` of the smaller maximum (a neck, relative to the grain's radius),
+   and bounded across on both sides. An elongated grain has no saddle along its axis
+   (no rise); a bent or irregular one has none deeper than ``h``. Saddles join the
+   boundary evidence; across a pass wider than :data:`WIDE_NECK_PX` and bounded by lines
+   (not specks of noise) the line is drawn from side to side. Measured on the truth
+   bench; what it does not reach (junctions of thin wedges, lines wholly invisible
+   between equal-sized grains) stays merged.
 
 Seamless over chunks. Each step only looks a bounded distance away: step 0 ``fill_px``
 and ``boundary_px`` pixels; step 1 decides a component's fate from its pixels and their
 neighbours, and a component of fewer than ``m`` pixels spans fewer than ``m``; step 2
-looks ``bridge_px``, :data:`MIN_LINE_PX` and twice the thinning iterations away; step 3
-``min_px``. A chunk read with a halo of :meth:`GrainRules.halo` pixels (clipped at the
-image border) and cleaned on its own is therefore exactly the whole-image result on the
-chunk: components that touch the window's edge inside the image are taken as large, and
-lines are mirrored only at the image border, which is right for every pixel farther than
-the halo from an inner edge (tested against :func:`clean_image`, pixel for pixel, with
-tiles of a few pixels, and through the ingestion).
+looks ``bridge_px``, :data:`MIN_LINE_PX` and twice the thinning iterations away, its
+split three reaches and :data:`ANCHOR_PX`; step 3 ``min_px``. A chunk read with a halo
+of :meth:`GrainRules.halo` pixels (clipped at the image border) and cleaned on its own
+is therefore exactly the whole-image result on the chunk: components that touch the
+window's edge inside the image are taken as large, and lines are mirrored only at the
+image border, which is right for every pixel farther than the halo from an inner edge
+(tested against :func:`clean_image`, pixel for pixel, with tiles of a few pixels, and
+through the ingestion).
 """
 
 from __future__ import annotations
@@ -205,8 +215,9 @@ class GrainRules:
         """Pixels read around a chunk so that cleaning it alone equals the whole image
         (see the module docstring): ``boundary_px + fill_px`` for step 0, ``(UNSURE_FACTOR
         + 1) min_px`` for step 1 (a component and its neighbours), ``2 bridge + 2 thinning +
-        MIN_LINE_PX + SEED_PX + 4`` for step 2 (and ``3 WATERSHED_REACH_PX + ANCHOR_PX + 4`` for
-        its distance-transform split: distances, rays, and the line drawn across), ``SLIVER_FACTOR min_px`` for step 3, and a margin."""
+        MIN_LINE_PX + SEED_PX + 4`` for step 2 (and ``3 WATERSHED_REACH_PX + ANCHOR_PX + 4``
+        for its distance-transform split: distances, rays, and the line drawn across),
+        ``SLIVER_FACTOR min_px`` for step 3, and a margin."""
         if not self.active(pixel_size_um):
             return 0
         n = self.min_px(pixel_size_um)
