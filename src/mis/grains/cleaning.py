@@ -405,11 +405,11 @@ def _fill_uncertain(values: np.ndarray, uncertain: NDArray[np.bool_], k: int, re
             good = ~pending[nb]
             at = np.flatnonzero(ok)[good]
             votes += np.bincount(at * k + flat[nb[good]].astype(np.int64), minlength=votes.size).astype(np.int32)
-        votes = votes.reshape(idx.size, k)
-        has = votes.max(axis=1) > 0
+        tally = votes.reshape(idx.size, k)
+        has = tally.max(axis=1) > 0
         if not has.any():
             break
-        flat[idx[has]] = np.argmax(votes[has], axis=1).astype(values.dtype)
+        flat[idx[has]] = np.argmax(tally[has], axis=1).astype(values.dtype)
         pending[idx[has]] = False
         idx = idx[~has]
     return out
