@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_grains.py            # the suite; writes bench/results/grains.txt
     .venv/bin/python bench/bench_grains.py --quick    # tiny sections, 2 noise levels, writes nothing
+    .venv/bin/python bench/bench_grains.py --section fine-at --level none   # one case, writes nothing
 
 Each section of the suite is generated with its true grains known:
 
