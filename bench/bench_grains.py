@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_grains.py            # the suite; writes bench/results/grains.txt
     .venv/bin/python bench/bench_grains.py --quick    # tiny sections, 2 noise levels, writes nothing
+    .venv/bin/python bench/bench_grains.py --section fine-at --level none   # one case, writes nothing
 
 Each section of the suite is generated with its true grains known:
 
@@ -251,9 +252,18 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="two tiny sections, levels none and high; writes nothing")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "grains.txt")
     ap.add_argument("--min-px", type=int, default=0, help="cleaning threshold of (b) in px (0: the default)")
+    ap.add_argument("--section", action="append", default=[], metavar="NAME",
+                    help="only this section (repeatable; prefix match); writes nothing")
+    ap.add_argument("--level", action="append", default=[], choices=sorted(LEVELS),
+                    help="only this noise level (repeatable); writes nothing")
     args = ap.parse_args()
     suite = QUICK if args.quick else SUITE
+    if args.section:
+        suite = [s for s in suite if any(s.name.startswith(x) for x in args.section)]
     levels = {k: LEVELS[k] for k in (("none", "high") if args.quick else LEVELS)}
+    if args.level:
+        levels = {k: v for k, v in levels.items() if k in args.level}
+    partial = args.quick or bool(args.section) or bool(args.level)
     lines = [f"bench_grains  {time.strftime('%Y-%m-%d %H:%M:%S')}" + ("  (--quick)" if args.quick else ""),
              describe(), versions(np)]
     print("\n".join(lines), flush=True)
@@ -313,7 +323,7 @@ def main() -> None:
     print("\n".join(block), flush=True)
     lines += block
     lines.append("\njson: " + json.dumps(results, default=float))
-    if not args.quick:
+    if not partial:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("\n".join(lines) + "\n")
         print(f"\nwrote {args.out}")

@@ -27,6 +27,15 @@ def grains(values, cut):
     return label_image(np.where(cut, 0, values), ignore=[0])
 
 
+def discs(shape, centres, radius) -> np.ndarray:
+    """Class 1 discs (touching where closer than two radii) on background 0."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    a = np.zeros(shape, dtype=np.uint8)
+    for cy, cx in centres:
+        a[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius ** 2] = 1
+    return a
+
+
 def two_grains(line_value: int = 0, right: int = 1, gaps=()) -> np.ndarray:
     """Two 20 x 20 grains side by side (classes 1 and ``right``) with a 1-px boundary line
     of ``line_value`` between them, missing at the rows ``gaps``."""
@@ -41,8 +50,9 @@ def two_grains(line_value: int = 0, right: int = 1, gaps=()) -> np.ndarray:
 
 @pytest.mark.parametrize("seed", range(2))
 @pytest.mark.parametrize("rules", [GrainRules(), GrainRules(min_area_um2=6.0, bridge_px=1, fill_px=1),
-                                   GrainRules(split=False), GrainRules(min_area_um2=0.0)],
-                         ids=["default", "small", "no-split", "split-only"])
+                                   GrainRules(split=False), GrainRules(min_area_um2=0.0),
+                                   GrainRules(watershed=False), GrainRules(watershed_h=1.0, watershed_neck=0.8)],
+                         ids=["default", "small", "no-split", "split-only", "no-watershed", "eager-watershed"])
 def test_chunked_cleaning_equals_the_whole_image(seed, rules):
     a = blobs((61, 93), 4, seed=seed, sigma=2.5, noise=0.06)
     rng = np.random.default_rng(seed)
@@ -139,6 +149,10 @@ def test_rules_are_validated_and_stated():
         GrainRules(bridge_px=99)
     with pytest.raises(ValueError, match="confidence must be a probability"):
         GrainRules(confidence=1.5)
+    with pytest.raises(ValueError, match="watershed h must be"):
+        GrainRules(watershed_h=-1.0)
+    with pytest.raises(ValueError, match="watershed neck must be"):
+        GrainRules(watershed_neck=0.0)
     r = GrainRules(min_area_um2=10.0)
     assert r.min_px(0.5) == 40 and r.min_px(5.0) == 1 and not GrainRules(min_area_um2=1, split=False).active(5.0)
     d = GrainRules().parameters(2.0)
@@ -146,6 +160,8 @@ def test_rules_are_validated_and_stated():
     assert d["min_grain_area_source"].startswith("default")
     assert "minimum grain area 64 µm² (16 px, default)" in describe_rules(d)
     assert "not touching the image border" in describe_rules(d)
+    assert d["watershed"] and d["watershed_h_px"] == 2.0 and "necks of the distance transform" in describe_rules(d)
+    assert not GrainRules(watershed=False).parameters(2.0)["watershed"]
     assert "raw 4-connected components" in describe_rules(RAW_COMPONENTS.parameters(2.0))
     with pytest.raises(BadValue, match=r"class value 9 is outside the class list \(0..3\)"):
         clean_image(np.full((4, 4), 9, np.uint8), FORMS, GrainRules(), P)
@@ -162,3 +178,66 @@ def test_a_thin_sliver_beside_a_cut_is_no_grain():
     cleaned, cut = clean_image(b, FORMS, GrainRules(), P)
     assert grains(cleaned, cut).max() == 3
 
+
+
+def test_two_touching_discs_are_two_grains_an_elongated_or_bent_grain_one():
+    # two discs of radius 10 overlapping by 2 px: no boundary line, only a waist of 9 px
+    a = discs((40, 60), [(20, 19), (20, 37)], 10)
+    assert label_image(a, ignore=[0]).max() == 1
+    cleaned, cut = clean_image(a, FORMS, GrainRules(), P)
+    g = grains(cleaned, cut)
+    assert g.max() == 2 and np.bincount(g.ravel())[1:].min() > 250
+    assert cut.sum() <= 16 and (cleaned[a == 1] == 1).all()  # only the waist is cut
+    assert grains(*clean_image(a, FORMS, GrainRules(watershed=False), P)).max() == 1
+    # an elongated grain (an ellipse 50 x 12 px, on a slant) and a bent, irregular one stay one
+    yy, xx = np.mgrid[0:60, 0:80]
+    u, v = (xx - 40) * 0.8 + (yy - 30) * 0.6, -(xx - 40) * 0.6 + (yy - 30) * 0.8
+    ellipse = ((u / 25) ** 2 + (v / 6) ** 2 <= 1).astype(np.uint8)
+    bent = np.zeros((60, 80), dtype=np.uint8)
+    bent[10:22, 10:70] = 1  # an L of 12 px arms, with a wavy edge
+    bent[10:55, 10:22] = 1
+    bent[22:24, 30:50:3] = 1
+    for shape in (ellipse, bent):
+        cleaned, cut = clean_image(shape, FORMS, GrainRules(), P)
+        assert grains(cleaned, cut).max() == 1 and not cut.any()
+
+
+def test_a_faint_dashed_line_is_closed_at_its_gaps():
+    # two 40 x 40 grains, their boundary line with gaps of 5 px (too long to bridge)
+    a = np.zeros((50, 91), dtype=np.uint8)
+    a[5:45, 5:86] = 1
+    a[5:45, 45] = 0
+    a[15:20, 45] = a[30:35, 45] = 1
+    cleaned, cut = clean_image(a, FORMS, GrainRules(), P)
+    g = grains(cleaned, cut)
+    assert g.max() == 2 and np.bincount(g.ravel())[1:].min() > 1500
+    assert grains(*clean_image(a, FORMS, GrainRules(watershed=False), P)).max() == 1
+
+
+def test_noise_fragments_are_absorbed_and_split_nothing():
+    rng = np.random.default_rng(3)
+    a = np.full((80, 80), 1, dtype=np.uint8)
+    a[:, 40:] = 2
+    prob = rng.uniform(0.75, 0.99, a.shape).astype(np.float32)
+    salt = rng.random(a.shape) < 0.05  # 5 % salt and pepper, any class, the classifier unsure
+    a[salt] = rng.integers(0, 4, int(salt.sum()))
+    prob[salt] = rng.uniform(0.25, 0.5, int(salt.sum()))
+    cleaned, cut = clean_image(a, FORMS, GrainRules(), P, prob)
+    g = grains(cleaned, cut)
+    assert g.max() == 2 and np.bincount(g.ravel())[1:].min() > 0.85 * 80 * 40  # some specks are cut
+    assert (cleaned[:, :39] == 1).mean() > 0.99 and (cleaned[:, 41:] == 2).mean() > 0.99
+
+
+@pytest.mark.parametrize("tile", [(9, 14), (25, 31)])
+def test_the_distance_transform_split_is_seamless_over_chunks(tile):
+    rng = np.random.default_rng(7)
+    centres = [(int(y), int(x)) for y, x in rng.uniform(8, 92, (14, 2))]
+    a = discs((100, 100), centres, 9)
+    a[rng.random(a.shape) < 0.02] = 2
+    prob = rng.uniform(0.6, 1.0, a.shape).astype(np.float32)
+    for rules in (GrainRules(), GrainRules(watershed_h=1.0, watershed_neck=0.8)):
+        whole = clean_image(a, FORMS, rules, P, prob)
+        assert whole[1].any()
+        chunked = clean_chunked(a, tile, FORMS, rules, P, prob)
+        np.testing.assert_array_equal(chunked[0], whole[0])
+        np.testing.assert_array_equal(chunked[1], whole[1])

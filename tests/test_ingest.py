@@ -329,11 +329,12 @@ def test_cli_ingest_report_and_log(db_url, session, image, plug, tmp_path, monke
     assert res.exit_code == 0, res.output
     assert "modal mineralogy" in res.output and "lithology (user): granite" in res.output
     res = runner.invoke(app, ["ingest", str(core), "--labels", str(core_store), *classes, "--quiet",
-                              "--min-grain-area", "2", "--no-split"])
+                              "--min-grain-area", "2", "--no-split", "--no-watershed"])
     assert res.exit_code == 0, res.output
     assert "minimum grain area 2 µm² (8 px, set by the user)" in res.output
     rules = session.scalar(select(m.SegmentationRun.parameters).where(m.SegmentationRun.image_id == core))["grains"]
     assert (rules["min_grain_area_um2"], rules["min_grain_px"], rules["split"]) == (2.0, 8, False)
+    assert rules["watershed"] is False and rules["watershed_h_px"] is None
     res = runner.invoke(app, ["ingest", str(core), "--labels", str(core_store), *classes, "--quiet",
                               "--min-grain-area", "-1"])
     assert res.exit_code == 1 and "minimum grain area must be" in res.output

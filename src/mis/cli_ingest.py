@@ -14,7 +14,12 @@ from typing import Annotated
 import typer
 
 from mis.cli_segment import _fail, console, err
-from mis.grains.cleaning import DEFAULT_BRIDGE_PX, DEFAULT_MIN_GRAIN_PX
+from mis.grains.cleaning import (
+    DEFAULT_BRIDGE_PX,
+    DEFAULT_MIN_GRAIN_PX,
+    DEFAULT_WATERSHED_H_PX,
+    DEFAULT_WATERSHED_NECK,
+)
 
 
 def ingest_cmd(
@@ -47,6 +52,15 @@ def ingest_cmd(
         "--split/--no-split", help="Split touching grains of one mineral along the boundary lines between them.")] = True,
     bridge: Annotated[int, typer.Option(
         "--bridge", help="Gaps in a boundary line bridged when splitting, in pixels.")] = DEFAULT_BRIDGE_PX,
+    watershed: Annotated[bool, typer.Option(
+        "--watershed/--no-watershed", help="Also split touching grains of one mineral at necks of the distance "
+                                           "transform (watershed saddles), where the boundary line is faint.")] = True,
+    watershed_h: Annotated[float, typer.Option(
+        "--watershed-h", help="Split: both grains' distance maxima stand this many pixels above the "
+                              "saddle.")] = DEFAULT_WATERSHED_H_PX,
+    watershed_neck: Annotated[float, typer.Option(
+        "--watershed-neck", help="Split: the neck's half-width is at most this share of the smaller grain's "
+                                 "radius.")] = DEFAULT_WATERSHED_NECK,
     scheduler: Annotated[str | None, typer.Option(
         "--scheduler", help="dask.distributed scheduler address (default: local threads).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
@@ -57,8 +71,8 @@ def ingest_cmd(
     (`mis predict`, resumed if interrupted, reused if complete) and that prediction is
     ingested. All of a run appears at once or not at all; re-running the same `--name`
     replaces it. Grains are labelled on the cleaned class map (`--min-grain-area`,
-    `--split`, `--bridge`; the rules are stored in the run's parameters and shown by
-    `mis report`).
+    `--split`, `--bridge`, `--watershed`, `--watershed-h`, `--watershed-neck`; the rules
+    are stored in the run's parameters and shown by `mis report`).
 
     Example: `mis ingest 12 --model rf.pt --name rf`
 
@@ -72,7 +86,8 @@ def ingest_cmd(
     from mis.ingest.writer import Provenance, RunWriterError
 
     try:
-        rules = GrainRules(min_area_um2=min_grain_area, split=split, bridge_px=bridge)
+        rules = GrainRules(min_area_um2=min_grain_area, split=split, bridge_px=bridge, watershed=watershed,
+                           watershed_h=watershed_h, watershed_neck=watershed_neck)
         prob = probability
         fc: dict = {}
         prov_model, prov_sha = model, None
