@@ -587,3 +587,18 @@ def test_each_app_renders_html_with_its_own_url(live, api_db, tmp_path):
     mine = httpx.get(f"{live.url}/?f=html", timeout=60).text
     assert set(re.findall(r'(https?://[^/"]+)/static/', page)) == {"http://other.example:8080"}
     assert set(re.findall(r'(https?://[^/"]+)/static/', mine)) == {live.url}
+
+
+def test_building_an_app_leaves_the_process_environment_as_it_was(api_db, tmp_path, monkeypatch):
+    """pygeoapi is configured through PYGEOAPI_CONFIG/PYGEOAPI_OPENAPI while its module loads;
+    afterwards a key that was absent is absent again and one that was set keeps its value."""
+    import os
+
+    from mis.api.app import create_app
+
+    monkeypatch.delenv("PYGEOAPI_CONFIG", raising=False)
+    monkeypatch.setenv("PYGEOAPI_OPENAPI", "/elsewhere/openapi.yml")
+    before = dict(os.environ)
+    create_app(api_db, port=1, public_url="http://env.example:8080", state_dir=tmp_path / "state",
+               token_file=tmp_path / "tokens.json")
+    assert dict(os.environ) == before

@@ -74,6 +74,8 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
     (:func:`mis.api.auth.authorise_write`) on the headers exactly as they arrived.
     """
     origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
+    # pygeoapi reads these two only while its module is imported; afterwards the process
+    # environment is put back exactly as it was (a key that was absent is removed again)
     saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
     os.environ["PYGEOAPI_CONFIG"] = str(config_path)
     os.environ["PYGEOAPI_OPENAPI"] = str(openapi_path)
@@ -83,7 +85,9 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
         spec.loader.exec_module(module)
     finally:
         for k, v in saved.items():
-            if v is not None:
+            if v is None:
+                os.environ.pop(k, None)
+            else:
                 os.environ[k] = v
 
     class MISRequest(module.APIRequest):
