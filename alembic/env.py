@@ -8,7 +8,7 @@ from sqlalchemy import create_engine, pool
 
 from mis.catalogue.models import Base
 from mis.catalogue.partitions import is_partition
-from mis.config import database_url
+from mis.catalogue.locate import database_url
 
 config = context.config
 target_metadata = Base.metadata

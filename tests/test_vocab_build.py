@@ -58,7 +58,7 @@ def test_rebuild_is_byte_identical_to_committed_ontology(fresh, tmp_path):
     committed = {p.name: p.read_text(encoding="utf-8") for p in ONTOLOGY.glob("*.ttl")}
     assert set(committed) == set(fresh.files)
     stale = sorted(name for name, text in fresh.files.items() if committed[name] != text)
-    assert not stale, f"ontology/ is out of date, run `python -m mis.vocab.build`: {stale}"
+    assert not stale, f"ontology/ is out of date, run `mis vocab build`: {stale}"
     # writing then checking a fresh directory round-trips too
     vocab_build.write(fresh, tmp_path)
     assert vocab_build.check(fresh, tmp_path) == []

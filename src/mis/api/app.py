@@ -345,7 +345,7 @@ def _mis_routes(url: str, tokens: TokenStore) -> list[BaseRoute]:
 
         from mis import __version__
         from mis.api.provider import get_engine
-        from mis.config import normalise_url
+        from mis.catalogue.locate import normalise_url
 
         def ping() -> str | None:
             with get_engine(normalise_url(url)).connect() as conn:
@@ -440,7 +440,7 @@ def create_app(
     state_dir: Path | None = None,
     template: dict[str, Any] | None = None,
 ) -> Starlette:
-    """The MIS server for catalogue ``url`` (default: :func:`mis.config.database_url`).
+    """The MIS server for catalogue ``url`` (default: :func:`mis.catalogue.locate.database_url`).
 
     ``host``/``port``/``public_url``: where clients reach it (links in responses);
     ``extra_routes``: more Starlette routes, matched before pygeoapi's (e.g.
@@ -452,7 +452,8 @@ def create_app(
 
     from mis.api.config import build_config, offline_openapi
     from mis.api.datetimes import accept_any_datetime
-    from mis.config import database_url, mis_home, normalise_url
+    from mis.catalogue.locate import database_url, normalise_url
+    from mis.settings import mis_home
 
     url = normalise_url(url or database_url())
     state = Path(state_dir) if state_dir else mis_home() / "api"

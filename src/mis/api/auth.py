@@ -29,17 +29,16 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from mis.settings import mis_home, settings
+
 PREFIX = "mis"
-TOKENS_ENV = "MIS_API_TOKENS"
 
 
 def default_token_file() -> Path:
     """``MIS_API_TOKENS``, else ``MIS_HOME/api/tokens.json``."""
-    env = os.environ.get(TOKENS_ENV)
-    if env:
-        return Path(env).expanduser()
-    from mis.config import mis_home
-
+    configured = settings().api_tokens
+    if configured:
+        return configured.expanduser()
     return mis_home() / "api" / "tokens.json"
 
 

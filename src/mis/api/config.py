@@ -19,7 +19,9 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from mis import resources
+from mis.settings import settings
+
 #: Placeholder of the provider ``data`` block in the template.
 CATALOGUE = "catalogue"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -33,8 +35,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "pygeoapi-templates"
 
 
 def template_path() -> Path:
-    """``MIS_PYGEOAPI_CONFIG``, else the checkout's ``pygeoapi-config.yml``."""
-    path = Path(os.environ.get("MIS_PYGEOAPI_CONFIG", REPO_ROOT / "pygeoapi-config.yml"))
+    """``MIS_PYGEOAPI_CONFIG``, else the project's ``pygeoapi-config.yml`` (:mod:`mis.resources`)."""
+    path = settings().pygeoapi_config or resources.path("pygeoapi-config.yml")
     if not path.is_file():
         raise FileNotFoundError(f"pygeoapi configuration template not found at {path}; "
                                 "set MIS_PYGEOAPI_CONFIG to the project's pygeoapi-config.yml")

@@ -120,7 +120,7 @@ class PageData:
 
     def engine(self):
         from mis.api.provider import get_engine
-        from mis.config import database_url, normalise_url
+        from mis.catalogue.locate import database_url, normalise_url
 
         return get_engine(normalise_url(self.url or database_url()))
 

@@ -215,7 +215,7 @@ _LOCK = threading.Lock()
 def _connection_url(data: Any) -> str:
     """A SQLAlchemy URL (psycopg 3) from a pygeoapi ``data`` block or a URL string."""
     if isinstance(data, str):
-        from mis.config import normalise_url
+        from mis.catalogue.locate import normalise_url
 
         return normalise_url(data)
     return URL.create(

@@ -9,12 +9,12 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from mis.config import database_url
+from mis.catalogue.locate import database_url
 
 
 @lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    """A pooled engine for ``url`` (default: :func:`mis.config.database_url`)."""
+    """A pooled engine for ``url`` (default: :func:`mis.catalogue.locate.database_url`)."""
     from mis.catalogue.postgres import follow_embedded
 
     return follow_embedded(create_engine(url or database_url(), pool_pre_ping=True, future=True))

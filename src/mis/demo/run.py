@@ -24,7 +24,8 @@ from typing import TypeVar
 from rich.console import Console
 from sqlalchemy import select
 
-from mis.config import external_database_url, mis_home
+from mis.catalogue.locate import external_database_url
+from mis.settings import mis_home
 
 T = TypeVar("T")
 
@@ -61,7 +62,7 @@ def run_demo(console: Console | None = None, *, small: bool = False) -> DemoResu
     from mis.catalogue import migrate
     from mis.catalogue.postgres import EmbeddedPostgres
     from mis.catalogue.register.service import register
-    from mis.config import database_url
+    from mis.catalogue.locate import database_url
     from mis.demo.deposit import write_sample_deposit
     from mis.vocab.load import load_vocabularies
 

@@ -9,7 +9,6 @@ file added to the same plug twice is recognised by its SHA-256 and not imported 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -24,11 +23,9 @@ from sqlalchemy.orm import Session
 from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError, explain
 from mis.catalogue.session import transaction
-from mis.config import mis_home
+from mis.settings import mis_home, settings
 from mis.imagery.omezarr import import_image
 from mis.vocab.lookup import TermIndex
-
-STORE_ENV = "MIS_IMAGE_STORE"
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class AddedImage:
 
 def image_store_root() -> str:
     """Where image stores go: ``$MIS_IMAGE_STORE`` (a path or fsspec URL) or ``$MIS_HOME/images``."""
-    return os.environ.get(STORE_ENV) or str(mis_home() / "images")
+    return settings().image_store or str(mis_home() / "images")
 
 
 def find_plug(session: Session, ref: str) -> m.Plug:

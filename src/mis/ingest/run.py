@@ -393,7 +393,7 @@ def ingest(
     boundary cuts), stated in the run's parameters. Re-running with the same ``name``
     replaces the run atomically."""
     from mis.catalogue.session import transaction
-    from mis.config import database_url
+    from mis.catalogue.locate import database_url
     from mis.imagery.chunks import chunk_index_to_key
 
     url = url or database_url()
