@@ -132,8 +132,8 @@ def db_url() -> None:
 
     Example: `psql "$(mis db url | sed 's/+psycopg//')"`
     """
-    from mis.catalogue.postgres import PostgresError
     from mis.catalogue.locate import database_url
+    from mis.catalogue.postgres import PostgresError
 
     try:
         print(database_url())

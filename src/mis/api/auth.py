@@ -84,7 +84,7 @@ def create_token(name: str, path: Path | None = None) -> str:
     salt = secrets.token_hex(16)
     tokens = [t for t in _read(path) if t.get("key_id") != key_id]
     tokens.append({"key_id": key_id, "name": name, "salt": salt, "sha256": _digest(salt, secret),
-                   "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+                   "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
     _write(path, tokens)
     return f"{PREFIX}_{key_id}_{secret}"
 

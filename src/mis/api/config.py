@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,7 @@ def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any
             if time_field:
                 row = conn.execute(text(f'SELECT min("{time_field}"), max("{time_field}") FROM pub."{table}"')).first()
                 if row and row[0] is not None:
-                    utc = dt.timezone.utc
+                    utc = dt.UTC
                     temporal = [dt.datetime.combine(row[0], dt.time(0, 0, 0), utc),
                                 dt.datetime.combine(row[1], dt.time(23, 59, 59), utc)]
             out[cid] = {"bbox": box, "temporal": temporal}

@@ -50,7 +50,6 @@ import decimal
 import json
 import logging
 import math
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

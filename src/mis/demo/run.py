@@ -60,9 +60,9 @@ class _Steps:
 def run_demo(console: Console | None = None, *, small: bool = False) -> DemoResult:
     """Build the demo catalogue (see the module docstring); returns what to show."""
     from mis.catalogue import migrate
+    from mis.catalogue.locate import database_url
     from mis.catalogue.postgres import EmbeddedPostgres
     from mis.catalogue.register.service import register
-    from mis.catalogue.locate import database_url
     from mis.demo.deposit import write_sample_deposit
     from mis.vocab.load import load_vocabularies
 

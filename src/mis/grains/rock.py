@@ -546,11 +546,11 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
-    from mis.catalogue.session import transaction
     from mis.catalogue.locate import database_url
+    from mis.catalogue.postgres import libpq_url
+    from mis.catalogue.session import transaction
     from mis.grains.cleaning import describe_rules
     from mis.imagery.catalogue import find_plug
-    from mis.catalogue.postgres import libpq_url
 
     url = url or database_url()
     with transaction(url) as session:

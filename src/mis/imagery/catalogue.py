@@ -23,8 +23,8 @@ from sqlalchemy.orm import Session
 from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError, explain
 from mis.catalogue.session import transaction
-from mis.settings import mis_home, settings
 from mis.imagery.omezarr import import_image
+from mis.settings import mis_home, settings
 from mis.vocab.lookup import TermIndex
 
 
