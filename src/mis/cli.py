@@ -181,7 +181,8 @@ def db_reset(
 # --------------------------------------------------------------------------- vocab
 @vocab_app.command("load")
 def vocab_load(
-    path: Annotated[str | None, typer.Option("--path", help="Ontology directory (default: the project's ontology/).")] = None,
+    path: Annotated[str | None, typer.Option("--path",
+        help="Ontology directory (default: the project's ontology/).")] = None,
     scheme: Annotated[list[str] | None, typer.Option("--scheme", help="Load only this scheme (repeatable).")] = None,
 ) -> None:
     """Load every SKOS scheme into the catalogue (idempotent; updates in place).
@@ -204,8 +205,10 @@ def vocab_build(
     sources: Annotated[str | None, typer.Option(
         "--sources", help="Directory of the source vocabularies (cgi-2016/, erml-2016/, ima/); "
                           "default $MIS_VOCAB_SOURCES or ../shared/data/vocabularies beside the checkout.")] = None,
-    out: Annotated[str | None, typer.Option("--out", help="Output directory (default: the checkout's ontology/).")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Write nothing; exit 1 if --out differs from a fresh build.")] = False,
+    out: Annotated[str | None, typer.Option("--out",
+        help="Output directory (default: the checkout's ontology/).")] = None,
+    check: Annotated[bool, typer.Option("--check",
+        help="Write nothing; exit 1 if --out differs from a fresh build.")] = False,
 ) -> None:
     """Build ontology/*.ttl (SKOS Turtle, byte-stable) from the source vocabularies.
 
@@ -288,10 +291,13 @@ def image_add(
     pixel_size_um: Annotated[float, typer.Option("--pixel-size-um", help="Pixel size in micrometres.")],
     modality: Annotated[str, typer.Option("--modality", help="Image modality term, e.g. reflected-light, ppl, bse.")],
     band: Annotated[list[str] | None, typer.Option("--band", help="Band name (repeat per band).")] = None,
-    wavelength: Annotated[list[float] | None, typer.Option("--wavelength", help="Band centre wavelength in nm (repeat).")] = None,
-    depth_axis: Annotated[str | None, typer.Option("--depth-axis", help="x or y: this pixel axis maps onto depth.")] = None,
+    wavelength: Annotated[list[float] | None, typer.Option("--wavelength",
+        help="Band centre wavelength in nm (repeat).")] = None,
+    depth_axis: Annotated[str | None, typer.Option("--depth-axis",
+        help="x or y: this pixel axis maps onto depth.")] = None,
     top: Annotated[float | None, typer.Option("--top", help="Depth (m) of the first pixel along --depth-axis.")] = None,
-    bottom: Annotated[float | None, typer.Option("--bottom", help="Depth (m) of the last pixel along --depth-axis.")] = None,
+    bottom: Annotated[float | None, typer.Option("--bottom",
+        help="Depth (m) of the last pixel along --depth-axis.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Image name within the plug (default: file name).")] = None,
 ) -> None:
     """Import an image for a plug as OME-Zarr with a pyramid and register it (idempotent).

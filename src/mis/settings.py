@@ -48,14 +48,14 @@ class Settings(BaseSettings):
 
     # -- the API's database use -----------------------------------------------------------
     #: Connections per server process (SQLAlchemy pool) and the overflow above it.
-    pool_size: int = Field(8, ge=1, le=256)
-    pool_overflow: int = Field(8, ge=0, le=256)
+    pool_size: int = Field(default=8, ge=1, le=256)
+    pool_overflow: int = Field(default=8, ge=0, le=256)
     #: A read statement running longer is cancelled (HTTP 503 with Retry-After).
-    statement_timeout_ms: int = Field(30_000, ge=100)
+    statement_timeout_ms: int = Field(default=30_000, ge=100)
     #: ``numberMatched`` is counted exactly below this many rows, else estimated.
-    exact_count_below: int = Field(200_000, ge=0)
+    exact_count_below: int = Field(default=200_000, ge=0)
     #: How long the vocabulary cache (terms and their hierarchy) is trusted, in seconds.
-    terms_ttl_s: float = Field(60.0, ge=0)
+    terms_ttl_s: float = Field(default=60.0, ge=0)
 
 
 def settings() -> Settings:

@@ -76,7 +76,7 @@ def _padded(box: list[float]) -> list[float]:
 
 
 #: Base table and geometry column whose extent stands for each big view (no full scan).
-ESTIMATED = {"roxels": ("roxel", "position"), "grains": None}
+ESTIMATED: dict[str, tuple[str, str] | None] = {"roxels": ("roxel", "position"), "grains": None}
 #: Grains are located at their plug: their extent is that of the plugs holding grains
 #: (a run's grains are one partition, so EXISTS reads an index entry per run).
 GRAIN_PLUGS_EXTENT = text(
@@ -101,8 +101,9 @@ def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any
             prov = res["providers"][0]
             table, geom = prov["table"], prov.get("geom_field")
             box = None
-            if table in ESTIMATED and ESTIMATED[table]:
-                base, column = ESTIMATED[table]
+            estimated = ESTIMATED.get(table)
+            if estimated:
+                base, column = estimated
                 # per run partition (PostGIS has no statistics of the partitioned parent)
                 row = conn.execute(text(
                     "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM ("
@@ -128,7 +129,7 @@ def compute_extents(url: str, config: dict[str, Any]) -> dict[str, dict[str, Any
                     temporal = [dt.datetime.combine(row[0], dt.time(0, 0, 0), utc),
                                 dt.datetime.combine(row[1], dt.time(23, 59, 59), utc)]
             out[cid] = {"bbox": box, "temporal": temporal}
-        for cid, ext in out.items():
+        for ext in out.values():
             if ext["bbox"] is None:
                 ext["bbox"] = deposits or [-180.0, -90.0, 180.0, 90.0]
     return out

@@ -41,7 +41,10 @@ def head() -> str:
     """The newest revision the migrations know."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    newest = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if newest is None:
+        raise FileNotFoundError("the alembic folder holds no migrations")
+    return newest
 
 
 def current(url: str | None = None) -> str | None:

@@ -366,8 +366,10 @@ class EmbeddedPostgres:
         import psycopg
 
         with psycopg.connect(libpq_url(state.url()), connect_timeout=5) as conn:
-            server = conn.execute("SHOW server_version").fetchone()[0]
-            postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+            server_row = conn.execute("SHOW server_version").fetchone()
+            postgis_row = conn.execute("SELECT postgis_lib_version()").fetchone()
+        server = server_row[0] if server_row else None
+        postgis = postgis_row[0] if postgis_row else None
         return ClusterStatus(True, data_dir, state.port, state.url(), state.os_user, server, postgis)
 
     # -- internals ---------------------------------------------------------------------

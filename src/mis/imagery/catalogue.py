@@ -154,8 +154,8 @@ def add_image(
     checksum = sources_checksum(paths)
     with transaction(url) as session:
         plug = find_plug(session, plug_ref)
-        hole = session.get(m.DrillCore, plug.drillcore_id)
-        deposit = session.get(m.Deposit, hole.deposit_id)
+        hole = session.get_one(m.DrillCore, plug.drillcore_id)  # the foreign keys guarantee both
+        deposit = session.get_one(m.Deposit, hole.deposit_id)
         existing = session.scalar(select(m.Image).where(
             m.Image.plug_id == plug.id, m.Image.checksum_sha256 == checksum))
         if existing is not None:
@@ -223,8 +223,8 @@ def open_image(image_id: int, level: int = 0, *, url: str | None = None):
         if not 0 <= level < len(image.array_paths):
             raise CatalogueError(f"image {image_id}: level {level} does not exist "
                                  f"(levels 0..{len(image.array_paths) - 1})")
-        plug = session.get(m.Plug, image.plug_id)
-        hole = session.get(m.DrillCore, plug.drillcore_id)
+        plug = session.get_one(m.Plug, image.plug_id)
+        hole = session.get_one(m.DrillCore, plug.drillcore_id)  # the foreign keys guarantee both
         meta: dict[str, Any] = {
             "image_id": image.id, "image_name": image.name, "plug_id": plug.id, "plug": plug.name,
             "drillcore": hole.name, "from_m": plug.from_m, "to_m": plug.to_m,

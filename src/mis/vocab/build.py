@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import yaml
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, OWL, RDF, RDFS, SKOS, XSD
+from rdflib.term import Node
 
 from mis import resources as project_files
 from mis.settings import settings
@@ -130,8 +131,8 @@ def _mis_scheme(key: str, title: str, description: str, terms: list[dict[str, An
         Term(**{**t, "alt": tuple(t.get("alt", ())), "broader": tuple(t.get("broader", ()))}) for t in terms))
 
 
-def _source_scheme(key: str, path: str, repo_path: str,
-                   field_alt_labels: dict[str, list[str]] | None = None) -> tuple[SourceScheme, dict[str, tuple[str, ...]]]:
+def _source_scheme(key: str, path: str, repo_path: str, field_alt_labels: dict[str, list[str]] | None = None
+                   ) -> tuple[SourceScheme, dict[str, tuple[str, ...]]]:
     return SourceScheme(key, path, repo_path), {k: tuple(v) for k, v in (field_alt_labels or {}).items()}
 
 
@@ -252,12 +253,12 @@ class TurtleWriter:
     def serialize(self, graph: Graph, header: Sequence[str], first: Sequence[URIRef] = ()) -> str:
         lines = [*header]
         lines += [f"@prefix {name}: <{ns}> ." for name, ns in self.prefixes]
-        subjects = {s for s in graph.subjects() if not isinstance(s, BNode)}
+        subjects = {s for s in graph.subjects() if isinstance(s, URIRef)}
         if any(isinstance(s, BNode) for s in graph.subjects()):
             raise ValueError("blank nodes are not used in the ontology")
         order = [s for s in first if s in subjects] + sorted(subjects - set(first), key=str)
         for s in order:
-            preds = sorted(set(graph.predicates(s)),
+            preds = sorted({p for p in graph.predicates(s) if isinstance(p, URIRef)},
                            key=lambda p: (_PRED_LAST.get(p, 0), _PRED_RANK.get(p, len(_PRED_RANK)),
                                           str(p)))
             lines.append("")
@@ -378,7 +379,7 @@ def build_source_scheme(spec: SourceScheme, sources: Path) -> BuiltScheme:
         src.parse(path, format="xml")
     except Exception as exc:  # rdflib raises many types
         raise BuildError(f"{where}: not readable as RDF/XML: {exc}") from exc
-    schemes = sorted(set(src.subjects(RDF.type, SKOS.ConceptScheme)))
+    schemes = sorted({s for s in src.subjects(RDF.type, SKOS.ConceptScheme) if isinstance(s, URIRef)})
     if len(schemes) != 1:
         raise BuildError(f"{where}: expected one skos:ConceptScheme, found {len(schemes)}")
     scheme = schemes[0]
@@ -603,12 +604,12 @@ def build(sources: Path, csv_path: Path = mineral_data.MINERALS_CSV) -> BuildRes
     built += [build_mis_scheme(s) for s in MIS_SCHEMES]
     by_key = {b.key: b for b in built}
     assert set(by_key) == set(SCHEME_KEYS), sorted(by_key)
-    seen: dict[URIRef, str] = {}
+    seen: dict[Node, str] = {}
     for b in built:
         for c in b.graph.subjects(RDF.type, SKOS.Concept):
             if c in seen:
                 raise BuildError(f"concept {c} is in schemes {seen[c]!r} and {b.key!r}")
-            seen[c] = b.key  # type: ignore[index]
+            seen[c] = b.key
     files = {f"{k}.ttl": by_key[k].turtle() for k in SCHEME_KEYS}
     files["mis-def.ttl"] = build_definitions()
     return BuildResult(files=files, counts={k: by_key[k].n_concepts for k in SCHEME_KEYS},

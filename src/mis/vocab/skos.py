@@ -87,7 +87,7 @@ def _text(values: list[Literal], prefer: str = "en") -> str | None:
     """One literal: the preferred language, else untagged, else the first tag (sorted)."""
     if not values:
         return None
-    by_lang = {}
+    by_lang: dict[str, str] = {}
     for v in sorted(values, key=lambda v: (v.language or "", str(v))):
         by_lang.setdefault(v.language or "", str(v))
     for lang in (prefer, ""):
@@ -177,9 +177,9 @@ def read_ontology(path: Path | str | None = None) -> tuple[list[ConceptScheme], 
     schemes: list[ConceptScheme] = []
     concepts: list[Concept] = []
     for f in files:
-        s, c = _read_file(f)
-        schemes += s
-        concepts += c
+        file_schemes, file_concepts = _read_file(f)
+        schemes += file_schemes
+        concepts += file_concepts
     keys: dict[str, str] = {}
     for s in schemes:
         if s.key in keys:
