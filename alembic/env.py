@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, pool
 
+from alembic import context
+from mis.catalogue.locate import database_url
 from mis.catalogue.models import Base
 from mis.catalogue.partitions import is_partition
-from mis.config import database_url
 
 config = context.config
 target_metadata = Base.metadata

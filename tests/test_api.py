@@ -564,3 +564,18 @@ def test_plug_manifests_are_on_the_map_and_in_drill_core_and_deposit_collections
                  "/iiif/presentation/drillcore/999/collection.json", "/iiif/presentation/deposit/0/collection.json",
                  "/iiif/presentation/drillcore/x/collection.json", "/iiif/presentation/plug/2/manifest.json"):
         assert http.get(path).status_code == 404, path
+
+
+def test_building_an_app_leaves_the_process_environment_as_it_was(api_db, tmp_path, monkeypatch):
+    """pygeoapi is configured through PYGEOAPI_CONFIG/PYGEOAPI_OPENAPI while its module loads;
+    afterwards a key that was absent is absent again and one that was set keeps its value."""
+    import os
+
+    from mis.api.app import create_app
+
+    monkeypatch.delenv("PYGEOAPI_CONFIG", raising=False)
+    monkeypatch.setenv("PYGEOAPI_OPENAPI", "/elsewhere/openapi.yml")
+    before = dict(os.environ)
+    create_app(api_db, port=1, public_url="http://env.example:8080", state_dir=tmp_path / "state",
+               token_file=tmp_path / "tokens.json")
+    assert dict(os.environ) == before

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,7 +60,7 @@ def test_rebuild_is_byte_identical_to_committed_ontology(fresh, tmp_path):
     committed = {p.name: p.read_text(encoding="utf-8") for p in ONTOLOGY.glob("*.ttl")}
     assert set(committed) == set(fresh.files)
     stale = sorted(name for name, text in fresh.files.items() if committed[name] != text)
-    assert not stale, f"ontology/ is out of date, run `python -m mis.vocab.build`: {stale}"
+    assert not stale, f"ontology/ is out of date, run `mis vocab build`: {stale}"
     # writing then checking a fresh directory round-trips too
     vocab_build.write(fresh, tmp_path)
     assert vocab_build.check(fresh, tmp_path) == []
@@ -79,6 +81,34 @@ def test_check_reports_an_edited_file(fresh, tmp_path):
     path = tmp_path / "proportion-term.ttl"
     path.write_text(path.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
     assert vocab_build.check(fresh, tmp_path) == ["proportion-term.ttl"]
+
+
+@needs_sources
+def test_mis_vocab_build_checks_writes_and_fails_on_a_stale_file(tmp_path):
+    """The command line (``mis vocab build``, also spelled ``python -m mis.vocab.build`` as
+    the generated headers say): --check passes on the committed ontology, a build writes a
+    fresh folder, and --check then fails (exit 1) once a file there is edited."""
+    def mis(*args: str, module: tuple[str, ...] = ("-m", "mis", "vocab", "build")) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, *module, *args, "--sources", str(SOURCES)],
+                              capture_output=True, text=True, timeout=300)
+
+    assert mis("--check").returncode == 0
+    wrote = mis("--out", str(tmp_path))
+    assert wrote.returncode == 0 and "wrote 12 files" in wrote.stdout, wrote.stdout + wrote.stderr
+    (tmp_path / "sample-type.ttl").write_text("# edited\n", encoding="utf-8")
+    stale = mis("--check", "--out", str(tmp_path), module=("-m", "mis.vocab.build"))
+    assert stale.returncode == 1 and "sample-type.ttl" in stale.stderr, stale.stdout + stale.stderr
+
+
+def test_scheme_data_files_name_only_known_fields(monkeypatch):
+    """A typo in a data file's key is an error naming the file, not a silently dropped value."""
+    monkeypatch.setattr(vocab_build, "_data", lambda name: [{"slug": "x", "labl": "x", "definition": "x"}])
+    with pytest.raises(vocab_build.BuildError, match=r"mis-schemes.yml, entry 1: .*labl"):
+        vocab_build._records("mis-schemes.yml", vocab_build.Term)
+    monkeypatch.undo()
+    assert [s.key for s in vocab_build.MIS_SCHEMES] == ["sample-type", "image-modality", "deposit-model",
+                                                        "segmentation-class"]
+    assert vocab_build.FIELD_ALT_LABELS["drilling-method"]["diamond_core"][:2] == ("DD", "DDH")
 
 
 # ----------------------------------------------------------------------------- schemes

@@ -13,7 +13,6 @@ from mis.cli_ingest import ingest_cmd, log_cmd, report_cmd
 from mis.cli_register import export_cmd, register_cmd
 from mis.cli_segment import evaluate_cmd, label_app, predict_cmd, train_cmd
 from mis.cli_serve import serve_cmd, token_app
-from mis.config import external_database_url
 
 app = typer.Typer(
     name="mis",
@@ -58,6 +57,14 @@ def main(
 
 
 # --------------------------------------------------------------------------- db
+def _external_database_url() -> str | None:
+    # imported here, not at the top: the locator brings pydantic-settings (~0.2 s), which
+    # `mis --help` and the commands without a database never need
+    from mis.catalogue.locate import external_database_url
+
+    return external_database_url()
+
+
 def _cluster():
     from mis.catalogue.postgres import EmbeddedPostgres
 
@@ -72,7 +79,7 @@ def db_start() -> None:
     """
     from mis.catalogue.postgres import PostgresError
 
-    if external_database_url():
+    if _external_database_url():
         console.print("MIS_DATABASE_URL is set: using that database, not starting the embedded one.")
         return
     try:
@@ -88,7 +95,7 @@ def db_stop() -> None:
 
     Example: `mis db stop`
     """
-    if external_database_url():
+    if _external_database_url():
         console.print("MIS_DATABASE_URL is set: the embedded database is not in use.")
         return
     console.print("stopped" if _cluster().stop() else "not running")
@@ -102,7 +109,7 @@ def db_status() -> None:
     """
     from mis.catalogue import migrate
 
-    url = external_database_url()
+    url = _external_database_url()
     if url:
         console.print(f"using MIS_DATABASE_URL: {_redact(url)}")
     else:
@@ -125,8 +132,8 @@ def db_url() -> None:
 
     Example: `psql "$(mis db url | sed 's/+psycopg//')"`
     """
+    from mis.catalogue.locate import database_url
     from mis.catalogue.postgres import PostgresError
-    from mis.config import database_url
 
     try:
         print(database_url())
@@ -161,7 +168,7 @@ def db_reset(
 
     if not yes and not typer.confirm("Delete the whole catalogue?", default=False):
         raise typer.Exit(1)
-    if external_database_url():
+    if _external_database_url():
         migrate.downgrade()
     else:
         cluster = _cluster()
@@ -192,6 +199,45 @@ def vocab_load(
     except VocabularyError as exc:
         fail(str(exc))
     console.print(report.summary())
+
+
+@vocab_app.command("build")
+def vocab_build(
+    sources: Annotated[str | None, typer.Option(
+        "--sources", help="Directory of the source vocabularies (cgi-2016/, erml-2016/, ima/); "
+                          "default $MIS_VOCAB_SOURCES or ../shared/data/vocabularies beside the checkout.")] = None,
+    out: Annotated[str | None, typer.Option("--out",
+        help="Output directory (default: the checkout's ontology/).")] = None,
+    check: Annotated[bool, typer.Option("--check",
+        help="Write nothing; exit 1 if --out differs from a fresh build.")] = False,
+) -> None:
+    """Build ontology/*.ttl (SKOS Turtle, byte-stable) from the source vocabularies.
+
+    Example: `mis vocab build --check`
+    """
+    from pathlib import Path
+
+    from mis.vocab import build
+    from mis.vocab.minerals import MineralDataError
+
+    try:
+        target = Path(out) if out else build.default_out()
+        result = build.build(Path(sources) if sources else build.default_sources())
+    except (build.BuildError, MineralDataError) as exc:
+        fail(str(exc), code=2)
+    for key in build.SCHEME_KEYS:
+        print(f"{key:20} {result.counts[key]:5d} concepts")
+    if result.not_in_warr:
+        print("curated minerals not in Warr (2021), symbol assigned by MIS: " + ", ".join(result.not_in_warr))
+    if check:
+        differ = build.check(result, target)
+        if differ:
+            fail(f"{target}: out of date: {', '.join(differ)}")
+        print(f"{target}: up to date")
+        return
+    for name in build.write(result, target):
+        print(f"removed stale {target / name}")
+    print(f"wrote {len(result.files)} files to {target}")
 
 
 @vocab_app.command("search")

@@ -65,6 +65,8 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
     (:func:`mis.api.patches.keep_raw_headers`, :func:`mis.api.patches.serve_through_mis`).
     """
     origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
+    # pygeoapi reads these two only while its module is imported; afterwards the process
+    # environment is put back exactly as it was (a key that was absent is removed again)
     saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
     os.environ["PYGEOAPI_CONFIG"] = str(config_path)
     os.environ["PYGEOAPI_OPENAPI"] = str(openapi_path)
@@ -74,7 +76,9 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
         spec.loader.exec_module(module)
     finally:
         for k, v in saved.items():
-            if v is not None:
+            if v is None:
+                os.environ.pop(k, None)
+            else:
                 os.environ[k] = v
 
     keep_raw_headers(module, tokens)
@@ -361,7 +365,7 @@ def create_app(
     state_dir: Path | None = None,
     template: dict[str, Any] | None = None,
 ) -> Starlette:
-    """The MIS server for catalogue ``url`` (default: :func:`mis.config.database_url`).
+    """The MIS server for catalogue ``url`` (default: :func:`mis.catalogue.locate.database_url`).
 
     ``host``/``port``/``public_url``: where clients reach it (links in responses);
     ``extra_routes``: more Starlette routes, matched before pygeoapi's (e.g.
@@ -372,7 +376,8 @@ def create_app(
     from pygeoapi.openapi import get_oas
 
     from mis.api.config import build_config, offline_openapi
-    from mis.config import database_url, mis_home, normalise_url
+    from mis.catalogue.locate import database_url, normalise_url
+    from mis.settings import mis_home
 
     url = normalise_url(url or database_url())
     state = Path(state_dir) if state_dir else mis_home() / "api"

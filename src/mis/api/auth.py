@@ -29,17 +29,16 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from mis.settings import mis_home, settings
+
 PREFIX = "mis"
-TOKENS_ENV = "MIS_API_TOKENS"
 
 
 def default_token_file() -> Path:
     """``MIS_API_TOKENS``, else ``MIS_HOME/api/tokens.json``."""
-    env = os.environ.get(TOKENS_ENV)
-    if env:
-        return Path(env).expanduser()
-    from mis.config import mis_home
-
+    configured = settings().api_tokens
+    if configured:
+        return configured.expanduser()
     return mis_home() / "api" / "tokens.json"
 
 
@@ -85,7 +84,7 @@ def create_token(name: str, path: Path | None = None) -> str:
     salt = secrets.token_hex(16)
     tokens = [t for t in _read(path) if t.get("key_id") != key_id]
     tokens.append({"key_id": key_id, "name": name, "salt": salt, "sha256": _digest(salt, secret),
-                   "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")})
+                   "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")})
     _write(path, tokens)
     return f"{PREFIX}_{key_id}_{secret}"
 

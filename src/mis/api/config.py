@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from mis import resources
 from mis.api.options import validate_collections
 from mis.catalogue import engines
+from mis.settings import settings
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 #: Placeholder of the provider ``data`` block in the template.
 CATALOGUE = "catalogue"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -36,8 +36,8 @@ TEMPLATES_DIR = Path(__file__).resolve().parent / "pygeoapi-templates"
 
 
 def template_path() -> Path:
-    """``MIS_PYGEOAPI_CONFIG``, else the checkout's ``pygeoapi-config.yml``."""
-    path = Path(os.environ.get("MIS_PYGEOAPI_CONFIG", REPO_ROOT / "pygeoapi-config.yml"))
+    """``MIS_PYGEOAPI_CONFIG``, else the project's ``pygeoapi-config.yml`` (:mod:`mis.resources`)."""
+    path = settings().pygeoapi_config or resources.path("pygeoapi-config.yml")
     if not path.is_file():
         raise FileNotFoundError(f"pygeoapi configuration template not found at {path}; "
                                 "set MIS_PYGEOAPI_CONFIG to the project's pygeoapi-config.yml")

@@ -23,7 +23,7 @@ from sqlalchemy.sql.schema import Column
 from mis.api.errors import CatalogueUnavailable, db_error
 from mis.api.options import CollectionOptions
 from mis.catalogue import engines, partitions
-from mis.config import normalise_url
+from mis.catalogue.locate import normalise_url
 from mis.settings import settings
 
 __all__ = ["BROADER_SUFFIX", "FIELD_SCHEMES", "JSON_TEXT_COLUMNS", "NARROWER_OF", "SERVER_PATH_COLUMNS",

@@ -62,8 +62,8 @@ from starlette.staticfiles import StaticFiles
 
 from mis.catalogue import engines
 from mis.catalogue.ids import ID_DIGITS, positive_id
+from mis.catalogue.locate import database_url, normalise_url
 from mis.catalogue.queries import HOLE_WITH_DEPOSIT
-from mis.config import database_url, normalise_url
 from mis.grains.cleaning import describe_rules
 
 __all__ = ["page_routes", "PageData", "TEMPLATES_DIR", "STATIC_DIR"]

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from alembic import command
 from alembic.config import Config
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+from mis import resources
+from mis.settings import settings
 
 
 def alembic_config(url: str | None = None) -> Config:
-    """An alembic Config pointing at the project's ``alembic/`` folder and ``url``."""
-    location = Path(os.environ.get("MIS_ALEMBIC_DIR", REPO_ROOT / "alembic"))
+    """An alembic Config pointing at the project's ``alembic/`` folder (or ``MIS_ALEMBIC_DIR``) and ``url``."""
+    location = settings().alembic_dir or resources.path("alembic")
     if not (location / "env.py").exists():
         raise FileNotFoundError(
             f"alembic migrations not found at {location}; set MIS_ALEMBIC_DIR to the "
@@ -43,14 +41,17 @@ def head() -> str:
     """The newest revision the migrations know."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    newest = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if newest is None:
+        raise FileNotFoundError("the alembic folder holds no migrations")
+    return newest
 
 
 def current(url: str | None = None) -> str | None:
     from alembic.runtime.migration import MigrationContext
     from sqlalchemy import create_engine, pool
 
-    from mis.config import database_url
+    from mis.catalogue.locate import database_url
 
     engine = create_engine(url or database_url(), poolclass=pool.NullPool)
     with engine.connect() as conn:

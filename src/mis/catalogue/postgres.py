@@ -31,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mis.config import mis_home
+from mis.settings import mis_home
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -260,8 +260,9 @@ class EmbeddedPostgres:
     def _run_as(self, user: pwd.struct_passwd, args: list[str], **kw) -> subprocess.CompletedProcess:
         """Run a PostgreSQL program as ``user`` (dropping root if we are root)."""
         drop = os.geteuid() == 0 and user.pw_uid != 0
-        env = {**os.environ, "HOME": user.pw_dir if Path(user.pw_dir).is_dir() else "/tmp",
-               "LC_ALL": "C.UTF-8"}
+        # the child's environment: ours, with the server user's HOME, a fixed locale and no PGDATA
+        env = os.environ.copy()
+        env.update(HOME=user.pw_dir if Path(user.pw_dir).is_dir() else "/tmp", LC_ALL="C.UTF-8")
         env.pop("PGDATA", None)
         return subprocess.run(
             args,
@@ -365,8 +366,10 @@ class EmbeddedPostgres:
         import psycopg
 
         with psycopg.connect(libpq_url(state.url()), connect_timeout=5) as conn:
-            server = conn.execute("SHOW server_version").fetchone()[0]
-            postgis = conn.execute("SELECT postgis_lib_version()").fetchone()[0]
+            server_row = conn.execute("SHOW server_version").fetchone()
+            postgis_row = conn.execute("SELECT postgis_lib_version()").fetchone()
+        server = server_row[0] if server_row else None
+        postgis = postgis_row[0] if postgis_row else None
         return ClusterStatus(True, data_dir, state.port, state.url(), state.os_user, server, postgis)
 
     # -- internals ---------------------------------------------------------------------

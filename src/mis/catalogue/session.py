@@ -10,11 +10,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from mis.catalogue import engines
-from mis.config import database_url
+from mis.catalogue.locate import database_url
 
 
 def get_engine(url: str | None = None) -> Engine:
-    """The pooled catalogue engine for ``url`` (default: :func:`mis.config.database_url`),
+    """The pooled catalogue engine for ``url`` (default: :func:`mis.catalogue.locate.database_url`),
     from the one registry (:mod:`mis.catalogue.engines`)."""
     return engines.engine(url or database_url())
 

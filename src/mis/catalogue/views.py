@@ -18,21 +18,21 @@ views installed are always the current ones.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
 
+from mis import resources
+from mis.settings import settings
+
 #: The schema holding every publication view and its helper functions.
 SCHEMA = "pub"
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-
 
 def schema_dir() -> Path:
-    """The folder of the SQL files (``MIS_SCHEMA_DIR``, else the checkout's ``schema/``)."""
-    folder = Path(os.environ.get("MIS_SCHEMA_DIR", REPO_ROOT / "schema"))
+    """The folder of the SQL files (``MIS_SCHEMA_DIR``, else the project's ``schema/``)."""
+    folder = settings().schema_dir or resources.path("schema")
     if not folder.is_dir():
         raise FileNotFoundError(
             f"publication SQL not found at {folder}; set MIS_SCHEMA_DIR to the project's schema/ folder")
@@ -67,7 +67,7 @@ def install(target: Any = None) -> list[str]:
     """(Re)build the ``pub`` schema: every view and function, in one transaction.
 
     ``target``: an alembic ``op``, a SQLAlchemy ``Connection`` (the caller's
-    transaction), or a database URL (default: :func:`mis.config.database_url`).
+    transaction), or a database URL (default: :func:`mis.catalogue.locate.database_url`).
     Returns the names of the files run.
     """
     files = sql_files()
@@ -91,6 +91,6 @@ def published(conn: Any) -> list[str]:
 
 
 def _default_url() -> str:
-    from mis.config import database_url
+    from mis.catalogue.locate import database_url
 
     return database_url()

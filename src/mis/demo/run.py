@@ -24,7 +24,8 @@ from typing import TypeVar
 from rich.console import Console
 from sqlalchemy import select
 
-from mis.config import external_database_url, mis_home
+from mis.catalogue.locate import external_database_url
+from mis.settings import mis_home
 
 T = TypeVar("T")
 
@@ -59,9 +60,9 @@ class _Steps:
 def run_demo(console: Console | None = None, *, small: bool = False) -> DemoResult:
     """Build the demo catalogue (see the module docstring); returns what to show."""
     from mis.catalogue import migrate
+    from mis.catalogue.locate import database_url
     from mis.catalogue.postgres import EmbeddedPostgres
     from mis.catalogue.register.service import register
-    from mis.config import database_url
     from mis.demo.deposit import write_sample_deposit
     from mis.vocab.load import load_vocabularies
 
@@ -76,7 +77,11 @@ def run_demo(console: Console | None = None, *, small: bool = False) -> DemoResu
 
     step("database", start_db)
     url = database_url()
-    step("schema", lambda: (migrate.upgrade(url), f"revision {migrate.current(url)}"))
+    def migrate_schema() -> tuple[None, str]:
+        migrate.upgrade(url)
+        return None, f"revision {migrate.current(url)}"
+
+    step("schema", migrate_schema)
     step("vocabularies", lambda: (None, load_vocabularies(url=url, progress=False).summary()))
     files = write_sample_deposit(home / "deposit")
 
@@ -153,7 +158,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
 
     def labels_all():
         stamps = []
-        for s, a in zip(samples, added):
+        for s, a in zip(samples, added, strict=True):
             stored = import_labels(a.image_id, s.scribbles, legend=s.legend, name="scribbles", url=url)
             stamps.append(stored)
         return stamps, f"scribbles on {len(stamps)} images (<= 1 % of pixels each)"
@@ -165,7 +170,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     def train_all():
         made = {}
         for kind in ("rf", "mgc"):
-            members = [(a.image_id, st) for s, a, st in zip(samples, added, stored) if s.model == kind]
+            members = [(a.image_id, st) for s, a, st in zip(samples, added, stored, strict=True) if s.model == kind]
             if not members:
                 continue
             path = models_dir / f"{kind}.pt"
@@ -185,7 +190,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     def ingest_all():
         grains = roxels = kept = 0
         shas = {kind: sha256_file(models_dir / f"{kind}.pt") for kind in {s.model for s in samples}}
-        for s, a in zip(samples, added):
+        for s, a in zip(samples, added, strict=True):
             model = models_dir / f"{s.model}.pt"
             sha = shas[s.model]
             with transaction(url) as session:
@@ -208,7 +213,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     step("predict + ingest", ingest_all)
 
     def score():
-        for s, a in zip(samples, added):
+        for s, a in zip(samples, added, strict=True):
             ev = evaluate(a.image_id, truth=s.truth, legend=s.legend, run=s.model, url=url)
             result.accuracy[s.files[0].stem] = ev.to_dict()["macro"]
         lines = [f"{name}: F1 {v['f1']:.3f}, IoU {v['iou']:.3f}" for name, v in result.accuracy.items()]

@@ -546,11 +546,11 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
+    from mis.catalogue.locate import database_url
+    from mis.catalogue.postgres import libpq_url
     from mis.catalogue.session import transaction
-    from mis.config import database_url
     from mis.grains.cleaning import describe_rules
     from mis.imagery.catalogue import find_plug
-    from mis.catalogue.postgres import libpq_url
 
     url = url or database_url()
     with transaction(url) as session:
@@ -723,7 +723,7 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
-    from mis.config import database_url
+    from mis.catalogue.locate import database_url
     from mis.catalogue.postgres import libpq_url
 
     url = url or database_url()

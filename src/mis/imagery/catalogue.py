@@ -9,7 +9,6 @@ file added to the same plug twice is recognised by its SHA-256 and not imported 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import shutil
 from collections.abc import Sequence
@@ -24,11 +23,9 @@ from sqlalchemy.orm import Session
 from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError, explain
 from mis.catalogue.session import transaction
-from mis.config import mis_home
 from mis.imagery.omezarr import import_image
+from mis.settings import mis_home, settings
 from mis.vocab.lookup import TermIndex
-
-STORE_ENV = "MIS_IMAGE_STORE"
 
 
 @dataclass(frozen=True)
@@ -40,7 +37,7 @@ class AddedImage:
 
 def image_store_root() -> str:
     """Where image stores go: ``$MIS_IMAGE_STORE`` (a path or fsspec URL) or ``$MIS_HOME/images``."""
-    return os.environ.get(STORE_ENV) or str(mis_home() / "images")
+    return settings().image_store or str(mis_home() / "images")
 
 
 def find_plug(session: Session, ref: str) -> m.Plug:
@@ -157,8 +154,8 @@ def add_image(
     checksum = sources_checksum(paths)
     with transaction(url) as session:
         plug = find_plug(session, plug_ref)
-        hole = session.get(m.DrillCore, plug.drillcore_id)
-        deposit = session.get(m.Deposit, hole.deposit_id)
+        hole = session.get_one(m.DrillCore, plug.drillcore_id)  # the foreign keys guarantee both
+        deposit = session.get_one(m.Deposit, hole.deposit_id)
         existing = session.scalar(select(m.Image).where(
             m.Image.plug_id == plug.id, m.Image.checksum_sha256 == checksum))
         if existing is not None:
@@ -226,8 +223,8 @@ def open_image(image_id: int, level: int = 0, *, url: str | None = None):
         if not 0 <= level < len(image.array_paths):
             raise CatalogueError(f"image {image_id}: level {level} does not exist "
                                  f"(levels 0..{len(image.array_paths) - 1})")
-        plug = session.get(m.Plug, image.plug_id)
-        hole = session.get(m.DrillCore, plug.drillcore_id)
+        plug = session.get_one(m.Plug, image.plug_id)
+        hole = session.get_one(m.DrillCore, plug.drillcore_id)  # the foreign keys guarantee both
         meta: dict[str, Any] = {
             "image_id": image.id, "image_name": image.name, "plug_id": plug.id, "plug": plug.name,
             "drillcore": hole.name, "from_m": plug.from_m, "to_m": plug.to_m,

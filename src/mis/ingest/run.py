@@ -33,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,7 +129,8 @@ def stored_prediction(store_uri: str, name: str) -> tuple[Any, Any, list[str], d
 def resolve_classes(session: Any, terms: Sequence[str]) -> list[str]:
     """Class terms as people type them ("Ccp", "quartz", "background", a URI) -> concept
     URIs, through the same resolution as the labels (:func:`mis.segment.labels.resolve_classes`)."""
-    from mis.segment.labels import LabelError, resolve_classes as resolve_label_classes
+    from mis.segment.labels import LabelError
+    from mis.segment.labels import resolve_classes as resolve_label_classes
 
     try:
         resolved = resolve_label_classes(terms, session=session)
@@ -392,8 +392,8 @@ def ingest(
     labelled (:mod:`mis.grains.cleaning`; default: the default minimum grain size and
     boundary cuts), stated in the run's parameters. Re-running with the same ``name``
     replaces the run atomically."""
+    from mis.catalogue.locate import database_url
     from mis.catalogue.session import transaction
-    from mis.config import database_url
     from mis.imagery.chunks import chunk_index_to_key
 
     url = url or database_url()

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import torch
+
+from mis.settings import settings
 
 __all__ = ["describe_device", "pick_device"]
 
@@ -19,9 +19,9 @@ def pick_device(prefer: str | torch.device | None = None) -> torch.device:
     if isinstance(prefer, torch.device):
         prefer = str(prefer)
     if prefer is None or prefer == "auto":
-        env = os.environ.get("MIS_DEVICE", "").strip()
-        if env and env != "auto":
-            return pick_device(env)
+        configured = (settings().device or "").strip()
+        if configured and configured != "auto":
+            return pick_device(configured)
         return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
     p = prefer.strip().lower()
     if p == "cpu":

@@ -68,9 +68,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from mis.imagery import layout
 from mis.segment.classifiers import PixelClassifier, argmax_labels, library_version, load_classifier
 from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo, padded_window
-from mis.imagery import layout
 from mis.segment.labels import ImageRef, _is_url, _local_or_url, image_ref, open_store_group
 
 __all__ = [

@@ -1,7 +1,7 @@
 """Build the project's SKOS ontology (``ontology/*.ttl``) from the source vocabularies.
 
-    python -m mis.vocab.build --sources ../shared/data/vocabularies --out ontology/
-    python -m mis.vocab.build --check      # exit 1 when ontology/ is not what the sources give
+    mis vocab build --sources ../shared/data/vocabularies --out ontology/
+    mis vocab build --check      # exit 1 when ontology/ is not what the sources give
 
 One Turtle file per concept scheme, written by a small deterministic serializer (sorted
 subjects, fixed predicate order, sorted objects, no timestamps), so a rebuild from the same
@@ -19,29 +19,38 @@ Schemes:
   e.g. "Cu") and ``mis:hierarchyKey`` (``LocalHierarchyKey``, e.g. "02.01.01.01").
 * ``mineral``: the curated list ``src/mis/vocab/data/minerals.csv`` joined to the IMA-CNMNC
   symbols of Warr (2021) (see :mod:`mis.vocab.minerals`).
-* MIS's own small schemes, defined below: ``sample-type``, ``image-modality``,
-  ``deposit-model``, ``segmentation-class``.
+* MIS's own small schemes, ``sample-type``, ``image-modality``, ``deposit-model``,
+  ``segmentation-class``: defined in ``src/mis/vocab/data/mis-schemes.yml``. The other
+  data of the build (which CGI files, field abbreviations, the ``mis:`` properties) are the
+  other YAML files there; this module holds the conversion only.
 
 Plus ``mis-def.ttl``, the definitions of the ``mis:`` properties used in the schemes.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import re
 import sys
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
+import yaml
 from rdflib import BNode, Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCTERMS, OWL, RDF, RDFS, SKOS, XSD
+from rdflib.term import Node
 
+from mis import resources as project_files
+from mis.settings import settings
 from mis.vocab import minerals as mineral_data
+
+_T = TypeVar("_T")
 
 MIS = Namespace("https://w3id.org/mis/def#")
 MIS_ONTOLOGY = URIRef("https://w3id.org/mis/def")
@@ -80,34 +89,6 @@ class SourceScheme:
         return URIRef(GEOSCIML_REPO + self.repo_path)
 
 
-SOURCE_SCHEMES: tuple[SourceScheme, ...] = (
-    SourceScheme("lithology", "cgi-2016/simplelithology.rdf", "cgi/2016/simplelithology.rdf"),
-    SourceScheme("drilling-method", "cgi-2016/boreholedrillingmethod.rdf",
-                 "cgi/2016/boreholedrillingmethod.rdf"),
-    SourceScheme("constituent-role", "cgi-2016/compoundmaterialconstituentpartrole.rdf",
-                 "cgi/2016/compoundmaterialconstituentpartrole.rdf"),
-    SourceScheme("proportion-term", "cgi-2016/proportionterm.rdf", "cgi/2016/proportionterm.rdf"),
-    SourceScheme("commodity", "erml-2016/CommodityCode.rdf",
-                 "earthresourceml/2016/CommodityCode.rdf"),
-    SourceScheme("occurrence-type", "erml-2016/MineralOccurrenceType.rdf",
-                 "earthresourceml/2016/MineralOccurrenceType.rdf"),
-)
-
-
-#: Abbreviations data managers type in drillhole tables, added as skos:altLabel to the
-#: CGI concepts (the source has none); keyed by scheme, then by the concept URI's last segment.
-FIELD_ALT_LABELS: dict[str, dict[str, tuple[str, ...]]] = {
-    "drilling-method": {
-        "diamond_core": ("DD", "DDH", "diamond drilling", "diamond drill hole"),
-        "reverse_circulation_drilling": ("RC", "RC drilling"),
-        "RAB_drilling": ("RAB",),
-        "air_core": ("AC", "aircore"),
-        "percussion_drilling": ("PERC",),
-        "sonic": ("sonic drilling",),
-    },
-}
-
-
 @dataclass(frozen=True)
 class Term:
     """A concept of one of MIS's own schemes."""
@@ -129,171 +110,47 @@ class MisScheme:
     terms: tuple[Term, ...] = field(default_factory=tuple)
 
 
-MIS_SCHEMES: tuple[MisScheme, ...] = (
-    MisScheme(
-        "sample-type", "MIS sample types",
-        "What a catalogued sample is physically: a plug cut from core, the sections and mounts "
-        "prepared from it, or an image of the core itself.",
-        (
-            Term("plug", "plug", "Cylinder or block of rock cut or drilled from drill core over a "
-                 "known depth interval; the parent of the sections and mounts made from it.",
-                 alt=("core plug",)),
-            Term("thin-section", "thin section", "Rock slice ground to about 30 micrometres on a "
-                 "glass slide, for transmitted-light microscopy.", alt=("TS",)),
-            Term("polished-thin-section", "polished thin section", "Uncovered thin section with a "
-                 "polished surface, for transmitted- and reflected-light microscopy and electron "
-                 "beam work.", alt=("PTS",), broader=("thin-section",)),
-            Term("polished-block", "polished block", "Rock piece, usually set in epoxy, with one "
-                 "polished face, for reflected-light microscopy and SEM.",
-                 alt=("polished section", "polished mount", "polished puck")),
-            Term("grain-mount", "grain mount", "Loose grains (crushed rock, concentrate, "
-                 "sediment) set in epoxy and polished.", alt=("epoxy grain mount",)),
-            Term("hand-specimen", "hand specimen", "Unprepared piece of rock or core.",
-                 alt=("hand sample",)),
-            Term("core-photo", "core photo", "Photograph of drill core (a core tray or a core "
-                 "piece) at macroscopic scale.", alt=("core photograph", "core tray photo")),
-            Term("core-scan", "core scan", "Continuous image of drill core from a core scanner "
-                 "(line-scan RGB, multispectral or hyperspectral).", alt=("core scanner image",)),
-        ),
-    ),
-    MisScheme(
-        "image-modality", "MIS image modalities",
-        "How an image was acquired; the notation is the short code used in file names, the "
-        "command line and the API.",
-        (
-            Term("reflected-light", "reflected light", "Reflected-light (incident-light, ore) "
-                 "microscopy.", notation="reflected-light", alt=("RL", "incident light",
-                                                                  "reflected light microscopy")),
-            Term("plane-polarised-light", "plane-polarised light (PPL)", "Transmitted-light "
-                 "microscopy with the polariser only.", notation="ppl",
-                 alt=("PPL", "plane-polarized light", "plane polarised light")),
-            Term("cross-polarised-light", "cross-polarised light (XPL)", "Transmitted-light "
-                 "microscopy between crossed polarisers.", notation="xpl",
-                 alt=("XPL", "crossed polars", "cross-polarized light", "crossed nicols")),
-            Term("bse", "backscattered electron image (BSE)", "Scanning electron microscope "
-                 "image formed by backscattered electrons (atomic-number contrast).",
-                 notation="bse", alt=("BSE", "backscattered electrons")),
-            Term("eds-map", "SEM-EDS map", "Element maps from energy-dispersive X-ray "
-                 "spectroscopy in a scanning electron microscope (one band per element or "
-                 "phase).", notation="eds-map", alt=("EDS map", "EDX map", "SEM-EDX map")),
-            Term("micro-ct", "micro-CT", "X-ray micro-computed tomography volume or slice.",
-                 notation="micro-ct", alt=("X-ray micro-computed tomography", "µCT")),
-            Term("multispectral", "multispectral", "Images at a few discrete wavelength bands "
-                 "(e.g. LED illumination from UV to near-infrared).", notation="multispectral"),
-            Term("hyperspectral", "hyperspectral", "Images with a contiguous spectrum per pixel "
-                 "(tens to hundreds of bands).", notation="hyperspectral"),
-            Term("core-photo", "core photo", "RGB photograph or line scan of drill core at "
-                 "macroscopic scale.", notation="core-photo", alt=("core photograph",)),
-        ),
-    ),
-    MisScheme(
-        "deposit-model", "MIS mineral deposit models",
-        "Mineral deposit models (types) for classifying deposits; broad families with the "
-        "common subtypes.",
-        (
-            Term("porphyry", "porphyry deposit", "Large, low-grade disseminated and stockwork "
-                 "deposit centred on porphyritic intrusions."),
-            Term("porphyry-cu", "porphyry Cu", "Porphyry deposit mined for copper.",
-                 broader=("porphyry",), alt=("porphyry copper",)),
-            Term("porphyry-cu-mo", "porphyry Cu-Mo", "Porphyry copper deposit with by-product "
-                 "molybdenum.", broader=("porphyry",), alt=("porphyry copper-molybdenum",)),
-            Term("porphyry-cu-au", "porphyry Cu-Au", "Porphyry copper deposit with significant "
-                 "gold.", broader=("porphyry",), alt=("porphyry copper-gold",)),
-            Term("porphyry-mo", "porphyry Mo", "Porphyry deposit mined for molybdenum (Climax "
-                 "and arc types).", broader=("porphyry",), alt=("porphyry molybdenum",)),
-            Term("epithermal", "epithermal deposit", "Vein, breccia and disseminated Au-Ag(-Cu) "
-                 "deposit formed at shallow depth (< 1.5 km) in volcanic arcs."),
-            Term("epithermal-high-sulfidation", "high-sulfidation epithermal", "Epithermal "
-                 "deposit in advanced argillic alteration (alunite, kaolinite, pyrophyllite) "
-                 "with enargite-luzonite, from oxidised acidic fluids.", broader=("epithermal",),
-                 alt=("HS epithermal", "acid-sulfate epithermal")),
-            Term("epithermal-intermediate-sulfidation", "intermediate-sulfidation epithermal",
-                 "Epithermal Au-Ag-base metal veins with tennantite-tetrahedrite, sphalerite "
-                 "and galena.", broader=("epithermal",), alt=("IS epithermal",)),
-            Term("epithermal-low-sulfidation", "low-sulfidation epithermal", "Epithermal Au-Ag "
-                 "veins with adularia, sericite and banded quartz-chalcedony from near-neutral "
-                 "fluids.", broader=("epithermal",), alt=("LS epithermal",
-                                                            "adularia-sericite epithermal")),
-            Term("vms", "volcanogenic massive sulfide", "Cu-Zn-Pb(-Au-Ag) massive sulfide "
-                 "deposit formed at or below the sea floor in volcanic settings.",
-                 alt=("VMS", "VHMS", "volcanic-hosted massive sulfide")),
-            Term("sedex", "sedimentary exhalative", "Stratiform Zn-Pb(-Ag) sulfide deposit in "
-                 "fine-grained clastic sedimentary basins.", alt=("SEDEX",
-                                                                  "clastic-dominated Zn-Pb")),
-            Term("broken-hill-type", "Broken Hill-type Pb-Zn-Ag", "Metamorphosed Pb-Zn-Ag "
-                 "sulfide deposit in high-grade terranes.", alt=("BHT",)),
-            Term("mvt", "Mississippi Valley-type", "Carbonate-hosted Zn-Pb deposit from basinal "
-                 "brines.", alt=("MVT", "carbonate-hosted Zn-Pb")),
-            Term("iocg", "iron oxide copper-gold", "Cu-Au(-U-REE) deposit with abundant "
-                 "magnetite and/or hematite.", alt=("IOCG",)),
-            Term("ioa", "iron oxide-apatite", "Magnetite-apatite deposit.",
-                 alt=("IOA", "Kiruna-type")),
-            Term("skarn", "skarn deposit", "Deposit in calc-silicate rock formed by "
-                 "metasomatism of carbonate rocks near intrusions."),
-            Term("skarn-cu", "Cu skarn", "Skarn mined for copper.", broader=("skarn",)),
-            Term("skarn-fe", "Fe skarn", "Magnetite skarn.", broader=("skarn",)),
-            Term("skarn-w", "W skarn", "Scheelite skarn.", broader=("skarn",)),
-            Term("skarn-zn-pb", "Zn-Pb skarn", "Skarn mined for zinc and lead.",
-                 broader=("skarn",)),
-            Term("skarn-au", "Au skarn", "Skarn mined for gold.", broader=("skarn",)),
-            Term("orogenic-gold", "orogenic gold", "Quartz-carbonate vein gold in metamorphic "
-                 "terranes.", alt=("mesothermal gold", "lode gold")),
-            Term("carlin-type-gold", "Carlin-type gold", "Disseminated invisible gold in "
-                 "arsenian pyrite in decalcified carbonate rocks.", alt=("Carlin",
-                                                                          "sediment-hosted gold")),
-            Term("intrusion-related-gold", "intrusion-related gold", "Gold deposit related to "
-                 "reduced felsic intrusions.", alt=("IRGS",)),
-            Term("magmatic-ni-cu-pge", "magmatic Ni-Cu-PGE sulfide", "Ni-Cu-PGE sulfide "
-                 "deposit segregated from mafic-ultramafic magma.",
-                 alt=("magmatic nickel-copper", "Ni-Cu-PGE")),
-            Term("reef-pge", "reef-type PGE", "Stratiform PGE horizon in a layered intrusion.",
-                 alt=("stratiform PGE",)),
-            Term("chromitite", "chromitite", "Chromite deposit, stratiform in layered "
-                 "intrusions or podiform in ophiolites.", alt=("podiform chromite",
-                                                               "stratiform chromite")),
-            Term("sediment-hosted-cu", "sediment-hosted copper", "Stratabound copper sulfides "
-                 "in reduced sedimentary rocks above red beds.",
-                 alt=("sediment-hosted stratiform Cu", "Kupferschiefer-type", "red-bed copper")),
-            Term("pegmatite", "pegmatite deposit", "Rare-element deposit in granitic "
-                 "pegmatite."),
-            Term("pegmatite-lct", "LCT pegmatite", "Lithium-caesium-tantalum pegmatite.",
-                 broader=("pegmatite",)),
-            Term("pegmatite-nyf", "NYF pegmatite", "Niobium-yttrium-fluorine pegmatite.",
-                 broader=("pegmatite",)),
-            Term("greisen", "greisen Sn-W", "Tin-tungsten deposit in greisenised granite.",
-                 alt=("greisen",)),
-            Term("carbonatite-ree", "carbonatite REE", "Rare-earth deposit in carbonatite.",
-                 alt=("carbonatite",)),
-            Term("unconformity-u", "unconformity-related uranium", "Uranium deposit at a "
-                 "basin-basement unconformity."),
-            Term("sandstone-u", "sandstone-hosted uranium", "Roll-front and tabular uranium in "
-                 "sandstone."),
-            Term("bif", "banded iron formation", "Iron ore in banded iron formation.",
-                 alt=("BIF",)),
-            Term("laterite-ni", "lateritic nickel", "Ni(-Co) laterite on ultramafic rocks.",
-                 alt=("nickel laterite",)),
-            Term("bauxite", "bauxite", "Residual aluminium deposit."),
-            Term("placer", "placer", "Heavy minerals concentrated by water or wind (gold, tin, "
-                 "heavy mineral sands).", alt=("alluvial", "heavy mineral sands")),
-            Term("kimberlite-diamond", "kimberlite-hosted diamond", "Diamond in kimberlite or "
-                 "lamproite.", alt=("kimberlite",)),
-        ),
-    ),
-    MisScheme(
-        "segmentation-class", "MIS segmentation classes",
-        "Image classes that are not minerals, for segmentation runs whose other classes are "
-        "mineral concepts.",
-        (
-            Term("background", "background", "Pixels outside the sample: glass, mount, tray, "
-                 "empty field.", colour="#000000"),
-            Term("pore-epoxy", "pore / epoxy", "Pores, cracks and the epoxy that fills them.",
-                 alt=("pore", "epoxy", "void", "porosity", "resin"), colour="#00e5ff"),
-            Term("unclassified", "unclassified", "Pixels not assigned to any class (too "
-                 "uncertain, or deliberately left unlabelled).", alt=("unknown",),
-                 colour="#ff00ff"),
-        ),
-    ),
-)
+def _data(name: str) -> Any:
+    """One YAML data file of the build (``mis/vocab/data/<name>``, package data)."""
+    return yaml.safe_load((resources.files("mis.vocab") / "data" / name).read_text(encoding="utf-8"))
+
+
+def _records(name: str, make: Callable[..., _T]) -> tuple[_T, ...]:
+    """Each entry of a data file made into a record; a missing or unknown key names the file."""
+    out = []
+    for i, entry in enumerate(_data(name), 1):
+        try:
+            out.append(make(**entry))
+        except TypeError as exc:
+            raise BuildError(f"mis/vocab/data/{name}, entry {i}: {exc}") from None
+    return tuple(out)
+
+
+def _mis_scheme(key: str, title: str, description: str, terms: list[dict[str, Any]]) -> MisScheme:
+    return MisScheme(key, title, description, tuple(
+        Term(**{**t, "alt": tuple(t.get("alt", ())), "broader": tuple(t.get("broader", ()))}) for t in terms))
+
+
+def _source_scheme(key: str, path: str, repo_path: str, field_alt_labels: dict[str, list[str]] | None = None
+                   ) -> tuple[SourceScheme, dict[str, tuple[str, ...]]]:
+    return SourceScheme(key, path, repo_path), {k: tuple(v) for k, v in (field_alt_labels or {}).items()}
+
+
+def _property(name: str, range: str, label: str, comment: str) -> tuple[str, URIRef, str, str]:
+    prefix, local = range.split(":", 1)
+    if prefix != "xsd":
+        raise TypeError(f"range {range!r} is not an xsd: datatype")
+    return name, XSD[local], label, comment
+
+
+_SOURCES = _records("source-schemes.yml", _source_scheme)
+#: The schemes converted from CGI / EarthResourceML (``data/source-schemes.yml``).
+SOURCE_SCHEMES: tuple[SourceScheme, ...] = tuple(spec for spec, _ in _SOURCES)
+#: Abbreviations data managers type in drillhole tables, added as skos:altLabel to the
+#: CGI concepts (the source has none); keyed by scheme, then by the concept URI's last segment.
+FIELD_ALT_LABELS: dict[str, dict[str, tuple[str, ...]]] = {spec.key: alt for spec, alt in _SOURCES if alt}
+#: MIS's own small schemes (``data/mis-schemes.yml``).
+MIS_SCHEMES: tuple[MisScheme, ...] = _records("mis-schemes.yml", _mis_scheme)
 
 #: Every scheme key, in the order the CLI reports them.
 SCHEME_KEYS: tuple[str, ...] = (
@@ -302,28 +159,9 @@ SCHEME_KEYS: tuple[str, ...] = (
     "segmentation-class",
 )
 
-#: The mis: properties, written to mis-def.ttl: (local name, range, label, comment).
-MIS_PROPERTIES: tuple[tuple[str, URIRef, str, str], ...] = (
-    ("formula", XSD.string, "formula", "Chemical formula; for minerals the IMA-CNMNC approved "
-     "formula as given by Warr (2021), super- and subscripts flattened."),
-    ("density_g_cm3", XSD.decimal, "density (g/cm3)", "Typical density in g/cm3 (measured, "
-     "after Anthony et al., Handbook of Mineralogy)."),
-    ("crystalSystem", XSD.string, "crystal system", "cubic, tetragonal, hexagonal, trigonal, "
-     "orthorhombic, monoclinic, triclinic or amorphous."),
-    ("colour", XSD.string, "display colour", "Colour (#rrggbb) for maps, plots and "
-     "segmentation overlays."),
-    ("isGroup", XSD.boolean, "is group", "True for a mineral group (its members are its "
-     "skos:narrower concepts), false for a species."),
-    ("mineralClass", XSD.string, "mineral class", "Chemical class: native element, sulfide, "
-     "oxide, halide, carbonate, sulfate, phosphate, tungstate, molybdate, silicate."),
-    ("imaStatus", XSD.string, "IMA status", "Status column of Warr (2021): A approved, "
-     "G grandfathered, Rd redefined, Rn renamed, GROUP, Q questionable, ..."),
-    ("symbolSource", XSD.string, "symbol source", "Where skos:notation comes from: "
-     "'Warr 2021' (IMA-CNMNC approved symbol) or 'MIS' (assigned by MIS: the name has no "
-     "IMA symbol)."),
-    ("hierarchyKey", XSD.string, "hierarchy key", "LocalHierarchyKey notation of the CGI / "
-     "EarthResourceML source (e.g. 02.01.01.01)."),
-)
+#: The mis: properties, written to mis-def.ttl: (local name, range, label, comment)
+#: (``data/mis-properties.yml``).
+MIS_PROPERTIES: tuple[tuple[str, URIRef, str, str], ...] = _records("mis-properties.yml", _property)
 
 
 # ----------------------------------------------------------------------------- Turtle
@@ -415,12 +253,12 @@ class TurtleWriter:
     def serialize(self, graph: Graph, header: Sequence[str], first: Sequence[URIRef] = ()) -> str:
         lines = [*header]
         lines += [f"@prefix {name}: <{ns}> ." for name, ns in self.prefixes]
-        subjects = {s for s in graph.subjects() if not isinstance(s, BNode)}
+        subjects = {s for s in graph.subjects() if isinstance(s, URIRef)}
         if any(isinstance(s, BNode) for s in graph.subjects()):
             raise ValueError("blank nodes are not used in the ontology")
         order = [s for s in first if s in subjects] + sorted(subjects - set(first), key=str)
         for s in order:
-            preds = sorted(set(graph.predicates(s)),
+            preds = sorted({p for p in graph.predicates(s) if isinstance(p, URIRef)},
                            key=lambda p: (_PRED_LAST.get(p, 0), _PRED_RANK.get(p, len(_PRED_RANK)),
                                           str(p)))
             lines.append("")
@@ -541,7 +379,7 @@ def build_source_scheme(spec: SourceScheme, sources: Path) -> BuiltScheme:
         src.parse(path, format="xml")
     except Exception as exc:  # rdflib raises many types
         raise BuildError(f"{where}: not readable as RDF/XML: {exc}") from exc
-    schemes = sorted(set(src.subjects(RDF.type, SKOS.ConceptScheme)))
+    schemes = sorted({s for s in src.subjects(RDF.type, SKOS.ConceptScheme) if isinstance(s, URIRef)})
     if len(schemes) != 1:
         raise BuildError(f"{where}: expected one skos:ConceptScheme, found {len(schemes)}")
     scheme = schemes[0]
@@ -766,12 +604,12 @@ def build(sources: Path, csv_path: Path = mineral_data.MINERALS_CSV) -> BuildRes
     built += [build_mis_scheme(s) for s in MIS_SCHEMES]
     by_key = {b.key: b for b in built}
     assert set(by_key) == set(SCHEME_KEYS), sorted(by_key)
-    seen: dict[URIRef, str] = {}
+    seen: dict[Node, str] = {}
     for b in built:
         for c in b.graph.subjects(RDF.type, SKOS.Concept):
             if c in seen:
                 raise BuildError(f"concept {c} is in schemes {seen[c]!r} and {b.key!r}")
-            seen[c] = b.key  # type: ignore[index]
+            seen[c] = b.key
     files = {f"{k}.ttl": by_key[k].turtle() for k in SCHEME_KEYS}
     files["mis-def.ttl"] = build_definitions()
     return BuildResult(files=files, counts={k: by_key[k].n_concepts for k in SCHEME_KEYS},
@@ -818,54 +656,32 @@ def check(result: BuildResult, out: Path) -> list[str]:
     return differ
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[3]
-
-
 def default_sources() -> Path:
-    env = os.environ.get("MIS_VOCAB_SOURCES")
-    if env:
-        return Path(env)
-    return _repo_root().parent / "shared" / "data" / "vocabularies"
+    """``MIS_VOCAB_SOURCES``, else ``../shared/data/vocabularies`` beside the checkout.
+
+    The fallback only means something in a checkout (the project's shared data lies next to
+    it); an installed package needs the setting or ``--sources``.
+    """
+    configured = settings().vocab_sources
+    if configured:
+        return configured
+    root = project_files.checkout()
+    if root is None:
+        raise BuildError("no vocabulary sources: set MIS_VOCAB_SOURCES or pass --sources "
+                         "(the default ../shared/data/vocabularies exists only beside a checkout)")
+    return root.parent / "shared" / "data" / "vocabularies"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m mis.vocab.build",
-        description="Build ontology/*.ttl (SKOS Turtle) from the source vocabularies.")
-    parser.add_argument("--sources", type=Path, default=None,
-                        help="directory of the source vocabularies (cgi-2016/, erml-2016/, ima/); "
-                             "default $MIS_VOCAB_SOURCES or ../shared/data/vocabularies")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="output directory (default: the repository's ontology/)")
-    parser.add_argument("--check", action="store_true",
-                        help="write nothing; exit 1 if --out differs from a fresh build")
-    args = parser.parse_args(argv)
-    sources = args.sources or default_sources()
-    out = args.out or _repo_root() / "ontology"
-    try:
-        result = build(sources)
-    except (BuildError, mineral_data.MineralDataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for key in SCHEME_KEYS:
-        print(f"{key:20} {result.counts[key]:5d} concepts")
-    if result.not_in_warr:
-        print("curated minerals not in Warr (2021), symbol assigned by MIS: "
-              + ", ".join(result.not_in_warr))
-    if args.check:
-        differ = check(result, out)
-        if differ:
-            print(f"{out}: out of date: {', '.join(differ)}", file=sys.stderr)
-            return 1
-        print(f"{out}: up to date")
-        return 0
-    removed = write(result, out)
-    for name in removed:
-        print(f"removed stale {out / name}")
-    print(f"wrote {len(result.files)} files to {out}")
-    return 0
+def default_out() -> Path:
+    """The checkout's ``ontology/``: the build writes into the source tree, never into an install."""
+    root = project_files.checkout()
+    if root is None:
+        raise BuildError("not in a checkout: pass --out (the folder to write the Turtle files to)")
+    return root / "ontology"
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # the generated files' headers name this spelling; it is `mis vocab build`
+    from mis.cli import app
+
+    app(["vocab", "build", *sys.argv[1:]], prog_name="python -m mis.vocab.build")

@@ -5,13 +5,12 @@
 The records mirror the catalogue tables ``concept_scheme`` and ``concept``; the database
 loader turns them into rows. Reading needs rdflib only (no database).
 
-The ontology directory is ``$MIS_ONTOLOGY_DIR`` when set, otherwise the repository's
-``ontology/`` (found from this file: ``<repo>/src/mis/vocab/skos.py``).
+The ontology directory is ``$MIS_ONTOLOGY_DIR`` when set, otherwise the project's
+``ontology/`` (shipped with the package, or the checkout's: :mod:`mis.resources`).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +18,9 @@ from typing import Any
 
 from rdflib import Graph, Literal, URIRef
 from rdflib.namespace import DCTERMS, RDF, SKOS
+
+from mis import resources
+from mis.settings import settings
 
 MIS_DEF = "https://w3id.org/mis/def#"
 ENV_ONTOLOGY_DIR = "MIS_ONTOLOGY_DIR"
@@ -55,21 +57,18 @@ class Concept:
 
 
 def ontology_dir() -> Path:
-    """The directory holding ``*.ttl``: ``$MIS_ONTOLOGY_DIR`` or the repository's ``ontology/``."""
-    env = os.environ.get(ENV_ONTOLOGY_DIR)
-    if env:
-        path = Path(env)
-        if not path.is_dir():
-            raise OntologyError(f"{ENV_ONTOLOGY_DIR}={env}: not a directory")
-        return path
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        candidate = parent / "ontology"
-        if candidate.is_dir() and any(candidate.glob("*.ttl")):
-            return candidate
+    """The directory holding ``*.ttl``: ``$MIS_ONTOLOGY_DIR`` or the project's ``ontology/``."""
+    configured = settings().ontology_dir
+    if configured:
+        if not configured.is_dir():
+            raise OntologyError(f"{ENV_ONTOLOGY_DIR}={configured}: not a directory")
+        return configured
+    candidate = resources.path("ontology")
+    if candidate.is_dir() and any(candidate.glob("*.ttl")):
+        return candidate
     raise OntologyError(
-        f"no ontology/ directory with *.ttl above {here}; set {ENV_ONTOLOGY_DIR} to the "
-        "directory that holds the vocabularies (built by `python -m mis.vocab.build`)"
+        f"no ontology/ directory with *.ttl at {candidate}; set {ENV_ONTOLOGY_DIR} to the "
+        "directory that holds the vocabularies (built by `mis vocab build`)"
     )
 
 
