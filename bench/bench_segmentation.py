@@ -206,7 +206,7 @@ def _ours(sec, spec, env: dict[str, str], plug: str, folder: Path, train_args: l
           ) -> tuple[np.ndarray, float, float, str, str, Path]:
     from PIL import Image
 
-    from mis.segment.labels import image_ref
+    from mis.imagery.catalogue import image_ref
     from mis.segment.predict import prediction_arrays
 
     files = _write_image(sec, folder)
@@ -280,8 +280,8 @@ def run_suite(args: argparse.Namespace) -> None:
         print(text, flush=True)
         lines.append(text)
 
-    import sklearn
     import skimage
+    import sklearn
     import torch
 
     say(f"# segmentation suite, {time.strftime('%Y-%m-%d %H:%M:%S')}, {len(specs)} sections of {n} x {n}")

@@ -12,11 +12,13 @@ import tifffile
 import torch
 import zarr
 
+from mis.imagery.catalogue import image_ref
+from mis.imagery.chunks import tiles as chunk_tiles
 from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import argmax_labels, load_classifier
 from mis.segment.filters import CNNConfig, FeatureConfig, compute_features
-from mis.segment.labels import ResolvedClass, _iter_tiles, image_ref, store_labels
+from mis.segment.labels import ResolvedClass, store_labels
 from mis.segment.predict import (
     PredictionError,
     list_runs,
@@ -26,7 +28,6 @@ from mis.segment.predict import (
 )
 from mis.segment.synthetic import synthetic_section
 from mis.segment.train import train
-
 from tests.omezarr_readers import validate_and_read
 
 H, W = 1040, 1100  # 3 x 3 chunks of 512, partial (16 and 76 px) at the bottom and right edges
@@ -43,7 +44,7 @@ def stored_section(root: Path, shape=(H, W), seed: int = 3, name: str = "img"):
     legend = {k + 1: ResolvedClass(c, c, c.rsplit(":", 1)[-1], "FF0000") for k, c in enumerate(s.classes)}
 
     def tiles():
-        for y0, x0, th, tw in _iter_tiles(shape[0], shape[1], 512, 512):
+        for y0, x0, th, tw in chunk_tiles((shape[0], shape[1]), (512, 512)):
             yield y0, x0, s.scribbles[y0 : y0 + th, x0 : x0 + tw]
 
     store_labels(ref, "scribbles", legend, tiles, max_value=len(s.classes))

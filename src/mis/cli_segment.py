@@ -32,10 +32,11 @@ def _fail(message: str, code: int = 1) -> None:
 
 def _errors() -> tuple[type[BaseException], ...]:
     from mis.catalogue.errors import CatalogueError
+    from mis.imagery.catalogue import ImageRefError
     from mis.segment.labels import LabelError
     from mis.segment.predict import PredictionError
 
-    return (LabelError, PredictionError, CatalogueError, FileNotFoundError, ValueError)
+    return (LabelError, ImageRefError, PredictionError, CatalogueError, FileNotFoundError, ValueError)
 
 
 def _short(uri: str | None) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,8 @@ from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError, explain
 from mis.catalogue.session import transaction
 from mis.config import mis_home
-from mis.imagery.omezarr import import_image
+from mis.imagery.omezarr import import_image, open_level, read_metadata
+from mis.imagery.store import canonical_uri, is_url, remove_store
 from mis.vocab.lookup import TermIndex
 
 STORE_ENV = "MIS_IMAGE_STORE"
@@ -65,6 +65,62 @@ def find_plug(session: Session, ref: str) -> m.Plug:
     return plugs[0]
 
 
+class ImageRefError(ValueError):
+    """An image reference that names no catalogue image and no image store."""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """Where an image's pixels are: its store and level-0 geometry (``image_id`` None
+    when the image was given as a store path rather than a catalogue id)."""
+
+    store_uri: str
+    shape: tuple[int, int, int]
+    chunks: tuple[int, int, int]
+    image_id: int | None = None
+    checksum_sha256: str | None = None
+    band_names: tuple[str, ...] = ()
+
+    @property
+    def height(self) -> int:
+        return self.shape[1]
+
+    @property
+    def width(self) -> int:
+        return self.shape[2]
+
+
+def image_ref(image: ImageRef | int | str | Path, url: str | None = None) -> ImageRef:
+    """An image by catalogue id (``12`` or ``"12"``) or by the path/URL of its OME-Zarr
+    store (no database needed then); an :class:`ImageRef` is returned as it is, so that
+    every function taking an image accepts all three."""
+    if isinstance(image, ImageRef):
+        return image
+    text = str(image)
+    if text.isdigit():
+        with transaction(url) as session:
+            row = session.get(m.Image, int(text))
+            if row is None:
+                raise ImageRefError(f"image {text}: no such image in the catalogue")
+            return ImageRef(store_uri=row.store_uri, shape=_triple(row.shape), chunks=_triple(row.chunks),
+                            image_id=row.id, checksum_sha256=row.checksum_sha256,
+                            band_names=tuple(row.band_names or ()))
+    try:
+        meta = read_metadata(text)
+        arr = open_level(text, 0)
+    except (FileNotFoundError, ValueError) as exc:
+        raise ImageRefError(f"image {text!r}: neither a catalogue image id nor an OME-Zarr store ({exc})") from None
+    mis = meta.get("mis", {})
+    return ImageRef(store_uri=canonical_uri(text), shape=_triple(arr.shape), chunks=_triple(arr.chunks),
+                    checksum_sha256=mis.get("checksum_sha256"),
+                    band_names=tuple(b.get("name", "") for b in mis.get("bands", [])))
+
+
+def _triple(values: Sequence[int]) -> tuple[int, int, int]:
+    c, y, x = (int(v) for v in values)
+    return c, y, x
+
+
 def sources_checksum(paths: Sequence[Path]) -> str:
     """SHA-256 of the sources' bytes in band order (``cat a b c | sha256sum``), as the store records."""
     digest = hashlib.sha256()
@@ -86,7 +142,7 @@ def store_path(root: str, *names: str) -> str:
     resolving (symbolic links included) to lie inside ``root``; CatalogueError otherwise."""
     root = root.rstrip("/")
     dest = "/".join([root, *(_slug(n) for n in names)])
-    if "://" not in dest or dest.startswith("file://"):
+    if not is_url(dest):
         base = Path(root.removeprefix("file://")).resolve()
         if not Path(dest.removeprefix("file://")).resolve().is_relative_to(base):
             raise CatalogueError(f"the image store for {'/'.join(names)!r} would lie outside {base}")
@@ -96,7 +152,7 @@ def store_path(root: str, *names: str) -> str:
 def inside_store_root(uri: str, root: str | None = None) -> bool:
     """Whether the store at ``uri`` lies inside the image store root (what MIS may delete)."""
     root = (root or image_store_root()).rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
+    if is_url(uri):
         return uri.startswith(root + "/")
     base = Path(root.removeprefix("file://")).resolve()
     return Path(uri.removeprefix("file://")).resolve().is_relative_to(base)
@@ -109,7 +165,7 @@ def remove_stores(uris: Sequence[str], root: str | None = None) -> list[str]:
     lines = []
     for uri in uris:
         if inside_store_root(uri, root):
-            _remove_store(uri)
+            remove_store(uri)
             lines.append(f"removed image store {uri}")
         else:
             lines.append(f"kept image store {uri} (outside the image store root)")
@@ -195,20 +251,10 @@ def add_image(
             session.flush()
             return AddedImage(row.id, row.store_uri, created=True)
     except BaseException as exc:
-        _remove_store(imported.store_uri)
+        remove_store(imported.store_uri)
         if isinstance(exc, IntegrityError):
             raise explain(exc) from None
         raise
-
-
-def _remove_store(uri: str) -> None:
-    if "://" in uri and not uri.startswith("file://"):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(uri)
-        fs.rm(path, recursive=True)
-    else:
-        shutil.rmtree(uri.removeprefix("file://"), ignore_errors=True)
 
 
 def open_image(image_id: int, level: int = 0, *, url: str | None = None):

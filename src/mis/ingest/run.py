@@ -33,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,7 +44,6 @@ from mis.grains.labelling import (
     Ragged,
     TileComponents,
     ignore_lut,
-    iter_tiles,
     label_tile,
     tile_components,
 )
@@ -71,6 +69,7 @@ from mis.grains.roxels import (
     roxel_dtype,
     tile_roxels,
 )
+from mis.imagery.chunks import tile_rows
 from mis.ingest.writer import Provenance, RunWriter
 
 __all__ = [
@@ -130,7 +129,8 @@ def stored_prediction(store_uri: str, name: str) -> tuple[Any, Any, list[str], d
 def resolve_classes(session: Any, terms: Sequence[str]) -> list[str]:
     """Class terms as people type them ("Ccp", "quartz", "background", a URI) -> concept
     URIs, through the same resolution as the labels (:func:`mis.segment.labels.resolve_classes`)."""
-    from mis.segment.labels import LabelError, resolve_classes as resolve_label_classes
+    from mis.segment.labels import LabelError
+    from mis.segment.labels import resolve_classes as resolve_label_classes
 
     try:
         resolved = resolve_label_classes(terms, session=session)
@@ -477,7 +477,7 @@ def ingest(
     def rows_cb(table: str, n: int) -> None:
         bar.rows(n)
 
-    boxes = [box for _, row in iter_tiles((H, W), tile) for box in row]
+    boxes = [box for _, row in tile_rows((H, W), tile) for box in row]
     window = 2 * executor.workers  # tiles in flight: memory is bounded by chunks, not the image
     class_frontier = np.full(W, -1, dtype=np.int64)  # class of the bottom pixel of the last tile per column
     prev_right: np.ndarray | None = None

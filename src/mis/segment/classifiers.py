@@ -56,8 +56,9 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
+from mis.imagery.chunks import halo_tiles
 from mis.segment.device import pick_device
-from mis.segment.filters import FeatureConfig, compute_features, feature_align, halo, iter_tiles, prepare_image
+from mis.segment.filters import FeatureConfig, compute_features, feature_align, halo, prepare_image
 
 __all__ = [
     "FORMAT_VERSION",
@@ -828,7 +829,7 @@ def predict_image(
                       device=x.device)
     align = feature_align(config)
     rows = int(math.ceil(rows / align) * align)
-    tiles = iter_tiles((h, w), (rows, w), halo(config), align)
+    tiles = halo_tiles((h, w), (rows, w), halo(config), align)
 
     def job(t: tuple) -> None:
         (ry, rx), (wy, wx), (iy, ix) = t

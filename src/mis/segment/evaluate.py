@@ -24,10 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from mis.imagery.catalogue import ImageRef, image_ref
 from mis.segment.labels import (
-    ImageRef,
     LabelError,
-    image_ref,
     read_label_image,
     read_labels,
     read_legend,
@@ -126,7 +125,7 @@ def evaluate(
 ) -> Evaluation:
     """Compare a prediction (``model`` or stored ``run``) with a truth (``truth`` +
     ``legend``, or stored ``labels``) on one image."""
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     if (model is None) == (run is None):
         raise LabelError("give exactly one of --model (predict now) or --run (a stored prediction)")
     if (truth is None) == (labels is None):

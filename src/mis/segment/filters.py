@@ -55,6 +55,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mis.imagery.chunks import halo_tiles
+
 __all__ = [
     "CNNConfig",
     "DEFAULT_SIGMAS",
@@ -64,8 +66,6 @@ __all__ = [
     "compute_features_tiled",
     "feature_names",
     "halo",
-    "iter_tiles",
-    "padded_window",
     "feature_align",
     "prepare_image",
 ]
@@ -492,46 +492,6 @@ def feature_align(config: FeatureConfig) -> int:
     return cnn_stride(config.cnn)
 
 
-def padded_window(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int, halo_px: int,
-                  align: int = 1) -> tuple[int, int, int, int]:
-    """``(ry0, ry1, rx0, rx1)``: the region to read for the window ``[y0, y1) x [x0, x1)``
-    of an (H, W) image, with at least ``halo_px`` real neighbours on each side (clipped
-    at the image border).
-
-    With ``align`` > 1 (CNN features, ``align`` = the network's total stride) the region
-    starts on a multiple of ``align`` (so the pooling grids line up with the whole
-    image's) and its size is congruent to the image's modulo ``align`` (TensorFlow
-    "same" padding of the strided convolutions depends on the input size's parity at
-    every stride; equal parities give the whole image's padding, hence its numbers)."""
-    h, w = shape
-    hal = int(math.ceil(halo_px / align) * align)
-    ry0, rx0 = max(0, (y0 - hal) // align * align), max(0, (x0 - hal) // align * align)
-    ry1, rx1 = min(h, y1 + hal), min(w, x1 + hal)
-    if align > 1:
-        ry1 += (h - ry1) % align
-        rx1 += (w - rx1) % align
-    return ry0, ry1, rx0, rx1
-
-
-def iter_tiles(
-    shape: tuple[int, int], tile: int | tuple[int, int], halo_px: int, align: int = 1
-) -> list[tuple[tuple[slice, slice], tuple[slice, slice], tuple[slice, slice]]]:
-    """Tiles of an (H, W) image: for each, (read, write, inner) slices -- ``read`` the
-    tile plus its :func:`padded_window`, ``write`` where its result goes, ``inner`` where
-    that result sits inside the features of ``read``. Tile origins are multiples of the
-    tile size."""
-    h, w = shape
-    th, tw = (tile, tile) if isinstance(tile, int) else tile
-    out = []
-    for y0 in range(0, h, th):
-        for x0 in range(0, w, tw):
-            y1, x1 = min(y0 + th, h), min(x0 + tw, w)
-            ya, yb, xa, xb = padded_window(shape, y0, y1, x0, x1, halo_px, align)
-            out.append(((slice(ya, yb), slice(xa, xb)), (slice(y0, y1), slice(x0, x1)),
-                        (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa))))
-    return out
-
-
 @torch.no_grad()
 def compute_features_tiled(
     image: np.ndarray | torch.Tensor,
@@ -550,7 +510,7 @@ def compute_features_tiled(
     _, h, w = x.shape
     out = None
     names: list[str] = []
-    for (ry, rx), (wy, wx), (iy, ix) in iter_tiles((h, w), tile, halo(config), feature_align(config)):
+    for (ry, rx), (wy, wx), (iy, ix) in halo_tiles((h, w), tile, halo(config), feature_align(config)):
         f, names = compute_features(x[:, ry, rx], config, method=method)
         if out is None:
             out = torch.empty((f.shape[0], h, w), dtype=f.dtype, device=f.device)

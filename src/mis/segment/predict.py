@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -68,10 +67,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mis.segment.classifiers import PixelClassifier, argmax_labels, library_version, load_classifier
-from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo, padded_window
 from mis.imagery import layout
-from mis.segment.labels import ImageRef, _is_url, _local_or_url, image_ref, open_store_group
+from mis.imagery.catalogue import ImageRef, image_ref
+from mis.imagery.chunks import padded_window
+from mis.imagery.store import canonical_uri, open_group, remove_store
+from mis.segment.classifiers import PixelClassifier, argmax_labels, library_version, load_classifier
+from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo
 
 __all__ = [
     "Block",
@@ -132,7 +133,7 @@ def read_padded(
     image: Any, y0: int, y1: int, x0: int, x1: int, halo_px: int, align: int = 1
 ) -> tuple[np.ndarray, tuple[slice, slice]]:
     """Pixels (c, ., .) of the window ``[y0, y1) x [x0, x1)`` of a (c, y, x) array read
-    with its :func:`~mis.segment.filters.padded_window`, and the slices of the window
+    with its :func:`~mis.imagery.chunks.padded_window`, and the slices of the window
     inside the result."""
     ry0, ry1, rx0, rx1 = padded_window(image.shape[1:], y0, y1, x0, x1, halo_px, align)
     region = np.asarray(image[:, ry0:ry1, rx0:rx1])
@@ -236,21 +237,11 @@ def _check_run_name(run: str) -> str:
     return run
 
 
-def _run_dir(store_uri: str, run: str) -> str:
-    return f"{_local_or_url(store_uri)}/{layout.prediction_path(run)}"
-
-
-def _fs(path: str) -> tuple[Any, str]:
-    import fsspec
-
-    return fsspec.core.url_to_fs(path)
-
-
 def _read_done(store_uri: str, run: str) -> dict[tuple[int, int], list[int]]:
     """Finished chunks -> their class pixel counts, from ``chunk_counts`` (a chunk's
     row there is written after its pixels; unwritten = -1 = not finished)."""
     try:
-        group = open_store_group(store_uri, layout.prediction_path(run), mode="r")
+        group = open_group(store_uri, layout.prediction_path(run), mode="r")
         arr = group["chunk_counts"]
     except Exception:
         return {}
@@ -268,14 +259,8 @@ def _read_done(store_uri: str, run: str) -> dict[tuple[int, int], list[int]]:
     return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(*np.nonzero(counts[:, :, 0] >= 0))}
 
 
-def _remove_run(store_uri: str, run: str) -> None:
-    d = _run_dir(store_uri, run)
-    if _is_url(d):
-        fs, p = _fs(d)
-        if fs.exists(p):
-            fs.rm(p, recursive=True)
-    else:
-        shutil.rmtree(d, ignore_errors=True)
+def _remove_run(uri: str, run: str) -> None:
+    remove_store(f"{canonical_uri(uri)}/{layout.prediction_path(run)}")
 
 
 def list_runs(store_uri: str) -> dict[str, dict[str, Any]]:
@@ -285,7 +270,7 @@ def list_runs(store_uri: str) -> dict[str, dict[str, Any]]:
         if (run := layout.parse_prediction(child)) is None:
             continue
         try:
-            out[run] = dict(open_store_group(store_uri, layout.prediction_path(run), mode="r").attrs).get("mis", {})
+            out[run] = dict(open_group(store_uri, layout.prediction_path(run), mode="r").attrs).get("mis", {})
         except Exception:
             continue
     return out
@@ -302,7 +287,7 @@ def prediction_arrays(store_uri: str, run: str, *, allow_incomplete: bool = Fals
     if run not in runs:
         known = ", ".join(runs) or "none"
         raise PredictionError(f"{store_uri}: no prediction run {run!r} (runs: {known})")
-    group = open_store_group(store_uri, layout.prediction_path(run), mode="r")
+    group = open_group(store_uri, layout.prediction_path(run), mode="r")
     attrs = runs[run]
     if attrs.get("status") != "complete" and not allow_incomplete:
         done = len(_read_done(store_uri, run))
@@ -368,7 +353,7 @@ def _prepare_run(ref: ImageRef, run: str, meta: dict[str, Any], overwrite: bool,
     path = layout.prediction_path(run)
     ome = layout.label_image_ome(read_metadata(ref.store_uri)["ome"], path.rsplit("/", 1)[-1], classes,
                                  {"run": run, "model_sha256": meta["model_sha256"]})
-    root = open_store_group(ref.store_uri, mode="r+")
+    root = open_group(ref.store_uri, mode="r+")
     root.require_group(layout.LABELS)
     group = root.create_group(path, attributes={"ome": ome, "mis": meta})
     _, h, w = ref.shape
@@ -395,7 +380,7 @@ def _finish_run(ref: ImageRef, run: str, n_classes: int) -> dict[str, Any]:
     totals = np.zeros(n_classes, np.int64)
     for counts in done.values():
         totals[: len(counts)] += np.asarray(counts[:n_classes], np.int64)
-    group = open_store_group(ref.store_uri, layout.prediction_path(run), mode="r+")
+    group = open_group(ref.store_uri, layout.prediction_path(run), mode="r+")
     layout.build_pyramid(group)
     meta = dict(group.attrs)["mis"]
     meta.update(status="complete", finished=_now(), pixel_counts=totals.tolist())
@@ -422,7 +407,7 @@ def _arrays(store_uri: str, run: str) -> tuple[Any, Any, Any, Any]:
         if key not in _ARRAYS:
             from mis.imagery.omezarr import open_level
 
-            group = open_store_group(store_uri, layout.prediction_path(run), mode="r+")
+            group = open_group(store_uri, layout.prediction_path(run), mode="r+")
             _ARRAYS[key] = (open_level(store_uri, 0), group["0"], group["probability"], group["chunk_counts"])
         return _ARRAYS[key]
 
@@ -593,7 +578,7 @@ def predict(
     from mis.segment.device import pick_device
 
     t0 = time.perf_counter()
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     model = Path(model)
     if not model.is_file():
         raise PredictionError(f"{model}: no such model file")
@@ -671,7 +656,7 @@ def predict_in_memory(
     proba)`` returns ``{block.index: reduce(...)}`` instead (e.g. pooled uncertainty)."""
     from mis.imagery.omezarr import open_level
 
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     config = clf.feature_config
     if config is None:
         raise PredictionError("the model has no feature config")

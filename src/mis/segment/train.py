@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mis.imagery.catalogue import ImageRef, image_ref
 from mis.segment.classifiers import (
     MLPPixelClassifier,
     MultiGaussianClassifier,
@@ -55,7 +56,7 @@ from mis.segment.classifiers import (
     RandomForestPixelClassifier,
 )
 from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_align, feature_names, halo
-from mis.segment.labels import ImageRef, LabelError, LabelSet, image_ref, read_labels
+from mis.segment.labels import LabelError, LabelSet, read_labels
 from mis.segment.predict import _ThreadsLimit, read_padded
 from mis.segment.select import CANDIDATES, Selection, select_features, union_config
 
@@ -195,7 +196,7 @@ def gather_samples(
 
     config = config or FeatureConfig.fast()
     dev = pick_device(device)
-    refs = [im if isinstance(im, ImageRef) else image_ref(im, url) for im in images]
+    refs = [image_ref(im, url) for im in images]
     if not refs:
         raise LabelError("no image given")
     sets = [read_labels(r.store_uri, labels, version) for r in refs]
@@ -293,7 +294,7 @@ def train(
     ``features="auto"`` chooses the feature set by held-out-stroke cross-validation
     (:func:`mis.segment.select.select_features`); ``TrainResult.selection`` says what won."""
     t0 = time.perf_counter()
-    refs = [im if isinstance(im, ImageRef) else image_ref(im, url) for im in images]
+    refs = [image_ref(im, url) for im in images]
     selection = None
     if feature_config is not None:
         preset = "custom"
