@@ -17,7 +17,8 @@ from mis.imagery.chunks import tiles as chunk_tiles
 from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import argmax_labels, load_classifier
-from mis.segment.filters import CNNConfig, FeatureConfig, compute_features
+from mis.segment.config import CNNConfig, FeatureConfig
+from mis.segment.filters import compute_features
 from mis.segment.labels import ResolvedClass, store_labels
 from mis.segment.predict import (
     PredictionError,

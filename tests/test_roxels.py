@@ -18,7 +18,6 @@ from mis.grains.roxels import (
     roxel_grid,
     tile_roxels,
 )
-
 from tests.test_labelling import blobs
 
 

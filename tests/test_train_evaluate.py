@@ -18,8 +18,9 @@ from mis.imagery.catalogue import add_image, image_ref
 from mis.imagery.chunks import tiles as chunk_tiles
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import load_classifier
+from mis.segment.config import FeatureConfig
 from mis.segment.evaluate import evaluate
-from mis.segment.filters import FeatureConfig, compute_features
+from mis.segment.filters import compute_features
 from mis.segment.labels import ResolvedClass, store_labels
 from mis.segment.metrics import segmentation_report
 from mis.segment.predict import predict, prediction_arrays

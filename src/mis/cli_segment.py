@@ -175,7 +175,7 @@ def train_cmd(
 
     Example: `mis train 12 --labels scribbles --classifier mlp --features medium --out mlp.pt`
     """
-    from mis.segment.filters import FeatureConfig
+    from mis.segment.config import FeatureConfig
     from mis.segment.train import train
 
     params = {}

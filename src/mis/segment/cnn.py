@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mis.segment.filters import CNNConfig
+from mis.segment.config import CNNConfig
 
 __all__ = [
     "EfficientNetLite0Features",

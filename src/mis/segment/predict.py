@@ -72,7 +72,8 @@ from mis.imagery.catalogue import ImageRef, image_ref
 from mis.imagery.chunks import padded_window
 from mis.imagery.store import canonical_uri, open_group, remove_store
 from mis.segment.classifiers import PixelClassifier, argmax_labels, library_version, load_classifier
-from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo
+from mis.segment.config import FeatureConfig
+from mis.segment.filters import compute_features, feature_align, feature_names, halo
 
 __all__ = [
     "Block",

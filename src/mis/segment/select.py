@@ -40,7 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mis.segment.filters import FeatureConfig, feature_names, filter_halo
+from mis.segment.config import FeatureConfig
+from mis.segment.filters import feature_names, filter_halo
 
 __all__ = ["CANDIDATES", "Selection", "candidate_columns", "filter_cost", "select_features", "stroke_groups",
            "union_config"]

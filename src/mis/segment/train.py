@@ -55,7 +55,8 @@ from mis.segment.classifiers import (
     PixelClassifier,
     RandomForestPixelClassifier,
 )
-from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_align, feature_names, halo
+from mis.segment.config import CNNConfig, FeatureConfig
+from mis.segment.filters import compute_features, feature_align, feature_names, halo
 from mis.segment.labels import LabelError, LabelSet, read_labels
 from mis.segment.predict import _ThreadsLimit, read_padded
 from mis.segment.select import CANDIDATES, Selection, select_features, union_config
