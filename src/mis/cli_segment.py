@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mis.vocab.names import local_name
+
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -42,7 +44,7 @@ def _errors() -> tuple[type[BaseException], ...]:
 def _short(uri: str | None) -> str:
     if not uri:
         return "-"
-    return uri.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+    return local_name(uri)
 
 
 # --------------------------------------------------------------------------- label

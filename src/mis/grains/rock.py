@@ -53,6 +53,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mis.vocab.names import local_name
+
 __all__ = [
     "SEGMENTATION_CLASS",
     "BACKGROUND",
@@ -546,11 +548,11 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
+    from mis.catalogue.postgres import libpq_url
     from mis.catalogue.session import transaction
     from mis.config import database_url
     from mis.grains.cleaning import describe_rules
     from mis.imagery.catalogue import find_plug
-    from mis.catalogue.postgres import libpq_url
 
     url = url or database_url()
     with transaction(url) as session:
@@ -582,7 +584,7 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
                                 "WHERE rock_id = %s ORDER BY proportion_area DESC", (rock_id,)).fetchall()
             # 1. modal mineralogy
             ax = row_axes[0]
-            names = [by_uri[u].symbol if u in by_uri else u.rsplit("/", 1)[-1] for u, _, _ in cons]
+            names = [by_uri[u].symbol if u in by_uri else local_name(u) for u, _, _ in cons]
             xs = np.arange(len(cons))
             cols = [_colour(by_uri.get(u), i) for i, (u, _, _) in enumerate(cons)]
             ax.bar(xs - 0.2, [100 * a for _, a, _ in cons], 0.4, color=cols, edgecolor="k", label="area %")
@@ -678,7 +680,7 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
         (rock_id, run_id, run_name, image_id, image_name, _s, _sh, _p, r, lith, lith_src, grain_size, _a,
          liberation, surface, model_path, model_sha, version, finished) = rk
         parts.append(f"<h2>Image {esc(str(image_name))}, run '{esc(run_name)}' (run {run_id})</h2>")
-        parts.append(f"<p>lithology: {esc(lith.rsplit('/', 1)[-1]) if lith else '-'} "
+        parts.append(f"<p>lithology: {esc(local_name(lith)) if lith else '-'} "
                      f"({esc(lith_src or '')}); model {esc(str(model_path or '-'))} "
                      f"sha256 {esc(str(model_sha or '-')[:16])}; MIS {esc(str(version))}; finished {finished}</p>")
         parts.append(f"<p class='rules'>{esc(describe_rules((grain_size or {}).get('rules') or {}))}</p>")
@@ -723,8 +725,8 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
-    from mis.config import database_url
     from mis.catalogue.postgres import libpq_url
+    from mis.config import database_url
 
     url = url or database_url()
     out = Path(out)

@@ -71,6 +71,7 @@ from mis.grains.roxels import (
 )
 from mis.imagery.chunks import tile_rows
 from mis.ingest.writer import Provenance, RunWriter
+from mis.vocab.names import local_name
 
 __all__ = [
     "IngestError",
@@ -359,7 +360,7 @@ class IngestSummary:
         if rules:
             lines.append(describe_rules(rules))
         if self.rock.lithology_uri:
-            lines.append(f"lithology ({self.rock.lithology_source}): {self.rock.lithology_uri.rsplit('/', 1)[-1]}")
+            lines.append(f"lithology ({self.rock.lithology_source}): {local_name(self.rock.lithology_uri)}")
         lines.append("time per stage: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items()))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)

@@ -33,6 +33,7 @@ from mis.segment.labels import (
     resolve_classes,
 )
 from mis.segment.metrics import SegmentationReport, segmentation_report
+from mis.vocab.names import local_name
 
 __all__ = ["Evaluation", "evaluate", "load_truth"]
 
@@ -92,7 +93,7 @@ class Evaluation:
 
 
 def _names(uris: list[str], url: str | None, use_db: bool) -> list[str]:
-    names = [u.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1].rsplit(":", 1)[-1] for u in uris]
+    names = [local_name(u).rsplit(":", 1)[-1] for u in uris]
     if not use_db:
         return names
     try:
