@@ -151,7 +151,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
 
     def labels_all():
         stamps = []
-        for s, a in zip(samples, added):
+        for s, a in zip(samples, added, strict=False):
             stored = import_labels(a.image_id, s.scribbles, legend=s.legend, name="scribbles", url=url)
             stamps.append(stored)
         return stamps, f"scribbles on {len(stamps)} images (<= 1 % of pixels each)"
@@ -163,7 +163,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     def train_all():
         made = {}
         for kind in ("rf", "mgc"):
-            members = [(a.image_id, st) for s, a, st in zip(samples, added, stored) if s.model == kind]
+            members = [(a.image_id, st) for s, a, st in zip(samples, added, stored, strict=False) if s.model == kind]
             if not members:
                 continue
             path = models_dir / f"{kind}.pt"
@@ -183,7 +183,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     def ingest_all():
         grains = roxels = kept = 0
         shas = {kind: sha256_file(models_dir / f"{kind}.pt") for kind in {s.model for s in samples}}
-        for s, a in zip(samples, added):
+        for s, a in zip(samples, added, strict=False):
             model = models_dir / f"{s.model}.pt"
             sha = shas[s.model]
             with transaction(url) as session:
@@ -202,7 +202,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     step("predict + ingest", ingest_all)
 
     def score():
-        for s, a in zip(samples, added):
+        for s, a in zip(samples, added, strict=False):
             ev = evaluate(a.image_id, truth=s.truth, legend=s.legend, run=s.model, url=url)
             result.accuracy[s.files[0].stem] = ev.to_dict()["macro"]
         lines = [f"{name}: F1 {v['f1']:.3f}, IoU {v['iou']:.3f}" for name, v in result.accuracy.items()]

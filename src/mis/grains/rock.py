@@ -520,7 +520,7 @@ def _thumbnail(store_uri: str, max_px: int = 900) -> np.ndarray | None:
                 level = name
                 break
         a = np.asarray(group[level][:]).astype(np.float64)
-    except Exception:
+    except (KeyError, IndexError, OSError, ValueError):  # no such level/array, or unreadable: no picture
         return None
     if a.shape[0] not in (1, 3, 4):
         a = a[:3] if a.shape[0] > 3 else a[:1]
@@ -575,7 +575,7 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
                                  + " (run: mis ingest)")
         fig, axes = plt.subplots(len(rocks), 4, figsize=(22, 5.2 * len(rocks)), squeeze=False)
         sections = []
-        for row_axes, rk in zip(axes, rocks):
+        for row_axes, rk in zip(axes, rocks, strict=False):
             (rock_id, run_id, run_name, image_id, image_name, store_uri, shape, pixel_size, r, lith, lith_src,
              grain_size, association, liberation, surface, model_path, model_sha, version, finished) = rk
             classes = _run_classes(conn, run_id)
@@ -644,7 +644,8 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
                 cmap = np.full((int(grid[0]), int(grid[1])), -1, dtype=np.int64)
                 rr = conn.execute("SELECT row, col, dominant_class_id FROM roxel WHERE run_id = %s", (run_id,)).fetchall()
                 by_id = {c.concept_id: c.index for c in classes}
-                rrow = np.array([x[0] for x in rr]); rcol = np.array([x[1] for x in rr])
+                rrow = np.array([x[0] for x in rr])
+                rcol = np.array([x[1] for x in rr])
                 rcls = np.array([by_id.get(x[2], -1) for x in rr])
                 cmap[rrow, rcol] = rcls
                 palette = np.array([matplotlib.colors.to_rgba(_colour(c, c.index)) for c in classes])
@@ -784,7 +785,7 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
         depths = np.array(sorted({d for v in log.values() for d in v}))
         stack = np.array([[log.get(u, {}).get(d, 0.0) for d in depths] for u in uris])
         left = np.zeros(depths.size)
-        for u, vals in zip(uris, stack):
+        for u, vals in zip(uris, stack, strict=False):
             if np.any(vals > 0):
                 ax.fill_betweenx(depths, left, left + vals, color=colours[u], linewidth=0)
             left = left + vals

@@ -170,7 +170,7 @@ def _hash_sources(paths: Sequence[Path], out: dict[str, Any], cancel: threading.
             singles.append(h.hexdigest())
         out["files"] = tuple(singles)
         out["combined"] = singles[0] if len(paths) == 1 else combined.hexdigest()
-    except BaseException as exc:  # reported by the importer
+    except BaseException as exc:  # noqa: BLE001 - handed to the importing thread, which re-raises it
         out["error"] = exc
 
 
@@ -410,7 +410,7 @@ class _Pipeline:
                 if not self._put(self.inq, (y0, band)):
                     return
             self._put(self.inq, _DONE)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the importing thread, which re-raises it
             self._put(self.inq, _Failed(exc))
 
     def _writer(self) -> None:
@@ -421,7 +421,7 @@ class _Pipeline:
             level, y0, data = item
             try:
                 self.arrays[level][:, y0 : y0 + data.shape[1], :] = data
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the importing thread
                 self.writer_error = exc
                 self.stop.set()
                 return

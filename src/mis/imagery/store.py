@@ -23,7 +23,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = [
     "StoreDestination",
@@ -87,7 +87,7 @@ def open_read_store(uri: str | Path) -> Any:
     return LocalStore(p, read_only=True)
 
 
-def open_group(uri: str, path: str = "", mode: str = "r") -> Any:
+def open_group(uri: str, path: str = "", mode: Literal["r", "r+", "a", "w", "w-"] = "r") -> Any:
     """A zarr v3 group inside an image store (local directory or fsspec URL)."""
     import zarr
 
@@ -116,10 +116,10 @@ def children(uri: str, path: str) -> list[str]:
             return []
         names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]
         return sorted(n for n in names if not n.startswith(".") and fs.exists(f"{base}/{n}/zarr.json"))
-    base = Path(uri) / path
-    if not base.is_dir():
+    folder = Path(uri) / path
+    if not folder.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir()
+    return sorted(p.name for p in folder.iterdir()
                   if not p.name.startswith(".") and (p / "zarr.json").is_file())
 
 

@@ -104,8 +104,8 @@ def open_array(spec: Any) -> Any:
     store, _, inner = text.partition("::")
     try:
         node = zarr.open(store, mode="r", path=inner or None)
-    except Exception as exc:  # zarr raises several kinds
-        raise IngestError(f"{text}: cannot open as a zarr array ({exc})") from None
+    except Exception as exc:  # zarr raises several kinds; re-raised naming the input
+        raise IngestError(f"{text}: cannot open as a zarr array ({exc})") from exc
     if not hasattr(node, "shape"):
         if "0" in node:
             node = node["0"]
@@ -381,8 +381,8 @@ def ingest(
     progress: bool = True,
     lithology: str | None = None,
     liberation: Sequence[str] | None = None,
-    liberation_classes: LiberationClasses = LiberationClasses(),
-    grain_rules: GrainRules = GrainRules(),
+    liberation_classes: LiberationClasses = LiberationClasses(),  # noqa: B008 - a frozen dataclass
+    grain_rules: GrainRules = GrainRules(),  # noqa: B008 - a frozen dataclass
     console: Any = None,
 ) -> IngestSummary:
     """Write one segmentation run of image ``image_id`` from its class map; see the module

@@ -204,9 +204,9 @@ class PixelClassifier:
         counts = np.bincount(y, minlength=self.n_classes + 1)[1:]
         self.metadata.update(
             n_samples=int(len(y)),
-            class_counts={c: int(n) for c, n in zip(self.classes, counts)},
+            class_counts={c: int(n) for c, n in zip(self.classes, counts, strict=False)},
             n_features=self.n_features,
-            fitted_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            fitted_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             torch_version=torch.__version__,
             sklearn_version=library_version("scikit-learn"),
             **_plain(extra),

@@ -79,7 +79,7 @@ class Evaluation:
         r = self.report
         per = [{"label": i + 1, "uri": u, "name": n, "support": int(r.support[i]), "predicted": int(r.predicted[i]),
                 "precision": float(r.precision[i]), "recall": float(r.recall[i]), "f1": float(r.f1[i]),
-                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names))]
+                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names, strict=False))]
         return {
             "source": self.source, "truth": self.truth,
             "classes": self.classes, "per_class": per,
@@ -105,7 +105,7 @@ def _names(uris: list[str], url: str | None, use_db: bool) -> list[str]:
                 c = session.get(m.Concept, u)
                 if c is not None:
                     names[i] = c.pref_label
-    except Exception:  # names are cosmetic; URIs are the identity
+    except Exception:  # noqa: BLE001 - names are cosmetic (URIs are the identity): no database, no names
         pass
     return names
 

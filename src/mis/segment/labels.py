@@ -120,8 +120,8 @@ def read_label_image(path: str | Path) -> np.ndarray:
                 arr = np.array(im)
     except LabelError:
         raise
-    except Exception as exc:
-        raise LabelError(f"{path}: cannot read as an image ({exc})") from None
+    except Exception as exc:  # decoders raise many kinds; re-raised naming the file
+        raise LabelError(f"{path}: cannot read as an image ({exc})") from exc
     arr = np.squeeze(np.asarray(arr))
     if arr.ndim != 2:
         raise LabelError(f"{path}: label image must be 2-D (one channel), got shape {arr.shape}")
@@ -249,8 +249,8 @@ def read_geojson_labels(path: str | Path, class_property: str = "class") -> tupl
             raise LabelError(f"{where}: has no geometry")
         try:
             geom = shapely.geometry.shape(f["geometry"])
-        except Exception as exc:
-            raise LabelError(f"{where}: invalid geometry ({exc})") from None
+        except Exception as exc:  # shapely raises many kinds; re-raised naming the feature
+            raise LabelError(f"{where}: invalid geometry ({exc})") from exc
         if geom.is_empty:
             raise LabelError(f"{where}: empty geometry")
         if geom.geom_type not in ("Polygon", "MultiPolygon", "LineString", "MultiLineString", "Point",
@@ -553,7 +553,7 @@ def store_labels(
     digest = hashlib.sha256()
     for y0, x0, tile in tiles():
         vals, n = np.unique(tile, return_counts=True)
-        for v, k in zip(vals.tolist(), n.tolist()):
+        for v, k in zip(vals.tolist(), n.tolist(), strict=False):
             if v:
                 counts[v] = counts.get(v, 0) + k
         if tile.any():
@@ -586,7 +586,7 @@ def store_labels(
         "labelled_pixels": int(sum(counts.values())),
         "pixel_counts": {str(v): int(counts[v]) for v in sorted(counts)},
         "image_checksum_sha256": image.checksum_sha256,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     version = _write_version(image, name, tiles, dtype, attrs, [rc.label_class(v) for v, rc in used.items()])
     return StoredLabels(canonical_uri(image.store_uri), name, version, layout.label_set_path(name, version),

@@ -238,26 +238,35 @@ def _check_run_name(run: str) -> str:
     return run
 
 
+# Opening a group or array of a run: missing (zarr's NodeNotFoundError is a ValueError and
+# a FileNotFoundError; a missing member is a KeyError), unreadable, or torn metadata
+# (a JSONDecodeError is a ValueError).
+_OPEN_ERRORS = (KeyError, OSError, ValueError)
+# Reading a chunk torn by a killed writer: the codecs raise RuntimeError (blosc) or
+# ValueError (short or undecodable buffer); the store raises OSError.
+_READ_ERRORS = (OSError, RuntimeError, ValueError)
+
+
 def _read_done(store_uri: str, run: str) -> dict[tuple[int, int], list[int]]:
     """Finished chunks -> their class pixel counts, from ``chunk_counts`` (a chunk's
     row there is written after its pixels; unwritten = -1 = not finished)."""
     try:
         group = open_group(store_uri, layout.prediction_path(run), mode="r")
         arr = group["chunk_counts"]
-    except Exception:
+    except _OPEN_ERRORS:
         return {}
     ny, nx, _ = arr.shape
     try:
         counts = np.asarray(arr[:])
-    except Exception:  # a torn marker (killed mid-write): read marker by marker
+    except _READ_ERRORS:  # a torn marker (killed mid-write): read marker by marker
         counts = np.full(arr.shape, -1, np.int64)
         for iy in range(ny):
             for ix in range(nx):
                 try:
                     counts[iy, ix] = arr[iy, ix]
-                except Exception:
+                except _READ_ERRORS:
                     pass
-    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(*np.nonzero(counts[:, :, 0] >= 0))}
+    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(*np.nonzero(counts[:, :, 0] >= 0), strict=False)}
 
 
 def _remove_run(uri: str, run: str) -> None:
@@ -272,7 +281,7 @@ def list_runs(store_uri: str) -> dict[str, dict[str, Any]]:
             continue
         try:
             out[run] = dict(open_group(store_uri, layout.prediction_path(run), mode="r").attrs).get("mis", {})
-        except Exception:
+        except _OPEN_ERRORS:
             continue
     return out
 
@@ -391,7 +400,7 @@ def _finish_run(ref: ImageRef, run: str, n_classes: int) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- tasks
@@ -480,7 +489,7 @@ def _run_local(
 
     keys = [f"mis-block-{i}-{uuid.uuid4().hex[:6]}" for i in range(len(items))]
     # the item is bound in a partial so that dask does not walk into it
-    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items)}
+    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items, strict=False)}
 
     def post(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
         on_result(result)

@@ -131,7 +131,7 @@ class TrainingSamples:
     @property
     def counts(self) -> dict[str, int]:
         n = np.bincount(self.y.numpy(), minlength=len(self.classes) + 1)[1:]
-        return {c: int(k) for c, k in zip(self.classes, n)}
+        return {c: int(k) for c, k in zip(self.classes, n, strict=False)}
 
 
 def _image_samples(
@@ -212,7 +212,7 @@ def gather_samples(
         raise LabelError(f"images have different band counts {sorted(bands)}; train them separately")
     names = feature_names(config, refs[0].shape[0])
     all_f, all_y, all_p, sources = [], [], [], []
-    for i, (ref, ls) in enumerate(zip(refs, sets)):
+    for i, (ref, ls) in enumerate(zip(refs, sets, strict=False)):
         if ls.array.shape[1:] != ref.shape[1:]:
             raise LabelError(f"{ref.store_uri}: label set {ls.path} is {ls.array.shape[1:]}, image {ref.shape[1:]}")
         lut = np.zeros(max(ls.legend) + 1 if ls.legend else 1, np.int64)
