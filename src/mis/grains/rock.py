@@ -549,10 +549,10 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
 
     from mis.catalogue.errors import CatalogueError
     from mis.catalogue.postgres import libpq_url
+    from mis.catalogue.refs import find_plug
     from mis.catalogue.session import transaction
     from mis.config import database_url
     from mis.grains.cleaning import describe_rules
-    from mis.imagery.catalogue import find_plug
 
     url = url or database_url()
     with transaction(url) as session:
@@ -727,6 +727,8 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
 
     from mis.catalogue.errors import CatalogueError
     from mis.catalogue.postgres import libpq_url
+    from mis.catalogue.refs import find_drillcore
+    from mis.catalogue.session import transaction
     from mis.config import database_url
 
     url = url or database_url()
@@ -734,19 +736,10 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
     if out.suffix.lower() != ".png":
         out = out.with_suffix(".png")
     out.parent.mkdir(parents=True, exist_ok=True)
+    with transaction(url) as session:
+        hole = find_drillcore(session, hole_ref)
+        hole_id, hole_name = hole.id, hole.name
     with psycopg.connect(libpq_url(url)) as conn:
-        parts = hole_ref.split("/")
-        if hole_ref.isdigit():
-            holes = conn.execute("SELECT id, name, length_m FROM drillcore WHERE id = %s", (int(hole_ref),)).fetchall()
-        elif len(parts) == 2:
-            holes = conn.execute("SELECT h.id, h.name, h.length_m FROM drillcore h JOIN deposit d ON d.id = h.deposit_id "
-                                 "WHERE d.name = %s AND h.name = %s", (parts[0], parts[1])).fetchall()
-        else:
-            holes = conn.execute("SELECT id, name, length_m FROM drillcore WHERE name = %s", (hole_ref,)).fetchall()
-        if len(holes) != 1:
-            raise CatalogueError(f"drill core {hole_ref!r}: " + ("no such hole" if not holes else
-                                                                 "ambiguous; use DEPOSIT/HOLE or the id"))
-        hole_id, hole_name, _length = holes[0]
         runs = conn.execute(
             "SELECT sr.id, i.depth_axis IS NOT NULL FROM segmentation_run sr JOIN image i ON i.id = sr.image_id "
             "JOIN plug p ON p.id = i.plug_id WHERE p.drillcore_id = %s AND sr.status = 'complete' ORDER BY sr.id",

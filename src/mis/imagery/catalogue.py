@@ -18,10 +18,10 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError, explain
+from mis.catalogue.refs import find_plug
 from mis.catalogue.session import transaction
 from mis.config import mis_home
 from mis.imagery.omezarr import import_image, open_level, read_metadata
@@ -41,28 +41,6 @@ class AddedImage:
 def image_store_root() -> str:
     """Where image stores go: ``$MIS_IMAGE_STORE`` (a path or fsspec URL) or ``$MIS_HOME/images``."""
     return os.environ.get(STORE_ENV) or str(mis_home() / "images")
-
-
-def find_plug(session: Session, ref: str) -> m.Plug:
-    """A plug by id, ``HOLE/PLUG`` or ``DEPOSIT/HOLE/PLUG`` (names as registered)."""
-    if ref.isdigit():
-        plug = session.get(m.Plug, int(ref))
-        if plug is None:
-            raise CatalogueError(f"plug {ref}: no plug has this id")
-        return plug
-    parts = ref.split("/")
-    if len(parts) not in (2, 3):
-        raise CatalogueError(f"plug {ref!r}: give an id, HOLE/PLUG or DEPOSIT/HOLE/PLUG")
-    query = (select(m.Plug).join(m.DrillCore, m.Plug.drillcore_id == m.DrillCore.id)
-             .where(m.DrillCore.name == parts[-2], m.Plug.name == parts[-1]))
-    if len(parts) == 3:
-        query = query.join(m.Deposit, m.DrillCore.deposit_id == m.Deposit.id).where(m.Deposit.name == parts[0])
-    plugs = session.scalars(query).all()
-    if not plugs:
-        raise CatalogueError(f"plug {ref!r}: no such plug")
-    if len(plugs) > 1:
-        raise CatalogueError(f"plug {ref!r}: ambiguous (holes of that name in several deposits); use DEPOSIT/HOLE/PLUG")
-    return plugs[0]
 
 
 class ImageRefError(ValueError):
