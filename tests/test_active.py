@@ -13,8 +13,8 @@ from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
 from mis.cli_segment import label_app
-from mis.imagery.catalogue import image_ref
 from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import image_ref
 from mis.imagery.omezarr import import_image
 from mis.segment.active import check_labels, suggest_regions
 from mis.segment.labels import ResolvedClass, store_labels

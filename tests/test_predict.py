@@ -12,8 +12,8 @@ import tifffile
 import torch
 import zarr
 
-from mis.imagery.catalogue import image_ref
 from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import image_ref
 from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import argmax_labels, load_classifier

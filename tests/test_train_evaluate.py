@@ -14,8 +14,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from mis.cli_segment import evaluate_cmd, label_app, predict_cmd, train_cmd
-from mis.imagery.catalogue import add_image, image_ref
+from mis.imagery.catalogue import add_image
 from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import image_ref
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import load_classifier
 from mis.segment.config import FeatureConfig

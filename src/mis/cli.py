@@ -291,7 +291,7 @@ def image_upgrade(
 
         stores = catalogue_store_uris()
     else:
-        from mis.imagery.catalogue import ImageRefError, image_ref
+        from mis.imagery.imageref import ImageRefError, image_ref
 
         try:
             stores = [image_ref(i).store_uri for i in images or []]

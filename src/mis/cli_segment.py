@@ -34,7 +34,7 @@ def _fail(message: str, code: int = 1) -> None:
 
 def _errors() -> tuple[type[BaseException], ...]:
     from mis.catalogue.errors import CatalogueError
-    from mis.imagery.catalogue import ImageRefError
+    from mis.imagery.imageref import ImageRefError
     from mis.segment.labels import LabelError
     from mis.segment.predict import PredictionError
 

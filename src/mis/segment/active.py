@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mis.imagery.catalogue import ImageRef, image_ref
+from mis.imagery.imageref import ImageRef, image_ref
 from mis.segment.labels import LabelError, read_labels
 
 __all__ = [

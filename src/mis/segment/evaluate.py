@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from mis.imagery.catalogue import ImageRef, image_ref
+from mis.imagery.imageref import ImageRef, image_ref
 from mis.segment.labels import (
     LabelError,
     read_label_image,

@@ -65,8 +65,8 @@ from typing import Any
 import numpy as np
 
 from mis.imagery import layout
-from mis.imagery.catalogue import ImageRef, image_ref
 from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import ImageRef, image_ref
 from mis.imagery.omezarr import read_metadata, sha256_file
 from mis.imagery.store import canonical_uri, open_group, publish_group
 

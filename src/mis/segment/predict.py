@@ -68,8 +68,8 @@ import numpy as np
 import torch
 
 from mis.imagery import layout
-from mis.imagery.catalogue import ImageRef, image_ref
 from mis.imagery.chunks import padded_window
+from mis.imagery.imageref import ImageRef, image_ref
 from mis.imagery.store import canonical_uri, open_group, remove_store
 from mis.segment.classifiers import PixelClassifier, argmax_labels, library_version, load_classifier
 from mis.segment.config import FeatureConfig

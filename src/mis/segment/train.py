@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mis.imagery.catalogue import ImageRef, image_ref
+from mis.imagery.imageref import ImageRef, image_ref
 from mis.segment.classifiers import (
     MLPPixelClassifier,
     MultiGaussianClassifier,
