@@ -1,5 +1,5 @@
 """``mis ingest``, ``mis report`` and ``mis log``: thin commands over :mod:`mis.ingest.run`
-and :mod:`mis.grains.rock`.
+and :mod:`mis.grains.rock` (statistics), :mod:`mis.grains.report` (reports).
 
 Attached to the main app by ``app.command("ingest")(ingest_cmd)``,
 ``app.command("report")(report_cmd)`` and ``app.command("log")(log_cmd)``.
@@ -109,7 +109,7 @@ def report_cmd(
     Example: `mis report QA-001/QA-001-P01 -o reports/p01`
     """
     from mis.catalogue.errors import CatalogueError
-    from mis.grains.rock import plug_report
+    from mis.grains.report import plug_report
 
     target = out or Path(f"report-{plug.replace('/', '_')}")
     try:
@@ -129,7 +129,7 @@ def log_cmd(
     Example: `mis log QA-002 --step 0.1 -o logs/QA-002.png`
     """
     from mis.catalogue.errors import CatalogueError
-    from mis.grains.rock import hole_log
+    from mis.grains.report import hole_log
 
     target = out or Path(f"log-{hole.replace('/', '_')}.png")
     try:
