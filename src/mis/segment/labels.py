@@ -372,13 +372,14 @@ def resolve_classes(terms: Iterable[str], session: Any = None, url: str | None =
     """Class terms as people type them ("Ccp", "quartz", "pore/epoxy", a URI) ->
     concepts with display colours. All unknown/ambiguous terms are reported together."""
     from mis.catalogue import models as m
-    from mis.vocab.lookup import TermIndex
+    from mis.vocab.lookup import Term, TermIndex
 
     def run(sess: Any) -> dict[str, ResolvedClass]:
         index = TermIndex.from_session(sess, list(schemes))
         out: dict[str, ResolvedClass] = {}
         problems = []
         for t in dict.fromkeys(terms):
+            term: Term | None
             try:
                 term = index.resolve(t, list(schemes))
             except LookupError as exc:
@@ -391,6 +392,7 @@ def resolve_classes(terms: Iterable[str], session: Any = None, url: str | None =
                 if term is None:
                     problems.append(str(exc))
                     continue
+            assert term is not None  # resolved, or the loop went on
             concept = sess.get(m.Concept, term.uri)
             out[t] = ResolvedClass(t, term.uri, term.pref_label, concept_colour(concept), concept.notation or None)
         if problems:
@@ -624,12 +626,12 @@ def import_labels(
         resolved = resolve_classes(terms.values(), session=session, url=url)
         classes = {v: resolved[t] for v, t in terms.items()}
 
-        def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
+        def shape_tiles() -> Iterator[tuple[int, int, np.ndarray]]:
             dt = _label_dtype(len(terms))
             for y0, x0, th, tw in chunk_tiles((h, w), (cy, cx)):
                 yield y0, x0, _rasterise(shapes, y0, x0, th, tw, dt)
 
-        return store_labels(ref, name, classes, tiles, max_value=len(terms), source_file=str(path),
+        return store_labels(ref, name, classes, shape_tiles, max_value=len(terms), source_file=str(path),
                             source_sha256=sha256_file(path), source_format="geojson")
     if legend is None:
         raise LabelError(f"{path}: a label image needs --legend LEGEND.json (label value -> class term)")

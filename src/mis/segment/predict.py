@@ -685,6 +685,7 @@ def predict_in_memory(
         if reduce is not None:
             return b, reduce(b, proba)
         lab = (argmax_labels(proba) - 1).cpu().numpy()
+        assert out_lab is not None and out_prob is not None  # no reduce: whole-image outputs
         out_lab[b.y0 : b.y1, b.x0 : b.x1] = lab
         out_prob[b.y0 : b.y1, b.x0 : b.x1] = proba.max(0).values.float().cpu().numpy()
         return b, None
