@@ -445,7 +445,8 @@ class _ThreadsLimit:
     """Torch intra-op threads = 1 while several blocks run in parallel on the CPU."""
 
     def __init__(self, n: int | None) -> None:
-        self.n, self.old = n, None
+        self.n: int | None = n
+        self.old: int | None = None
 
     def __enter__(self) -> None:
         if self.n is not None:
@@ -611,7 +612,7 @@ def predict(
         "layout": {"0": "label value = class index + 1 into classes; 0 = not predicted",
                    "probability": "float16 max class probability; NaN = not predicted"},
     }
-    current = _prepare_run(ref, run, meta, overwrite, _label_classes(ref, meta["classes"], url))
+    current = _prepare_run(ref, run, meta, overwrite, _label_classes(ref, list(clf.classes), url))
     block = block or (4 if dev.type != "cpu" else 1)
     blocks = plan_blocks(ref.shape, ref.chunks, block)
     done = _read_done(ref.store_uri, run)
@@ -622,7 +623,7 @@ def predict(
               "device": str(dev) if scheduler is None else device, "block": b, "dtype": dtype.str,
               "chunks": tuple(ref.chunks[1:]), "n_classes": clf.n_classes} for b in todo]
     bar = _progress(progress and bool(todo), total, skipped, f"predict {run}")
-    state = {"pixels": 0, "t": time.perf_counter(), "computed": 0}
+    state: dict[str, Any] = {"pixels": 0, "t": time.perf_counter(), "computed": 0}
 
     def got(res: dict[str, Any]) -> None:
         state["pixels"] += res["pixels"]
