@@ -17,6 +17,7 @@ from mis.grains.cleaning import (
 )
 from mis.grains.labelling import label_image
 from mis.grains.metrics import measure_grains
+
 from tests.test_labelling import blobs
 
 FORMS = [False, True, True, True]  # class 0: background (boundary evidence), 1-3 minerals

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from mis.catalogue import models as m
 from mis.catalogue.delete import delete
 from mis.catalogue.errors import CatalogueError
+
 from tests import factories as f
 
 

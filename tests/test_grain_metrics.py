@@ -10,6 +10,7 @@ import shapely
 
 from mis.grains.labelling import label_image
 from mis.grains.metrics import measure_grains
+
 from tests.test_labelling import blobs
 
 P = 0.5  # µm per pixel

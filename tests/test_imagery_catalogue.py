@@ -14,6 +14,7 @@ from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError
 from mis.imagery.catalogue import add_image, open_image
 from mis.imagery.readers import ImageReadError
+
 from tests import factories as f
 
 

@@ -37,6 +37,7 @@ from mis.imagery.omezarr import (
     sha256_file,
 )
 from mis.imagery.readers import ImageReadError, open_source, read_image
+
 from tests.omezarr_readers import validate_and_read
 
 RNG = np.random.default_rng(42)

@@ -25,6 +25,7 @@ from mis.grains.labelling import label_image
 from mis.grains.roxels import HolePositioner, load_positioner
 from mis.ingest.run import IngestError, ingest
 from mis.ingest.writer import Provenance, libpq_url
+
 from tests import factories as f
 from tests.test_labelling import blobs
 

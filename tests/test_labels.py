@@ -20,6 +20,7 @@ from mis.imagery.catalogue import add_image
 from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.labels import LabelError, import_labels, label_versions, read_labels
+
 from tests import factories as f
 from tests.omezarr_readers import validate_and_read
 

@@ -10,6 +10,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError, explain
+
 from tests import factories as f
 
 

@@ -16,7 +16,9 @@ from mis.catalogue.delete import delete
 from mis.catalogue.partitions import ESTIMATED_ROWS, is_partition, partition_name
 from mis.ingest.run import ingest
 from mis.ingest.writer import libpq_url
+
 from tests.test_ingest import CLASSES, URIS, add_image, make_labels, plug  # noqa: F401  (fixture)
+
 
 POINT = "'SRID=4326;POINT Z (-70 -22 2400)'"
 

@@ -15,6 +15,7 @@ from mis.catalogue import models as m
 from mis.catalogue.register.service import register
 from mis.demo.deposit import write_sample_deposit
 from mis.segment.synthetic import MINERALS, synthetic_section
+
 from tests.omezarr_readers import validate_and_read
 
 

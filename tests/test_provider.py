@@ -12,7 +12,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from tests.test_api_support import ROXEL_GRID, api_db, count, follow, http, libpq, live  # noqa: F401 - fixtures
+from tests.test_api_support import ROXEL_GRID, api_db, count, follow, http, live, libpq  # noqa: F401 - fixtures
 
 EXTRA = 12  # 12 x 12 roxels and 5 grains per extra run
 VERSIONS = [f"extra-{k:02d}" for k in range(10)]

@@ -18,6 +18,7 @@ from mis.grains.roxels import (
     roxel_grid,
     tile_roxels,
 )
+
 from tests.test_labelling import blobs
 
 

@@ -14,6 +14,7 @@ from mis.catalogue import models as m
 from mis.vocab.load import VocabularyError, load_vocabularies
 from mis.vocab.lookup import TermIndex, UnknownTermError, broader, narrower, resolve
 from mis.vocab.skos import ontology_dir
+
 from tests import factories as f
 
 LITH = "http://resource.geosciml.org/classifier/cgi/lithology/"

@@ -20,7 +20,8 @@ import torch
 __all__ = ["TensorForest"]
 
 
-def _traverse(x: torch.Tensor, feat: torch.Tensor, thr: torch.Tensor, left: torch.Tensor, roots: torch.Tensor, depth: int) -> torch.Tensor:
+def _traverse(x: torch.Tensor, feat: torch.Tensor, thr: torch.Tensor, left: torch.Tensor, roots: torch.Tensor,
+              depth: int) -> torch.Tensor:
     """Leaf node index (T, n) of every tree for every pixel column of x (F, n)."""
     idx = roots.view(-1, 1).expand(-1, x.shape[1])
     for _ in range(depth):
