@@ -463,7 +463,8 @@ def bench_predict(url: str, n: int, workdir: Path) -> dict:
 
     from mis.imagery.omezarr import import_image
     from mis.segment.classifiers import RandomForestPixelClassifier, training_data
-    from mis.segment.filters import FeatureConfig, compute_features
+    from mis.segment.config import FeatureConfig
+    from mis.segment.filters import compute_features
     from mis.segment.predict import predict
 
     rng = np.random.default_rng(7)

@@ -40,6 +40,7 @@ def run(size: int, reps: int, workdir: Path, log) -> dict:
     import tests.test_store_upgrade as fixture
     from mis.imagery import layout
     from mis.imagery.omezarr import import_image
+    from mis.imagery.store import open_group
     from mis.imagery.upgrade import ensure_current, upgrade_store
 
     fixture.H = fixture.W = size
@@ -63,7 +64,7 @@ def run(size: int, reps: int, workdir: Path, log) -> dict:
         t0 = time.perf_counter()
         ensure_current(uri)
         best["noop_open"] = min(best["noop_open"], time.perf_counter() - t0)
-        group = layout.open_group(uri, layout.prediction_path("rf"), "r+")
+        group = open_group(uri, layout.prediction_path("rf"), "r+")
         values = (old["index"].astype(np.int64) + 1).astype(np.uint8)[None]
         t0 = time.perf_counter()
         group["0"][...] = values

@@ -207,7 +207,7 @@ def _ours(sec, spec, env: dict[str, str], plug: str, folder: Path, train_args: l
           ) -> tuple[np.ndarray, float, float, str, str, Path]:
     from PIL import Image
 
-    from mis.segment.labels import image_ref
+    from mis.imagery.imageref import image_ref
     from mis.segment.predict import prediction_arrays
 
     files = _write_image(sec, folder)

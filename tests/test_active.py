@@ -13,9 +13,11 @@ from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
 from mis.cli_segment import label_app
+from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import image_ref
 from mis.imagery.omezarr import import_image
 from mis.segment.active import check_labels, suggest_regions
-from mis.segment.labels import ResolvedClass, _iter_tiles, image_ref, store_labels
+from mis.segment.labels import ResolvedClass, store_labels
 from mis.segment.predict import predict
 from mis.segment.synthetic import synthetic_section
 from mis.segment.train import train
@@ -30,7 +32,7 @@ def _store_labels(ref, name, lab, classes):
     h, w = lab.shape
 
     def tiles():
-        for y0, x0, th, tw in _iter_tiles(h, w, 512, 512):
+        for y0, x0, th, tw in chunk_tiles((h, w), (512, 512)):
             yield y0, x0, lab[y0 : y0 + th, x0 : x0 + tw]
 
     return store_labels(ref, name, legend, tiles, max_value=len(classes))

@@ -13,12 +13,13 @@ from mis.segment.classifiers import (
     MLPPixelClassifier,
     MultiGaussianClassifier,
     RandomForestPixelClassifier,
-    TensorForest,
     load_classifier,
     training_data,
 )
+from mis.segment.config import FeatureConfig
 from mis.segment.device import pick_device
-from mis.segment.filters import FeatureConfig, compute_features
+from mis.segment.filters import compute_features
+from mis.segment.forest import TensorForest
 from mis.segment.metrics import confusion_matrix, segmentation_report
 from mis.segment.synthetic import synthetic_multispectral, synthetic_section
 
@@ -138,6 +139,19 @@ def test_save_load_round_trip(tmp_path, data):
     torch.save({"format": "something else"}, bad)
     with pytest.raises(ValueError, match="not a MIS pixel classifier"):
         load_classifier(bad)
+
+
+def test_model_file_holds_no_class_path(tmp_path, data):
+    """A model file is plain data (format, kind, tensors): it names no Python class, so
+    moving the forest compiler to its own module leaves files saved before loadable."""
+    tr, _, _, _, X, y, names = data
+    clf = RandomForestPixelClassifier(tr.classes, CFG, names, n_estimators=3, random_state=0, backend="eager")
+    path = clf.fit(X, y).save(tmp_path / "rf.pt")
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # refuses any class reference
+    assert raw["kind"] == "random_forest"
+    assert all(isinstance(v, torch.Tensor) for v in raw["state"].values())
+    back = load_classifier(path)
+    assert isinstance(back, RandomForestPixelClassifier) and isinstance(back.forest, TensorForest)
 
 
 def test_classifier_input_errors(data):

@@ -15,7 +15,8 @@ from mis.segment.cnn import (
     fit_band_projection,
     hypercolumns,
 )
-from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, compute_features_tiled, halo
+from mis.segment.config import CNNConfig, FeatureConfig
+from mis.segment.filters import compute_features, compute_features_tiled, halo
 
 
 def _img(c=3, h=72, w=88, seed=0):

@@ -7,14 +7,8 @@ import pytest
 import torch
 from scipy import ndimage as ndi
 
-from mis.segment.filters import (
-    FILTERS,
-    FeatureConfig,
-    compute_features,
-    compute_features_tiled,
-    feature_names,
-    halo,
-)
+from mis.segment.config import FILTERS, FeatureConfig
+from mis.segment.filters import compute_features, compute_features_tiled, feature_names, halo
 from mis.segment.synthetic import synthetic_multispectral, synthetic_section
 
 

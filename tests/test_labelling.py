@@ -11,13 +11,13 @@ from mis.grains.labelling import (
     ComponentStream,
     Ragged,
     ignore_lut,
-    iter_tiles,
     label_chunked,
     label_image,
     label_tile,
     tile_components,
 )
 from mis.grains.metrics import tile_pieces
+from mis.imagery.chunks import tile_rows
 
 
 def blobs(shape, k, seed, sigma=3.0, noise=0.03):
@@ -108,7 +108,7 @@ def _stream_stats(a, tile, ignore):
     lut = ignore_lut(ignore, int(a.max()))
     stream = ComponentStream(a.shape, tile, {"count": "sum", "maxr": "max", "edge": "or"})
     firsts, counts, maxr, tiles = [], [], [], []
-    for _, row in iter_tiles(a.shape, tile):
+    for _, row in tile_rows(a.shape, tile):
         for iy, ix, y0, x0, h, w in row:
             local = label_tile(a[y0 : y0 + h, x0 : x0 + w], lut)
             tc = tile_components(local, iy, ix, y0, x0, W)
@@ -156,7 +156,7 @@ def test_components_are_final_as_soon_as_they_stop_growing():
     stream = ComponentStream(a.shape, (10, 10), {})
     lut = ignore_lut([0], 1)
     seen = []
-    for _, row in iter_tiles(a.shape, (10, 10)):
+    for _, row in tile_rows(a.shape, (10, 10)):
         for iy, ix, y0, x0, h, w in row:
             tc = tile_components(label_tile(a[y0 : y0 + h, x0 : x0 + w], lut), iy, ix, y0, x0, 20)
             seen.append(len(stream.push_tile(tc).final))
@@ -171,7 +171,7 @@ def test_outline_pieces_union_into_one_valid_polygon_per_component():
     lut = ignore_lut([0], 2)
     stream = ComponentStream(a.shape, (16, 16), {}, ragged=("pieces",))
     polys = []
-    for _, row in iter_tiles(a.shape, (16, 16)):
+    for _, row in tile_rows(a.shape, (16, 16)):
         for iy, ix, y0, x0, h, w in row:
             local = label_tile(a[y0 : y0 + h, x0 : x0 + w], lut)
             tc = tile_components(local, iy, ix, y0, x0, a.shape[1])

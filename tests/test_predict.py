@@ -12,11 +12,14 @@ import tifffile
 import torch
 import zarr
 
+from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import image_ref
 from mis.imagery.layout import mode2x
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import argmax_labels, load_classifier
-from mis.segment.filters import CNNConfig, FeatureConfig, compute_features
-from mis.segment.labels import ResolvedClass, _iter_tiles, image_ref, store_labels
+from mis.segment.config import CNNConfig, FeatureConfig
+from mis.segment.filters import compute_features
+from mis.segment.labels import ResolvedClass, store_labels
 from mis.segment.predict import (
     PredictionError,
     list_runs,
@@ -42,7 +45,7 @@ def stored_section(root: Path, shape=(H, W), seed: int = 3, name: str = "img"):
     legend = {k + 1: ResolvedClass(c, c, c.rsplit(":", 1)[-1], "FF0000") for k, c in enumerate(s.classes)}
 
     def tiles():
-        for y0, x0, th, tw in _iter_tiles(shape[0], shape[1], 512, 512):
+        for y0, x0, th, tw in chunk_tiles((shape[0], shape[1]), (512, 512)):
             yield y0, x0, s.scribbles[y0 : y0 + th, x0 : x0 + tw]
 
     store_labels(ref, "scribbles", legend, tiles, max_value=len(s.classes))

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mis.segment.filters import FeatureConfig, compute_features
+from mis.segment.config import FeatureConfig
+from mis.segment.filters import compute_features
 from mis.segment.select import (
     CANDIDATES,
     _fold_plan,

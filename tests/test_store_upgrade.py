@@ -20,6 +20,7 @@ from mis.cli import app
 from mis.imagery import layout
 from mis.imagery.catalogue import add_image
 from mis.imagery.omezarr import _compressor, import_image, read_metadata
+from mis.imagery.store import children
 from mis.imagery.upgrade import StoreUpgradeError, needs_upgrade, upgrade_store
 from mis.segment.labels import read_labels
 from mis.segment.predict import PredictionError, list_runs, prediction_arrays
@@ -251,7 +252,7 @@ def test_an_upgrade_killed_at_a_random_moment_is_finished_by_the_next(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         # whatever was reached: every visible label image is complete, the old groups readable
-        for child in layout.children(uri, "labels"):
+        for child in children(uri, "labels"):
             group = zarr.open_group(uri, mode="r")[f"labels/{child}"]
             assert "0" in group or any(k.startswith("v") for k in group.group_keys()), child
         upgrade_store(uri)  # the next open finishes it

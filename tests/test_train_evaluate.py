@@ -15,11 +15,14 @@ from typer.testing import CliRunner
 
 from mis.cli_segment import evaluate_cmd, label_app, predict_cmd, train_cmd
 from mis.imagery.catalogue import add_image
+from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import image_ref
 from mis.imagery.omezarr import import_image
 from mis.segment.classifiers import load_classifier
+from mis.segment.config import FeatureConfig
 from mis.segment.evaluate import evaluate
-from mis.segment.filters import FeatureConfig, compute_features
-from mis.segment.labels import ResolvedClass, _iter_tiles, image_ref, store_labels
+from mis.segment.filters import compute_features
+from mis.segment.labels import ResolvedClass, store_labels
 from mis.segment.metrics import segmentation_report
 from mis.segment.predict import predict, prediction_arrays
 from mis.segment.select import CANDIDATES
@@ -55,7 +58,7 @@ def _store(root, s, name, values=None):
     h, w = lab.shape
 
     def tiles():
-        for y0, x0, th, tw in _iter_tiles(h, w, 512, 512):
+        for y0, x0, th, tw in chunk_tiles((h, w), (512, 512)):
             yield y0, x0, lab[y0 : y0 + th, x0 : x0 + tw]
 
     store_labels(ref, "scribbles", legend, tiles, max_value=max(values))

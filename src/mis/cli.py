@@ -345,11 +345,11 @@ def image_upgrade(
 
         stores = catalogue_store_uris()
     else:
-        from mis.segment.labels import LabelError, image_ref
+        from mis.imagery.imageref import ImageRefError, image_ref
 
         try:
             stores = [image_ref(i).store_uri for i in images or []]
-        except LabelError as exc:
+        except ImageRefError as exc:
             fail(str(exc))
     failed = 0
     for uri in stores:  # one store that cannot be upgraded does not stop the others

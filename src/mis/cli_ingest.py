@@ -1,5 +1,5 @@
 """``mis ingest``, ``mis report`` and ``mis log``: thin commands over :mod:`mis.ingest.run`
-and :mod:`mis.grains.rock`.
+and :mod:`mis.grains.rock` (statistics), :mod:`mis.grains.report` (reports).
 
 Attached to the main app by ``app.command("ingest")(ingest_cmd)``,
 ``app.command("report")(report_cmd)`` and ``app.command("log")(log_cmd)``.
@@ -82,48 +82,31 @@ def ingest_cmd(
     from mis.catalogue.postgres import PostgresError
     from mis.grains.cleaning import GrainRules
     from mis.imagery.omezarr import sha256_file
-    from mis.ingest.run import IngestError, ingest, stored_prediction
+    from mis.ingest.run import IngestError, ingest
     from mis.ingest.writer import Provenance, RunWriterError
 
     try:
         rules = GrainRules(min_area_um2=min_grain_area, split=split, bridge_px=bridge, watershed=watershed,
                            watershed_h=watershed_h, watershed_neck=watershed_neck)
-        prob = probability
-        fc: dict = {}
-        prov_model, prov_sha = model, None
-        if labels is None:
-            from mis.catalogue import models as m
-            from mis.catalogue.session import transaction
-
-            with transaction() as session:
-                row = session.get(m.Image, image)
-                if row is None:
-                    _fail(f"image {image}: no such image")
-                store = row.store_uri
-            if model is not None:  # predict first; a complete run of the same model is reused
-                from mis.segment.predict import predict
-
-                predict(image, model, name, scheduler=scheduler, progress=not quiet)
-            labels_in, prob_arr, stored_classes, attrs = stored_prediction(store, name)
-            prob = prob if prob is not None else prob_arr
-            classes = classes or stored_classes
-            fc = attrs.get("feature_config") or {}
-            prov_model = Path(attrs["model_path"]) if attrs.get("model_path") and model is None else model
-            prov_sha = attrs.get("model_sha256")  # the prediction's model, hashed when it was predicted
-        else:
-            labels_in = labels
-        if not classes:
-            _fail("give the class list (--class, in label order)")
+        fc = None
         if feature_config:
             text = Path(feature_config).read_text() if feature_config.endswith(".json") else feature_config
             fc = json.loads(text)
-        prov = Provenance(model_path=str(prov_model) if prov_model else None,
-                          model_sha256=prov_sha or (sha256_file(prov_model) if prov_model and Path(prov_model).exists()
-                                                    else None),
-                          feature_config=fc)
-        summary = ingest(image, labels_in, prob, classes, name=name, provenance=prov, roxel_size=roxel_size,
-                         scheduler=scheduler, progress=not quiet, lithology=lithology, liberation=liberation,
-                         grain_rules=rules, console=err)
+        options = dict(roxel_size=roxel_size, scheduler=scheduler, progress=not quiet, lithology=lithology,
+                       liberation=liberation, grain_rules=rules)
+        if labels is None:
+            from mis.ingest.predicted import ingest_prediction
+
+            summary = ingest_prediction(image, name, model, probability=probability, classes=classes,
+                                        feature_config=fc, console=err, **options)
+        else:
+            if not classes:
+                _fail("give the class list (--class, in label order)")
+            prov = Provenance(model_path=str(model) if model else None,
+                              model_sha256=sha256_file(model) if model and Path(model).exists() else None,
+                              feature_config=fc or {})
+            summary = ingest(image, labels, probability, classes, name=name, provenance=prov, console=err,
+                             **options)
     except (IngestError, RunWriterError, CatalogueError, PostgresError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(summary.render())
@@ -141,7 +124,7 @@ def report_cmd(
     Example: `mis report QA-001/QA-001-P01 -o reports/p01`
     """
     from mis.catalogue.errors import CatalogueError
-    from mis.grains.rock import plug_report
+    from mis.grains.report import plug_report
 
     target = out or Path(f"report-{plug.replace('/', '_')}")
     try:
@@ -161,7 +144,7 @@ def log_cmd(
     Example: `mis log QA-002 --step 0.1 -o logs/QA-002.png`
     """
     from mis.catalogue.errors import CatalogueError
-    from mis.grains.rock import hole_log
+    from mis.grains.report import hole_log
 
     target = out or Path(f"log-{hole.replace('/', '_')}.png")
     try:

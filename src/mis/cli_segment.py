@@ -16,6 +16,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from mis.vocab.names import local_name
+
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -32,16 +34,17 @@ def _fail(message: str, code: int = 1) -> None:
 
 def _errors() -> tuple[type[BaseException], ...]:
     from mis.catalogue.errors import CatalogueError
+    from mis.imagery.imageref import ImageRefError
     from mis.segment.labels import LabelError
     from mis.segment.predict import PredictionError
 
-    return (LabelError, PredictionError, CatalogueError, FileNotFoundError, ValueError)
+    return (LabelError, ImageRefError, PredictionError, CatalogueError, FileNotFoundError, ValueError)
 
 
 def _short(uri: str | None) -> str:
     if not uri:
         return "-"
-    return uri.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1]
+    return local_name(uri)
 
 
 # --------------------------------------------------------------------------- label
@@ -174,7 +177,7 @@ def train_cmd(
 
     Example: `mis train 12 --labels scribbles --classifier mlp --features medium --out mlp.pt`
     """
-    from mis.segment.filters import FeatureConfig
+    from mis.segment.config import FeatureConfig
     from mis.segment.train import train
 
     params = {}

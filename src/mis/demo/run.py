@@ -123,11 +123,9 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
     from mis.demo.images import write_sample_images
     from mis.imagery.catalogue import add_image
     from mis.imagery.omezarr import sha256_file
-    from mis.ingest.run import ingest, stored_prediction
-    from mis.ingest.writer import Provenance
+    from mis.ingest.predicted import ingest_prediction
     from mis.segment.evaluate import evaluate
     from mis.segment.labels import import_labels
-    from mis.segment.predict import predict
     from mis.segment.train import train
 
     url = result.url
@@ -200,11 +198,7 @@ def _images_to_catalogue(step: _Steps, result: DemoResult, small: bool) -> None:
             if done is not None:
                 kept += 1
                 continue
-            predict(a.image_id, model, s.model, progress=False, url=url)
-            labels, probability, classes, attrs = stored_prediction(a.store_uri, s.model)
-            summary = ingest(a.image_id, labels, probability, classes, name=s.model, url=url, progress=False,
-                             provenance=Provenance(model_path=str(model), model_sha256=sha,
-                                                   feature_config=attrs.get("feature_config") or {}))
+            summary = ingest_prediction(a.image_id, s.model, model, url=url, progress=False, model_sha256=sha)
             grains += summary.grains
             roxels += summary.roxels
         note = f", {kept} runs already ingested with the same model" if kept else ""

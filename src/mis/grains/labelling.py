@@ -49,12 +49,14 @@ whole image; :func:`label_chunked` does that and is tested pixel for pixel again
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from mis.imagery.chunks import tile_rows
 
 __all__ = [
     "CONNECTIVITY",
@@ -464,15 +466,8 @@ class ComponentStream:
 
 
 # --------------------------------------------------------------------------- whole images
-def iter_tiles(shape: Sequence[int], tile: Sequence[int]) -> Iterator[tuple[int, list[tuple[int, int, int, int, int, int]]]]:
-    """Rows of tiles: ``(iy, [(iy, ix, y0, x0, h, w), ...])`` over an image of ``shape``
-    (the chunk grid of :func:`mis.imagery.chunks.iter_chunk_windows`, row by row)."""
-    from itertools import groupby
-
-    from mis.imagery.chunks import iter_chunk_windows
-
-    for iy, row in groupby(iter_chunk_windows(tile[-2:], shape[-2:]), key=lambda cell: cell[0][0]):
-        yield iy, [(iy, ix, *window) for (_, ix), window in row]
+# the old name, kept for grains/cleaning.py and bench/bench_grains.py until they use tile_rows
+iter_tiles = tile_rows
 
 
 def label_image(values: np.ndarray, ignore: Iterable[int] = ()) -> NDArray[np.int64]:
@@ -514,7 +509,7 @@ def _label_by_keys(values: Any, tile: Sequence[int], lut: NDArray[np.int32],
     local_labels: dict[int, np.ndarray] = {}
     finals_first: list[np.ndarray] = []
     finals_refs: list[Ragged] = []
-    for _, row in iter_tiles(shape, tile):
+    for _, row in tile_rows(shape, tile):
         for iy, ix, y0, x0, h, w in row:
             local = label_tile(read(y0, x0, h, w), lut)
             local_labels[iy * n_cols + ix] = local.labels

@@ -386,7 +386,8 @@ def measure_grains(values: np.ndarray, tile: tuple[int, int], pixel_size_um: flo
     ingestion does (the classes in ``ignore`` form no grains; ``rules``: the cleaning, by
     default none); grains are returned in raster order of their first pixel."""
     from mis.grains.cleaning import read_cleaned, window_reader
-    from mis.grains.labelling import ComponentStream, ignore_lut, iter_tiles, label_tile
+    from mis.grains.labelling import ComponentStream, ignore_lut, label_tile
+    from mis.imagery.chunks import tile_rows
 
     v = np.asarray(values)
     H, W = v.shape
@@ -394,7 +395,7 @@ def measure_grains(values: np.ndarray, tile: tuple[int, int], pixel_size_um: flo
     stream = ComponentStream((H, W), tile, GRAIN_REDUCERS, ragged=("pieces",))
     tables = []
     read_p = None if probability is None else window_reader(probability)
-    for _, row in iter_tiles((H, W), tile):
+    for _, row in tile_rows((H, W), tile):
         for iy, ix, y0, x0, h, w in row:
             cleaned, cut = read_cleaned(window_reader(v), (y0, x0, h, w), (H, W), lut > 0, rules, pixel_size_um,
                                         read_p)

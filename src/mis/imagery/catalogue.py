@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +17,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from mis.catalogue import models as m
 from mis.catalogue.errors import CatalogueError, explain
+from mis.catalogue.refs import find_plug
 from mis.catalogue.session import transaction
 from mis.imagery.omezarr import import_image
+from mis.imagery.store import is_url, remove_store
 from mis.settings import mis_home, settings
 from mis.vocab.lookup import TermIndex
 
@@ -38,28 +38,6 @@ class AddedImage:
 def image_store_root() -> str:
     """Where image stores go: ``$MIS_IMAGE_STORE`` (a path or fsspec URL) or ``$MIS_HOME/images``."""
     return settings().image_store or str(mis_home() / "images")
-
-
-def find_plug(session: Session, ref: str) -> m.Plug:
-    """A plug by id, ``HOLE/PLUG`` or ``DEPOSIT/HOLE/PLUG`` (names as registered)."""
-    if ref.isdigit():
-        plug = session.get(m.Plug, int(ref))
-        if plug is None:
-            raise CatalogueError(f"plug {ref}: no plug has this id")
-        return plug
-    parts = ref.split("/")
-    if len(parts) not in (2, 3):
-        raise CatalogueError(f"plug {ref!r}: give an id, HOLE/PLUG or DEPOSIT/HOLE/PLUG")
-    query = (select(m.Plug).join(m.DrillCore, m.Plug.drillcore_id == m.DrillCore.id)
-             .where(m.DrillCore.name == parts[-2], m.Plug.name == parts[-1]))
-    if len(parts) == 3:
-        query = query.join(m.Deposit, m.DrillCore.deposit_id == m.Deposit.id).where(m.Deposit.name == parts[0])
-    plugs = session.scalars(query).all()
-    if not plugs:
-        raise CatalogueError(f"plug {ref!r}: no such plug")
-    if len(plugs) > 1:
-        raise CatalogueError(f"plug {ref!r}: ambiguous (holes of that name in several deposits); use DEPOSIT/HOLE/PLUG")
-    return plugs[0]
 
 
 def sources_checksum(paths: Sequence[Path]) -> str:
@@ -83,7 +61,7 @@ def store_path(root: str, *names: str) -> str:
     resolving (symbolic links included) to lie inside ``root``; CatalogueError otherwise."""
     root = root.rstrip("/")
     dest = "/".join([root, *(_slug(n) for n in names)])
-    if "://" not in dest or dest.startswith("file://"):
+    if not is_url(dest):
         base = Path(root.removeprefix("file://")).resolve()
         if not Path(dest.removeprefix("file://")).resolve().is_relative_to(base):
             raise CatalogueError(f"the image store for {'/'.join(names)!r} would lie outside {base}")
@@ -93,7 +71,7 @@ def store_path(root: str, *names: str) -> str:
 def inside_store_root(uri: str, root: str | None = None) -> bool:
     """Whether the store at ``uri`` lies inside the image store root (what MIS may delete)."""
     root = (root or image_store_root()).rstrip("/")
-    if "://" in uri and not uri.startswith("file://"):
+    if is_url(uri):
         return uri.startswith(root + "/")
     base = Path(root.removeprefix("file://")).resolve()
     return Path(uri.removeprefix("file://")).resolve().is_relative_to(base)
@@ -106,7 +84,7 @@ def remove_stores(uris: Sequence[str], root: str | None = None) -> list[str]:
     lines = []
     for uri in uris:
         if inside_store_root(uri, root):
-            _remove_store(uri)
+            remove_store(uri)
             lines.append(f"removed image store {uri}")
         else:
             lines.append(f"kept image store {uri} (outside the image store root)")
@@ -192,20 +170,10 @@ def add_image(
             session.flush()
             return AddedImage(row.id, row.store_uri, created=True)
     except BaseException as exc:
-        _remove_store(imported.store_uri)
+        remove_store(imported.store_uri)
         if isinstance(exc, IntegrityError):
             raise explain(exc) from None
         raise
-
-
-def _remove_store(uri: str) -> None:
-    if "://" in uri and not uri.startswith("file://"):
-        import fsspec
-
-        fs, path = fsspec.core.url_to_fs(uri)
-        fs.rm(path, recursive=True)
-    else:
-        shutil.rmtree(uri.removeprefix("file://"), ignore_errors=True)
 
 
 def open_image(image_id: int, level: int = 0, *, url: str | None = None):

@@ -1,5 +1,11 @@
 """Pixel windows <-> zarr chunks.
 
+Tile iterators, one per meaning: :func:`tiles` -- plain windows of a tile grid;
+:func:`tile_rows` -- the same grid row by row, each tile with its grid index (what a
+row-by-row stream such as the grain labelling consumes); :func:`halo_tiles` -- windows
+read with a halo of real neighbours (:func:`padded_window`) for filters that look
+around a pixel.
+
 A *window* is ``(y0, x0, height, width)`` in pixels of one pyramid level. ``chunks`` and
 ``shape`` are the array's chunk shape and shape, either ``(y, x)`` or ``(c, y, x)`` (only
 the last two axes are spatial; a channel axis is covered whole).
@@ -15,7 +21,9 @@ the edge chunks, and :func:`chunk_key_to_window` returns the clipped extent of e
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
+from itertools import groupby
 
 __all__ = [
     "Window",
@@ -26,6 +34,10 @@ __all__ = [
     "chunk_key_to_window",
     "chunk_index_to_window",
     "iter_chunk_windows",
+    "tiles",
+    "tile_rows",
+    "padded_window",
+    "halo_tiles",
 ]
 
 Window = tuple[int, int, int, int]  # (y0, x0, height, width)
@@ -159,3 +171,58 @@ def iter_chunk_windows(
     for iy in range(-(-H // cy)):
         for ix in range(-(-W // cx)):
             yield (iy, ix), chunk_index_to_window((iy, ix), chunks, shape)
+
+
+def tiles(shape: Sequence[int], tile: Sequence[int]) -> Iterator[Window]:
+    """Every window ``(y0, x0, height, width)`` of a grid of ``tile``-sized tiles over an
+    array of ``shape`` (only the last two axes count), row-major, clipped at the edges."""
+    for _, window in iter_chunk_windows(tile, shape):
+        yield window
+
+
+def tile_rows(shape: Sequence[int], tile: Sequence[int]
+              ) -> Iterator[tuple[int, list[tuple[int, int, int, int, int, int]]]]:
+    """Rows of tiles: ``(iy, [(iy, ix, y0, x0, h, w), ...])`` over an image of ``shape``
+    (the chunk grid of :func:`iter_chunk_windows`, row by row)."""
+    for iy, row in groupby(iter_chunk_windows(tile[-2:], shape[-2:]), key=lambda cell: cell[0][0]):
+        yield iy, [(iy, ix, *window) for (_, ix), window in row]
+
+
+def padded_window(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int, halo_px: int,
+                  align: int = 1) -> tuple[int, int, int, int]:
+    """``(ry0, ry1, rx0, rx1)``: the region to read for the window ``[y0, y1) x [x0, x1)``
+    of an (H, W) image, with at least ``halo_px`` real neighbours on each side (clipped
+    at the image border).
+
+    With ``align`` > 1 (CNN features, ``align`` = the network's total stride) the region
+    starts on a multiple of ``align`` (so the pooling grids line up with the whole
+    image's) and its size is congruent to the image's modulo ``align`` (TensorFlow
+    "same" padding of the strided convolutions depends on the input size's parity at
+    every stride; equal parities give the whole image's padding, hence its numbers)."""
+    h, w = shape
+    hal = int(math.ceil(halo_px / align) * align)
+    ry0, rx0 = max(0, (y0 - hal) // align * align), max(0, (x0 - hal) // align * align)
+    ry1, rx1 = min(h, y1 + hal), min(w, x1 + hal)
+    if align > 1:
+        ry1 += (h - ry1) % align
+        rx1 += (w - rx1) % align
+    return ry0, ry1, rx0, rx1
+
+
+def halo_tiles(
+    shape: tuple[int, int], tile: int | tuple[int, int], halo_px: int, align: int = 1
+) -> list[tuple[tuple[slice, slice], tuple[slice, slice], tuple[slice, slice]]]:
+    """Tiles of an (H, W) image: for each, (read, write, inner) slices -- ``read`` the
+    tile plus its :func:`padded_window`, ``write`` where its result goes, ``inner`` where
+    that result sits inside the features of ``read``. Tile origins are multiples of the
+    tile size."""
+    h, w = shape
+    th, tw = (tile, tile) if isinstance(tile, int) else tile
+    out = []
+    for y0 in range(0, h, th):
+        for x0 in range(0, w, tw):
+            y1, x1 = min(y0 + th, h), min(x0 + tw, w)
+            ya, yb, xa, xb = padded_window(shape, y0, y1, x0, x1, halo_px, align)
+            out.append(((slice(ya, yb), slice(xa, xb)), (slice(y0, y1), slice(x0, x1)),
+                        (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa))))
+    return out

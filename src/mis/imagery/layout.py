@@ -40,18 +40,16 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from zarr.abc.store import Store
+from mis.imagery.chunks import tiles
+from mis.imagery.store import children, open_group
 
 __all__ = [
-    "AccessMode",
     "LABELS",
     "PREDICTION_PREFIX",
     "ClassIndexArray",
@@ -61,19 +59,16 @@ __all__ = [
     "create_label_levels",
     "describe_classes",
     "fallback_colour",
-    "is_url",
     "label_classes_of",
     "label_dtype",
     "label_image_names",
     "label_image_ome",
     "label_set_path",
     "mode2x",
-    "open_group",
     "parse_label_set",
     "parse_prediction",
     "prediction_path",
     "rgba_hex",
-    "store_uri",
     "update_labels_index",
 ]
 
@@ -109,62 +104,6 @@ def parse_label_set(child: str) -> tuple[str, int] | None:
         return None
     mt = _LABEL_SET.match(child)
     return (mt.group("name"), int(mt.group("version"))) if mt else None
-
-
-# --------------------------------------------------------------------------- stores
-
-
-def is_url(uri: str) -> bool:
-    return "://" in uri and not uri.startswith("file://")
-
-
-def store_uri(uri: str | Path) -> str:
-    """The canonical form of a store location: absolute local path, or URL without '/'."""
-    s = str(uri)
-    if is_url(s):
-        return s.rstrip("/")
-    return str(Path(s.removeprefix("file://")).expanduser().absolute())
-
-
-#: How :func:`open_group` opens a group (zarr's access modes).
-AccessMode = Literal["r", "r+", "a", "w", "w-"]
-
-
-def open_group(uri: str, path: str = "", mode: AccessMode = "r") -> Any:
-    """A zarr v3 group inside an image store (local directory or fsspec URL)."""
-    import zarr
-
-    uri = store_uri(uri)
-    store: Store
-    if is_url(uri):
-        from zarr.storage import FsspecStore
-
-        store = FsspecStore.from_url(uri, read_only=(mode == "r"))
-    else:
-        from zarr.storage import LocalStore
-
-        store = LocalStore(uri, read_only=(mode == "r"))
-    return zarr.open_group(store, mode=mode, path=path or None, zarr_format=3)
-
-
-def children(uri: str, path: str) -> list[str]:
-    """Names of the complete (``zarr.json`` present), visible sub-groups of a folder of
-    the store: temporary ``.name.partial-*`` siblings are never listed."""
-    uri = store_uri(uri)
-    if is_url(uri):
-        import fsspec
-
-        fs, root = fsspec.core.url_to_fs(uri)
-        base = f"{root}/{path}"
-        if not fs.isdir(base):
-            return []
-        names = [p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(base, detail=False)]
-        return sorted(n for n in names if not n.startswith(".") and fs.exists(f"{base}/{n}/zarr.json"))
-    folder = Path(uri) / path
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir()
-                  if not p.name.startswith(".") and (p / "zarr.json").is_file())
 
 
 def label_image_names(uri: str) -> list[str]:
@@ -351,12 +290,6 @@ def mode2x(tile: np.ndarray) -> np.ndarray:
     return np.choose(np.argmax(scores, axis=0), q)
 
 
-def _windows(h: int, w: int, cy: int, cx: int) -> Iterator[tuple[int, int, int, int]]:
-    for y0 in range(0, h, cy):
-        for x0 in range(0, w, cx):
-            yield y0, x0, min(h, y0 + cy), min(w, x0 + cx)
-
-
 def build_pyramid(group: Any) -> None:
     """Fill levels ``1..L-1`` of a label image from level 0, one target chunk at a time
     (memory: 4 chunks), leaving all-0 chunks unwritten."""
@@ -365,7 +298,8 @@ def build_pyramid(group: Any) -> None:
         src, dst = group[str(k - 1)], group[str(k)]
         _, h, w = dst.shape
         _, cy, cx = dst.chunks
-        for y0, x0, y1, x1 in _windows(h, w, cy, cx):
+        for y0, x0, th, tw in tiles((h, w), (cy, cx)):
+            y1, x1 = y0 + th, x0 + tw
             block = np.asarray(src[0, 2 * y0 : 2 * y1, 2 * x0 : 2 * x1])
             if block.any():
                 dst[0, y0:y1, x0:x1] = mode2x(block)[: y1 - y0, : x1 - x0]

@@ -41,19 +41,18 @@ Atomicity: everything is written into a temporary sibling (``.<name>.partial-<id
 is renamed into place only after the last byte and the metadata are written. Any failure,
 including Ctrl-C, removes the temporary directory; an import killed hard (SIGKILL, power
 loss) can leave a ``.partial-<pid>-*`` sibling that is never mistaken for a store, and the
-next import to the same local destination removes those whose process is gone. On object storage (fsspec URLs such as ``s3://``) the final "rename" is a copy +
-delete and is not atomic; only local directories (and fsspec ``memory://``) are tested.
+next import to the same local destination removes those whose process is gone
+(:class:`mis.imagery.store.StoreDestination`). On object storage (fsspec URLs such as
+``s3://``) the final "rename" is a copy + delete and is not atomic; only local directories
+(and fsspec ``memory://``) are tested.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import queue
-import shutil
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,6 +61,7 @@ from typing import Any
 import numpy as np
 
 from mis.imagery.readers import ImageReadError, ImageSource, open_source
+from mis.imagery.store import StoreDestination, open_read_store
 
 __all__ = [
     "TILE",
@@ -170,7 +170,7 @@ def _hash_sources(paths: Sequence[Path], out: dict[str, Any], cancel: threading.
             singles.append(h.hexdigest())
         out["files"] = tuple(singles)
         out["combined"] = singles[0] if len(paths) == 1 else combined.hexdigest()
-    except BaseException as exc:  # reported by the importer
+    except BaseException as exc:  # noqa: BLE001 - handed to the importing thread, which re-raises it
         out["error"] = exc
 
 
@@ -351,124 +351,6 @@ def _ome_attributes(
 
 
 # --------------------------------------------------------------------------------------
-# destinations (local directory or fsspec URL) with atomic publication
-
-
-def _is_url(dest: str | Path) -> bool:
-    return isinstance(dest, str) and "://" in dest and not dest.startswith("file://")
-
-
-class _Destination:
-    def __init__(self, dest: str | Path, overwrite: bool):
-        self.overwrite = overwrite
-        tag = f"{os.getpid()}-{uuid.uuid4().hex[:10]}"  # the pid tells a stale sibling (_sweep)
-        if _is_url(dest):
-            import fsspec
-
-            self.url = str(dest).rstrip("/")
-            self.fs, self.path = fsspec.core.url_to_fs(self.url)
-            head, _, name = self.url.rpartition("/")
-            if not name:
-                raise ValueError(f"destination URL has no name: {dest!r}")
-            self.tmp_url = f"{head}/.{name}.partial-{tag}"
-            _, self.tmp_path = fsspec.core.url_to_fs(self.tmp_url)
-            self.local = None
-            self.uri = self.url
-        else:
-            d = str(dest)
-            if d.startswith("file://"):
-                d = d[len("file://"):]
-            self.local = Path(d).expanduser().absolute()
-            self.tmp_local = self.local.parent / f".{self.local.name}.partial-{tag}"
-            self.uri = str(self.local)
-
-    def exists(self) -> bool:
-        if self.local is not None:
-            return self.local.exists()
-        return bool(self.fs.exists(self.path))
-
-    def check(self) -> None:
-        if self.exists() and not self.overwrite:
-            raise FileExistsError(f"image store already exists: {self.uri} (overwrite=False)")
-        if self.local is not None and not self.local.parent.is_dir():
-            raise FileNotFoundError(f"destination folder does not exist: {self.local.parent}")
-
-    def open_store(self) -> Any:
-        if self.local is not None:
-            from zarr.storage import LocalStore
-
-            self.tmp_local.mkdir()
-            return LocalStore(self.tmp_local, read_only=False)
-        from zarr.storage import FsspecStore
-
-        return FsspecStore.from_url(self.tmp_url, read_only=False)
-
-    def publish(self) -> None:
-        """Move the finished temporary store into place."""
-        if self.local is not None:
-            if self.local.exists():
-                if not self.overwrite:
-                    raise FileExistsError(f"image store appeared meanwhile: {self.local}")
-                trash = self.local.parent / f".{self.local.name}.old-{uuid.uuid4().hex[:10]}"
-                os.rename(self.local, trash)
-                os.rename(self.tmp_local, self.local)
-                shutil.rmtree(trash, ignore_errors=True)
-            else:
-                os.rename(self.tmp_local, self.local)
-            self._sweep()
-            return
-        if self.fs.exists(self.path):
-            if not self.overwrite:
-                raise FileExistsError(f"image store appeared meanwhile: {self.url}")
-            self.fs.rm(self.path, recursive=True)
-        self.fs.mv(self.tmp_path, self.path, recursive=True)
-
-    def _sweep(self) -> None:
-        """Remove siblings left by imports of this destination that were killed hard."""
-        assert self.local is not None
-        for sibling in self.local.parent.glob(f".{self.local.name}.partial-*"):
-            pid = sibling.name.rsplit(".partial-", 1)[1].split("-", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
-                shutil.rmtree(sibling, ignore_errors=True)
-
-    def discard(self) -> None:
-        if self.local is not None:
-            shutil.rmtree(self.tmp_local, ignore_errors=True)
-            return
-        try:
-            if self.fs.exists(self.tmp_path):
-                self.fs.rm(self.tmp_path, recursive=True)
-        except Exception:  # best effort: the partial store is marked by its name
-            pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process
-        return True
-    return True
-
-
-def _store_for_reading(uri: str | Path) -> Any:
-    if _is_url(uri):
-        from zarr.storage import FsspecStore
-
-        return FsspecStore.from_url(str(uri), read_only=True)
-    from zarr.storage import LocalStore
-
-    d = str(uri)
-    if d.startswith("file://"):
-        d = d[len("file://"):]
-    p = Path(d).expanduser()
-    if not (p / "zarr.json").is_file():
-        raise FileNotFoundError(f"not an OME-Zarr image store (no zarr.json): {p}")
-    return LocalStore(p, read_only=True)
-
-
-# --------------------------------------------------------------------------------------
 # the streaming pipeline
 
 
@@ -528,7 +410,7 @@ class _Pipeline:
                 if not self._put(self.inq, (y0, band)):
                     return
             self._put(self.inq, _DONE)
-        except BaseException as exc:
+        except BaseException as exc:  # noqa: BLE001 - handed to the importing thread, which re-raises it
             self._put(self.inq, _Failed(exc))
 
     def _writer(self) -> None:
@@ -539,7 +421,7 @@ class _Pipeline:
             level, y0, data = item
             try:
                 self.arrays[level][:, y0 : y0 + data.shape[1], :] = data
-            except BaseException as exc:
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the importing thread
                 self.writer_error = exc
                 self.stop.set()
                 return
@@ -678,7 +560,7 @@ def import_image(
     import zarr
 
     paths = [Path(sources)] if isinstance(sources, (str, Path)) else [Path(p) for p in sources]
-    target = _Destination(dest, overwrite)
+    target = StoreDestination(dest, overwrite)
     target.check()
     src = open_source(paths)
     try:
@@ -792,7 +674,7 @@ def read_metadata(uri: str | Path) -> dict[str, Any]:
     """The group attributes of an image store: ``{"ome": {...}, "mis": {...}}``."""
     import zarr
 
-    group = zarr.open_group(_store_for_reading(uri), mode="r", zarr_format=3)
+    group = zarr.open_group(open_read_store(uri), mode="r", zarr_format=3)
     attrs = dict(group.attrs)
     if "ome" not in attrs or "multiscales" not in attrs["ome"]:
         raise ValueError(f"not an OME-Zarr multiscale image: {uri}")
@@ -803,7 +685,7 @@ def open_level(uri: str | Path, level: int = 0) -> Any:
     """The ``zarr.Array`` of one pyramid level (read-only)."""
     import zarr
 
-    group = zarr.open_group(_store_for_reading(uri), mode="r", zarr_format=3)
+    group = zarr.open_group(open_read_store(uri), mode="r", zarr_format=3)
     datasets = group.attrs.get("ome", {}).get("multiscales", [{}])[0].get("datasets", [])
     if not 0 <= level < len(datasets):
         raise ValueError(f"{uri}: level {level} not in 0..{len(datasets) - 1}")

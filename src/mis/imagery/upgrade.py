@@ -20,10 +20,7 @@ storage (fsspec URLs) the rename is a copy and is not atomic.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from mis.imagery import layout as L
+from mis.imagery.store import StoreFs, open_group, publish_group, sweep
 
 __all__ = ["StoreUpgrade", "StoreUpgradeError", "ensure_current", "needs_upgrade", "upgrade_store"]
 
@@ -52,78 +50,12 @@ class StoreUpgrade:
         return bool(self.label_sets or self.predictions)
 
 
-class _Fs:
-    """The few directory operations the upgrade needs, on a local path or an fsspec URL."""
-
-    def __init__(self, uri: str) -> None:
-        import fsspec
-
-        self.uri = L.store_uri(uri)
-        self.fs, self.root = fsspec.core.url_to_fs(self.uri)
-        self.local = not L.is_url(self.uri)
-
-    def path(self, rel: str) -> str:
-        return f"{self.root}/{rel}" if rel else self.root
-
-    def isdir(self, rel: str) -> bool:
-        return bool(self.fs.isdir(self.path(rel)))
-
-    def exists(self, rel: str) -> bool:
-        return bool(self.fs.exists(self.path(rel)))
-
-    def dirs(self, rel: str) -> list[str]:
-        if not self.isdir(rel):
-            return []
-        return sorted(e["name"].rstrip("/").rsplit("/", 1)[-1] for e in self.fs.ls(self.path(rel), detail=True)
-                      if e.get("type") == "directory")
-
-    def copy(self, src: str, dst: str) -> None:
-        if self.local:
-            shutil.copytree(self.path(src), self.path(dst))
-        else:
-            self.fs.copy(self.path(src), self.path(dst), recursive=True)
-
-    def rename(self, src: str, dst: str) -> bool:
-        """Move ``src`` to a ``dst`` that does not exist; False if ``dst`` appeared
-        meanwhile (another process finished the same step)."""
-        if self.local:
-            try:
-                os.rename(self.path(src), self.path(dst))
-            except OSError:
-                if not self.exists(f"{dst}/zarr.json"):
-                    raise
-                return False
-            return True
-        if self.exists(dst):
-            return False
-        self.fs.mv(self.path(src), self.path(dst), recursive=True)
-        return True
-
-    def remove(self, rel: str) -> None:
-        """Remove a folder: renamed aside first (locally), so that no reader ever sees a
-        half-deleted group under its real name."""
-        if self.local:
-            parent, _, leaf = rel.rpartition("/")
-            trash = f"{parent}/.{leaf}.old-{_tag()}" if parent else f".{leaf}.old-{_tag()}"
-            try:
-                os.rename(self.path(rel), self.path(trash))
-            except FileNotFoundError:
-                return
-            shutil.rmtree(self.path(trash), ignore_errors=True)
-        elif self.exists(rel):
-            self.fs.rm(self.path(rel), recursive=True)
-
-
-def _tag() -> str:
-    return f"{os.getpid()}-{uuid.uuid4().hex[:10]}"
-
-
-def _old_versions(fs: _Fs, name: str) -> list[int]:
+def _old_versions(fs: StoreFs, name: str) -> list[int]:
     return sorted(int(m.group(1)) for d in fs.dirs(f"{L.LABELS}/{name}")
                   if (m := _OLD_VERSION.match(d)) and fs.exists(f"{L.LABELS}/{name}/{d}/zarr.json"))
 
 
-def _old_label_sets(fs: _Fs) -> dict[str, list[int]]:
+def _old_label_sets(fs: StoreFs) -> dict[str, list[int]]:
     out = {}
     for d in fs.dirs(L.LABELS):
         if d.startswith("."):
@@ -134,14 +66,14 @@ def _old_label_sets(fs: _Fs) -> dict[str, list[int]]:
     return out
 
 
-def _old_runs(fs: _Fs) -> list[str]:
+def _old_runs(fs: StoreFs) -> list[str]:
     return [d for d in fs.dirs(_OLD_PREDICTIONS)
             if not d.startswith(".") and fs.exists(f"{_OLD_PREDICTIONS}/{d}/zarr.json")]
 
 
 def needs_upgrade(uri: str) -> bool:
     """True when the store still holds groups of the first layout (or their remains)."""
-    fs = _Fs(uri)
+    fs = StoreFs(uri)
     return fs.isdir(_OLD_PREDICTIONS) or bool(_old_label_sets(fs))
 
 
@@ -171,30 +103,23 @@ def _copy_level0(src: Any, dst: Any, convert: Any = None) -> None:
                 dst[0, y0:y1, x0:x1] = block.astype(dst.dtype)
 
 
-def _build(fs: _Fs, final: str, attrs: dict[str, Any], dtype: np.dtype, fill: Any) -> bool:
+def _build(fs: StoreFs, final: str, attrs: dict[str, Any], dtype: np.dtype, fill: Any) -> bool:
     """Build the label image ``final`` under a temporary name and rename it into place;
     ``fill(group)`` writes level 0 (and any extra array). False if it was there already."""
     if fs.exists(f"{final}/zarr.json"):
         return False
-    tmp = f"{L.LABELS}/.{final.rsplit('/', 1)[-1]}.upgrade-{_tag()}"
-    try:
-        group = L.open_group(fs.uri, tmp, mode="w")
-        group.attrs.update(attrs)
+
+    def build(group: Any) -> None:
         L.create_label_levels(group, fs.uri, dtype)
         fill(group)
         if attrs.get("mis", {}).get("status", "complete") == "complete":
             L.build_pyramid(group)
-        if not fs.rename(tmp, final):
-            fs.remove(tmp)
-            return False
-    except BaseException:
-        fs.remove(tmp)
-        raise
-    return True
+
+    return publish_group(fs.uri, final, attrs, build, kind="upgrade")
 
 
-def _upgrade_label_version(fs: _Fs, image_ome: dict[str, Any], name: str, version: int) -> str | None:
-    old = L.open_group(fs.uri, f"{L.LABELS}/{name}/v{version}")
+def _upgrade_label_version(fs: StoreFs, image_ome: dict[str, Any], name: str, version: int) -> str | None:
+    old = open_group(fs.uri, f"{L.LABELS}/{name}/v{version}")
     attrs = dict(old.attrs)
     label = attrs.get("ome", {}).get("image-label", {})
     # the first layout allowed set names that now mean prediction runs: such a set is renamed
@@ -208,9 +133,9 @@ def _upgrade_label_version(fs: _Fs, image_ome: dict[str, Any], name: str, versio
     return final if done else None
 
 
-def _upgrade_run(fs: _Fs, image_ome: dict[str, Any], run: str, known: dict[str, L.LabelClass]) -> str | None:
+def _upgrade_run(fs: StoreFs, image_ome: dict[str, Any], run: str, known: dict[str, L.LabelClass]) -> str | None:
     old_path = f"{_OLD_PREDICTIONS}/{run}"
-    old = L.open_group(fs.uri, old_path)
+    old = open_group(fs.uri, old_path)
     meta = dict(old.attrs).get("mis", {})
     uris = [str(u) for u in meta.get("classes") or []]
     nodata = int(meta.get("nodata", 255))
@@ -236,26 +161,12 @@ def _upgrade_run(fs: _Fs, image_ome: dict[str, Any], run: str, known: dict[str, 
     return final if done else None
 
 
-def _sweep(fs: _Fs) -> None:
-    """Remove temporaries (upgrades, label versions being written, removals) whose process
-    is gone (killed hard)."""
-    if not fs.local:
-        return
-    from mis.imagery.omezarr import _alive
-
-    for folder in ("", L.LABELS):
-        for d in fs.dirs(folder):
-            m = re.match(r"^\..+\.(?:upgrade|old|partial)-(\d+)-[0-9a-f]+$", d)
-            if m and not _alive(int(m.group(1))):
-                shutil.rmtree(fs.path(f"{folder}/{d}" if folder else d), ignore_errors=True)
-
-
 class StoreUpgradeError(ValueError):
     """A group of the first layout that cannot be upgraded (the message names it and why)."""
 
 
 @contextmanager
-def _naming(fs: _Fs, old: str) -> Iterator[None]:
+def _naming(fs: StoreFs, old: str) -> Iterator[None]:
     """Errors while upgrading ``old`` name the store and the group (the store is unchanged)."""
     try:
         yield
@@ -268,10 +179,10 @@ def upgrade_store(uri: str) -> StoreUpgrade:
     """Upgrade one image store in place (see the module docs); returns what was written."""
     from mis.imagery.omezarr import read_metadata
 
-    fs = _Fs(uri)
+    fs = StoreFs(uri)
     report = StoreUpgrade(fs.uri)
     image_ome = read_metadata(fs.uri)["ome"]
-    _sweep(fs)
+    sweep(fs, ("", L.LABELS))
     for name, versions in _old_label_sets(fs).items():
         for v in versions:
             with _naming(fs, f"{L.LABELS}/{name}/v{v}"):

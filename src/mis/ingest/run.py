@@ -44,7 +44,6 @@ from mis.grains.labelling import (
     Ragged,
     TileComponents,
     ignore_lut,
-    iter_tiles,
     label_tile,
     tile_components,
 )
@@ -70,7 +69,9 @@ from mis.grains.roxels import (
     roxel_dtype,
     tile_roxels,
 )
+from mis.imagery.chunks import tile_rows
 from mis.ingest.writer import Provenance, RunWriter
+from mis.vocab.names import local_name
 
 __all__ = [
     "IngestError",
@@ -103,8 +104,8 @@ def open_array(spec: Any) -> Any:
     store, _, inner = text.partition("::")
     try:
         node = zarr.open(store, mode="r", path=inner or None)
-    except Exception as exc:  # zarr raises several kinds
-        raise IngestError(f"{text}: cannot open as a zarr array ({exc})") from None
+    except Exception as exc:  # zarr raises several kinds; re-raised naming the input
+        raise IngestError(f"{text}: cannot open as a zarr array ({exc})") from exc
     if not hasattr(node, "shape"):
         if "0" in node:
             node = node["0"]
@@ -359,7 +360,7 @@ class IngestSummary:
         if rules:
             lines.append(describe_rules(rules))
         if self.rock.lithology_uri:
-            lines.append(f"lithology ({self.rock.lithology_source}): {self.rock.lithology_uri.rsplit('/', 1)[-1]}")
+            lines.append(f"lithology ({self.rock.lithology_source}): {local_name(self.rock.lithology_uri)}")
         lines.append("time per stage: " + ", ".join(f"{k} {v:.2f} s" for k, v in self.seconds.items()))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -380,8 +381,8 @@ def ingest(
     progress: bool = True,
     lithology: str | None = None,
     liberation: Sequence[str] | None = None,
-    liberation_classes: LiberationClasses = LiberationClasses(),
-    grain_rules: GrainRules = GrainRules(),
+    liberation_classes: LiberationClasses = LiberationClasses(),  # noqa: B008 - a frozen dataclass
+    grain_rules: GrainRules = GrainRules(),  # noqa: B008 - a frozen dataclass
     console: Any = None,
 ) -> IngestSummary:
     """Write one segmentation run of image ``image_id`` from its class map; see the module
@@ -477,7 +478,7 @@ def ingest(
     def rows_cb(table: str, n: int) -> None:
         bar.rows(n)
 
-    boxes = [box for _, row in iter_tiles((H, W), tile) for box in row]
+    boxes = [box for _, row in tile_rows((H, W), tile) for box in row]
     window = 2 * executor.workers  # tiles in flight: memory is bounded by chunks, not the image
     class_frontier = np.full(W, -1, dtype=np.int64)  # class of the bottom pixel of the last tile per column
     prev_right: np.ndarray | None = None

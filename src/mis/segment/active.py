@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mis.segment.labels import ImageRef, LabelError, image_ref, read_labels
+from mis.imagery.imageref import ImageRef, image_ref
+from mis.segment.labels import LabelError, read_labels
 
 __all__ = [
     "CheckResult",
@@ -165,7 +166,7 @@ def suggest_regions(
         raise LabelError("give exactly one of --model or --run")
     if k < 1 or size < 1 or factor < 1:
         raise LabelError("k, size and factor must be >= 1")
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     _, h, w = ref.shape
     hp, wp = -(-h // factor), -(-w // factor)
     umap = np.zeros((hp, wp), np.float32)
@@ -346,7 +347,7 @@ def check_labels(
 
     from mis.segment.train import feature_preset, gather_samples
 
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     if model is not None:
         from mis.segment.classifiers import load_classifier
 

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mis.segment.filters import CNNConfig
+from mis.segment.config import CNNConfig
 
 __all__ = [
     "EfficientNetLite0Features",
@@ -371,7 +371,7 @@ def hypercolumns(x: torch.Tensor, cfg: CNNConfig) -> torch.Tensor:
     layers = _layers(cfg)
     outs = net(inp, layers)
     ups = []
-    for name, o in zip(layers, outs):
+    for name, o in zip(layers, outs, strict=False):
         # scale by the layer's stride (not to (h, w)): the same sampling grid for a
         # tile as for the whole image, then crop the ceil-sized result to (h, w)
         s = float(net.layer_strides[name])

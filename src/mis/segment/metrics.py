@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mis.vocab.names import local_name
+
 __all__ = ["SegmentationReport", "confusion_matrix", "segmentation_report"]
 
 
@@ -127,7 +129,7 @@ class SegmentationReport:
         cm = self.confusion.astype(np.float64)
         if normalize:
             cm = _div(cm, cm.sum(1, keepdims=True) + 0 * cm)
-        labels = [c.rsplit(":", 1)[-1].rsplit("/", 1)[-1].rsplit("#", 1)[-1] for c in self.classes]
+        labels = [local_name(c).rsplit(":", 1)[-1] for c in self.classes]
         try:
             import matplotlib
 

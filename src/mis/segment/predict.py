@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -69,9 +68,12 @@ import numpy as np
 import torch
 
 from mis.imagery import layout
+from mis.imagery.chunks import padded_window
+from mis.imagery.imageref import ImageRef, image_ref
+from mis.imagery.store import canonical_uri, open_group, remove_store
 from mis.segment.classifiers import PixelClassifier, argmax_labels, library_version, load_classifier
-from mis.segment.filters import FeatureConfig, compute_features, feature_align, feature_names, halo, padded_window
-from mis.segment.labels import ImageRef, _is_url, _local_or_url, image_ref, open_store_group
+from mis.segment.config import FeatureConfig
+from mis.segment.filters import compute_features, feature_align, feature_names, halo
 
 __all__ = [
     "Block",
@@ -132,7 +134,7 @@ def read_padded(
     image: Any, y0: int, y1: int, x0: int, x1: int, halo_px: int, align: int = 1
 ) -> tuple[np.ndarray, tuple[slice, slice]]:
     """Pixels (c, ., .) of the window ``[y0, y1) x [x0, x1)`` of a (c, y, x) array read
-    with its :func:`~mis.segment.filters.padded_window`, and the slices of the window
+    with its :func:`~mis.imagery.chunks.padded_window`, and the slices of the window
     inside the result."""
     ry0, ry1, rx0, rx1 = padded_window(image.shape[1:], y0, y1, x0, x1, halo_px, align)
     region = np.asarray(image[:, ry0:ry1, rx0:rx1])
@@ -236,46 +238,39 @@ def _check_run_name(run: str) -> str:
     return run
 
 
-def _run_dir(store_uri: str, run: str) -> str:
-    return f"{_local_or_url(store_uri)}/{layout.prediction_path(run)}"
-
-
-def _fs(path: str) -> tuple[Any, str]:
-    import fsspec
-
-    return fsspec.core.url_to_fs(path)
+# Opening a group or array of a run: missing (zarr's NodeNotFoundError is a ValueError and
+# a FileNotFoundError; a missing member is a KeyError), unreadable, or torn metadata
+# (a JSONDecodeError is a ValueError).
+_OPEN_ERRORS = (KeyError, OSError, ValueError)
+# Reading a chunk torn by a killed writer: the codecs raise RuntimeError (blosc) or
+# ValueError (short or undecodable buffer); the store raises OSError.
+_READ_ERRORS = (OSError, RuntimeError, ValueError)
 
 
 def _read_done(store_uri: str, run: str) -> dict[tuple[int, int], list[int]]:
     """Finished chunks -> their class pixel counts, from ``chunk_counts`` (a chunk's
     row there is written after its pixels; unwritten = -1 = not finished)."""
     try:
-        group = open_store_group(store_uri, layout.prediction_path(run), mode="r")
+        group = open_group(store_uri, layout.prediction_path(run), mode="r")
         arr = group["chunk_counts"]
-    except Exception:
+    except _OPEN_ERRORS:
         return {}
     ny, nx, _ = arr.shape
     try:
         counts = np.asarray(arr[:])
-    except Exception:  # a torn marker (killed mid-write): read marker by marker
+    except _READ_ERRORS:  # a torn marker (killed mid-write): read marker by marker
         counts = np.full(arr.shape, -1, np.int64)
         for iy in range(ny):
             for ix in range(nx):
                 try:
                     counts[iy, ix] = arr[iy, ix]
-                except Exception:
+                except _READ_ERRORS:
                     pass
-    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(*np.nonzero(counts[:, :, 0] >= 0))}
+    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(*np.nonzero(counts[:, :, 0] >= 0), strict=False)}
 
 
-def _remove_run(store_uri: str, run: str) -> None:
-    d = _run_dir(store_uri, run)
-    if _is_url(d):
-        fs, p = _fs(d)
-        if fs.exists(p):
-            fs.rm(p, recursive=True)
-    else:
-        shutil.rmtree(d, ignore_errors=True)
+def _remove_run(uri: str, run: str) -> None:
+    remove_store(f"{canonical_uri(uri)}/{layout.prediction_path(run)}")
 
 
 def list_runs(store_uri: str) -> dict[str, dict[str, Any]]:
@@ -285,8 +280,8 @@ def list_runs(store_uri: str) -> dict[str, dict[str, Any]]:
         if (run := layout.parse_prediction(child)) is None:
             continue
         try:
-            out[run] = dict(open_store_group(store_uri, layout.prediction_path(run), mode="r").attrs).get("mis", {})
-        except Exception:
+            out[run] = dict(open_group(store_uri, layout.prediction_path(run), mode="r").attrs).get("mis", {})
+        except _OPEN_ERRORS:
             continue
     return out
 
@@ -302,7 +297,7 @@ def prediction_arrays(store_uri: str, run: str, *, allow_incomplete: bool = Fals
     if run not in runs:
         known = ", ".join(runs) or "none"
         raise PredictionError(f"{store_uri}: no prediction run {run!r} (runs: {known})")
-    group = open_store_group(store_uri, layout.prediction_path(run), mode="r")
+    group = open_group(store_uri, layout.prediction_path(run), mode="r")
     attrs = runs[run]
     if attrs.get("status") != "complete" and not allow_incomplete:
         done = len(_read_done(store_uri, run))
@@ -368,7 +363,7 @@ def _prepare_run(ref: ImageRef, run: str, meta: dict[str, Any], overwrite: bool,
     path = layout.prediction_path(run)
     ome = layout.label_image_ome(read_metadata(ref.store_uri)["ome"], path.rsplit("/", 1)[-1], classes,
                                  {"run": run, "model_sha256": meta["model_sha256"]})
-    root = open_store_group(ref.store_uri, mode="r+")
+    root = open_group(ref.store_uri, mode="r+")
     root.require_group(layout.LABELS)
     group = root.create_group(path, attributes={"ome": ome, "mis": meta})
     _, h, w = ref.shape
@@ -395,7 +390,7 @@ def _finish_run(ref: ImageRef, run: str, n_classes: int) -> dict[str, Any]:
     totals = np.zeros(n_classes, np.int64)
     for counts in done.values():
         totals[: len(counts)] += np.asarray(counts[:n_classes], np.int64)
-    group = open_store_group(ref.store_uri, layout.prediction_path(run), mode="r+")
+    group = open_group(ref.store_uri, layout.prediction_path(run), mode="r+")
     layout.build_pyramid(group)
     meta = dict(group.attrs)["mis"]
     meta.update(status="complete", finished=_now(), pixel_counts=totals.tolist())
@@ -405,7 +400,7 @@ def _finish_run(ref: ImageRef, run: str, n_classes: int) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------------- tasks
@@ -422,7 +417,7 @@ def _arrays(store_uri: str, run: str) -> tuple[Any, Any, Any, Any]:
         if key not in _ARRAYS:
             from mis.imagery.omezarr import open_level
 
-            group = open_store_group(store_uri, layout.prediction_path(run), mode="r+")
+            group = open_group(store_uri, layout.prediction_path(run), mode="r+")
             _ARRAYS[key] = (open_level(store_uri, 0), group["0"], group["probability"], group["chunk_counts"])
         return _ARRAYS[key]
 
@@ -450,7 +445,8 @@ class _ThreadsLimit:
     """Torch intra-op threads = 1 while several blocks run in parallel on the CPU."""
 
     def __init__(self, n: int | None) -> None:
-        self.n, self.old = n, None
+        self.n: int | None = n
+        self.old: int | None = None
 
     def __enter__(self) -> None:
         if self.n is not None:
@@ -494,7 +490,7 @@ def _run_local(
 
     keys = [f"mis-block-{i}-{uuid.uuid4().hex[:6]}" for i in range(len(items))]
     # the item is bound in a partial so that dask does not walk into it
-    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items)}
+    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items, strict=False)}
 
     def post(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
         on_result(result)
@@ -593,7 +589,7 @@ def predict(
     from mis.segment.device import pick_device
 
     t0 = time.perf_counter()
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     model = Path(model)
     if not model.is_file():
         raise PredictionError(f"{model}: no such model file")
@@ -616,7 +612,7 @@ def predict(
         "layout": {"0": "label value = class index + 1 into classes; 0 = not predicted",
                    "probability": "float16 max class probability; NaN = not predicted"},
     }
-    current = _prepare_run(ref, run, meta, overwrite, _label_classes(ref, meta["classes"], url))
+    current = _prepare_run(ref, run, meta, overwrite, _label_classes(ref, list(clf.classes), url))
     block = block or (4 if dev.type != "cpu" else 1)
     blocks = plan_blocks(ref.shape, ref.chunks, block)
     done = _read_done(ref.store_uri, run)
@@ -627,7 +623,7 @@ def predict(
               "device": str(dev) if scheduler is None else device, "block": b, "dtype": dtype.str,
               "chunks": tuple(ref.chunks[1:]), "n_classes": clf.n_classes} for b in todo]
     bar = _progress(progress and bool(todo), total, skipped, f"predict {run}")
-    state = {"pixels": 0, "t": time.perf_counter(), "computed": 0}
+    state: dict[str, Any] = {"pixels": 0, "t": time.perf_counter(), "computed": 0}
 
     def got(res: dict[str, Any]) -> None:
         state["pixels"] += res["pixels"]
@@ -671,7 +667,7 @@ def predict_in_memory(
     proba)`` returns ``{block.index: reduce(...)}`` instead (e.g. pooled uncertainty)."""
     from mis.imagery.omezarr import open_level
 
-    ref = image if isinstance(image, ImageRef) else image_ref(image, url)
+    ref = image_ref(image, url)
     config = clf.feature_config
     if config is None:
         raise PredictionError("the model has no feature config")
@@ -690,6 +686,7 @@ def predict_in_memory(
         if reduce is not None:
             return b, reduce(b, proba)
         lab = (argmax_labels(proba) - 1).cpu().numpy()
+        assert out_lab is not None and out_prob is not None  # no reduce: whole-image outputs
         out_lab[b.y0 : b.y1, b.x0 : b.x1] = lab
         out_prob[b.y0 : b.y1, b.x0 : b.x1] = proba.max(0).values.float().cpu().numpy()
         return b, None

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mis.segment.filters import FeatureConfig, feature_names, filter_halo
+from mis.segment.config import FeatureConfig
+from mis.segment.filters import feature_names, filter_halo
 
 __all__ = ["CANDIDATES", "Selection", "candidate_columns", "filter_cost", "select_features", "stroke_groups",
            "union_config"]
@@ -248,7 +249,7 @@ def select_features(
 
     tasks = [(name, i) for name in cols for i in range(len(plans))]
     with ThreadPoolExecutor(max(1, min(len(tasks), os.cpu_count() or 1))) as ex:
-        preds = dict(zip(tasks, ex.map(fold_predictions, tasks)))
+        preds = dict(zip(tasks, ex.map(fold_predictions, tasks), strict=False))
     if not plans:
         raise ValueError("cross-validation needs labelled pixels in at least two folds")
     truth = np.concatenate([yn[test] for _, test in plans])

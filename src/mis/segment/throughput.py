@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from mis.segment.classifiers import MLPPixelClassifier, PixelClassifier, RandomForestPixelClassifier, training_data
-from mis.segment.filters import FeatureConfig, compute_features, halo
+from mis.segment.config import FeatureConfig
+from mis.segment.filters import compute_features, halo
 from mis.segment.predict import _labels_and_probability, block_probabilities, plan_blocks
 from mis.segment.select import CANDIDATES
 from mis.segment.varied import SUITE, make_section

@@ -48,14 +48,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from mis.imagery.imageref import ImageRef, image_ref
 from mis.segment.classifiers import (
     MLPPixelClassifier,
     MultiGaussianClassifier,
     PixelClassifier,
     RandomForestPixelClassifier,
 )
-from mis.segment.filters import CNNConfig, FeatureConfig, compute_features, feature_align, feature_names, halo
-from mis.segment.labels import ImageRef, LabelError, LabelSet, image_ref, read_labels
+from mis.segment.config import CNNConfig, FeatureConfig
+from mis.segment.filters import compute_features, feature_align, feature_names, halo
+from mis.segment.labels import LabelError, LabelSet, read_labels
 from mis.segment.predict import _ThreadsLimit, read_padded
 from mis.segment.select import CANDIDATES, Selection, select_features, union_config
 
@@ -129,7 +131,7 @@ class TrainingSamples:
     @property
     def counts(self) -> dict[str, int]:
         n = np.bincount(self.y.numpy(), minlength=len(self.classes) + 1)[1:]
-        return {c: int(k) for c, k in zip(self.classes, n)}
+        return {c: int(k) for c, k in zip(self.classes, n, strict=False)}
 
 
 def _image_samples(
@@ -195,7 +197,7 @@ def gather_samples(
 
     config = config or FeatureConfig.fast()
     dev = pick_device(device)
-    refs = [im if isinstance(im, ImageRef) else image_ref(im, url) for im in images]
+    refs = [image_ref(im, url) for im in images]
     if not refs:
         raise LabelError("no image given")
     sets = [read_labels(r.store_uri, labels, version) for r in refs]
@@ -210,7 +212,7 @@ def gather_samples(
         raise LabelError(f"images have different band counts {sorted(bands)}; train them separately")
     names = feature_names(config, refs[0].shape[0])
     all_f, all_y, all_p, sources = [], [], [], []
-    for i, (ref, ls) in enumerate(zip(refs, sets)):
+    for i, (ref, ls) in enumerate(zip(refs, sets, strict=False)):
         if ls.array.shape[1:] != ref.shape[1:]:
             raise LabelError(f"{ref.store_uri}: label set {ls.path} is {ls.array.shape[1:]}, image {ref.shape[1:]}")
         lut = np.zeros(max(ls.legend) + 1 if ls.legend else 1, np.int64)
@@ -293,7 +295,7 @@ def train(
     ``features="auto"`` chooses the feature set by held-out-stroke cross-validation
     (:func:`mis.segment.select.select_features`); ``TrainResult.selection`` says what won."""
     t0 = time.perf_counter()
-    refs = [im if isinstance(im, ImageRef) else image_ref(im, url) for im in images]
+    refs = [image_ref(im, url) for im in images]
     selection = None
     if feature_config is not None:
         preset = "custom"

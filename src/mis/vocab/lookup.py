@@ -17,6 +17,7 @@ from sqlalchemy import literal, select
 from sqlalchemy.orm import Session
 
 from mis.catalogue import models as m
+from mis.vocab.names import local_name
 
 
 class UnknownTermError(LookupError):
@@ -65,7 +66,7 @@ class TermIndex:
         for c in session.scalars(query):
             terms.append(Term(c.uri, c.id, c.scheme, c.pref_label, c.notation))
             names.append((c.uri, c.uri, False))
-            names.append((c.uri, c.uri.rstrip("/").rsplit("/", 1)[-1].rsplit("#", 1)[-1], False))
+            names.append((c.uri, local_name(c.uri), False))
             names.append((c.uri, c.pref_label, False))
             names += [(c.uri, label, False) for label in c.labels.values() if isinstance(label, str)]
             names += [(c.uri, label, False) for label in c.alt_labels]
