@@ -78,10 +78,10 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
+    from mis.catalogue.locate import database_url
     from mis.catalogue.postgres import libpq_url
     from mis.catalogue.refs import find_plug
     from mis.catalogue.session import transaction
-    from mis.catalogue.locate import database_url
     from mis.grains.cleaning import describe_rules
 
     url = url or database_url()
@@ -256,10 +256,10 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
     import psycopg
 
     from mis.catalogue.errors import CatalogueError
+    from mis.catalogue.locate import database_url
     from mis.catalogue.postgres import libpq_url
     from mis.catalogue.refs import find_drillcore
     from mis.catalogue.session import transaction
-    from mis.catalogue.locate import database_url
 
     url = url or database_url()
     out = Path(out)
