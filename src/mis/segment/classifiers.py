@@ -229,6 +229,10 @@ class PixelClassifier:
     def fit(self, X: ArrayLike, y: ArrayLike) -> PixelClassifier:
         raise NotImplementedError
 
+    def to(self, device: torch.device | str) -> PixelClassifier:
+        """Move the fitted state to ``device``; returns self."""
+        raise NotImplementedError
+
     def _predict_flat(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -462,6 +466,8 @@ class MLPPixelClassifier(PixelClassifier):
     def to(self, device: torch.device | str) -> MLPPixelClassifier:
         self.device = pick_device(device)
         if self.net is not None:
+            if self.mean is None or self.std is None or self.log_offset is None:
+                raise RuntimeError("MLPPixelClassifier has a network but no normalisation (mean, std, log offsets)")
             self.net.to(self.device)
             self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
             self.log_offset = self.log_offset.to(self.device)

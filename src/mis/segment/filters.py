@@ -168,11 +168,18 @@ def _correlate(
             torch.sub(a, b, out=d)
         for i, o in enumerate(orders):
             t = s if o % 2 == 0 else d
-            if outs[i] is None:
+            if t is None:  # cannot happen: need_sum / need_diff allocate what the orders use
+                raise AssertionError(f"no {'sum' if o % 2 == 0 else 'difference'} buffer for order {o}")
+            acc = outs[i]
+            if acc is None:
                 outs[i] = t * halves[i][k]
             else:
-                outs[i].add_(t, alpha=halves[i][k])
-    return outs  # type: ignore[return-value]
+                acc.add_(t, alpha=halves[i][k])
+    # every order is set: even ones before the loop, odd ones at k = 1 (the radius is >= 1)
+    done = [o for o in outs if o is not None]
+    if len(done) != len(orders):
+        raise AssertionError(f"{len(orders) - len(done)} of {len(orders)} correlations not computed")
+    return done
 
 
 def _gaussian_derivatives(

@@ -266,7 +266,8 @@ def _read_done(store_uri: str, run: str) -> dict[tuple[int, int], list[int]]:
                     counts[iy, ix] = arr[iy, ix]
                 except _READ_ERRORS:
                     pass
-    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(*np.nonzero(counts[:, :, 0] >= 0), strict=False)}
+    done_y, done_x = np.nonzero(counts[:, :, 0] >= 0)
+    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(done_y, done_x, strict=True)}
 
 
 def _remove_run(uri: str, run: str) -> None:
