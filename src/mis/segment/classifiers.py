@@ -204,7 +204,8 @@ class PixelClassifier:
         counts = np.bincount(y, minlength=self.n_classes + 1)[1:]
         self.metadata.update(
             n_samples=int(len(y)),
-            class_counts={c: int(n) for c, n in zip(self.classes, counts, strict=False)},
+            # _check_y ran first: labels 1..K, so one count per class
+            class_counts={c: int(n) for c, n in zip(self.classes, counts, strict=True)},
             n_features=self.n_features,
             fitted_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             torch_version=torch.__version__,

@@ -79,7 +79,7 @@ class Evaluation:
         r = self.report
         per = [{"label": i + 1, "uri": u, "name": n, "support": int(r.support[i]), "predicted": int(r.predicted[i]),
                 "precision": float(r.precision[i]), "recall": float(r.recall[i]), "f1": float(r.f1[i]),
-                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names, strict=False))]
+                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names, strict=True))]
         return {
             "source": self.source, "truth": self.truth,
             "classes": self.classes, "per_class": per,

@@ -188,7 +188,7 @@ def _gaussian_derivatives(
     """Requested Gaussian derivatives of x (C, H, W) at sigma: keys among
     g, x, y, xx, yy, xy (x = along width, y = along height)."""
     h_orders = sorted({0 if k in ("g", "y", "yy") else 1 if k in ("x", "xy") else 2 for k in need})
-    h = dict(zip(h_orders, _correlate(x, sigma, h_orders, -1, truncate, method), strict=False))
+    h = dict(zip(h_orders, _correlate(x, sigma, h_orders, -1, truncate, method), strict=True))  # one per order
     plan: dict[int, list[tuple[int, str]]] = {}
     for key, (ho, vo) in {"g": (0, 0), "y": (0, 1), "yy": (0, 2), "x": (1, 0), "xy": (1, 1), "xx": (2, 0)}.items():
         if key in need:
@@ -196,7 +196,7 @@ def _gaussian_derivatives(
     out = {}
     for ho, items in plan.items():
         res = _correlate(h[ho], sigma, [vo for vo, _ in items], -2, truncate, method)
-        for (_, key), t in zip(items, res, strict=False):
+        for (_, key), t in zip(items, res, strict=True):  # one correlation per order
             out[key] = t
     return out
 

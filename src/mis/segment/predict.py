@@ -491,7 +491,7 @@ def _run_local(
 
     keys = [f"mis-block-{i}-{uuid.uuid4().hex[:6]}" for i in range(len(items))]
     # the item is bound in a partial so that dask does not walk into it
-    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items, strict=False)}
+    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items, strict=True)}
 
     def post(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
         on_result(result)

@@ -256,7 +256,7 @@ def select_features(
 
     tasks = [(name, i) for name in cols for i in range(len(plans))]
     with ThreadPoolExecutor(max(1, min(len(tasks), os.cpu_count() or 1))) as ex:
-        preds = dict(zip(tasks, ex.map(fold_predictions, tasks), strict=False))
+        preds = dict(zip(tasks, ex.map(fold_predictions, tasks), strict=True))
     if not plans:
         raise ValueError("cross-validation needs labelled pixels in at least two folds")
     truth = np.concatenate([yn[test] for _, test in plans])

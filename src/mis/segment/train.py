@@ -131,6 +131,7 @@ class TrainingSamples:
     @property
     def counts(self) -> dict[str, int]:
         n = np.bincount(self.y.numpy(), minlength=len(self.classes) + 1)[1:]
+        # strict=False: a hand-made y may hold labels beyond the class list; those are not counted
         return {c: int(k) for c, k in zip(self.classes, n, strict=False)}
 
 
