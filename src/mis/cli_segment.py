@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -163,8 +163,9 @@ def train_cmd(
     features: Annotated[str, typer.Option("--features", help="auto (chosen by cross-validation over held-out "
                                                               "strokes), or a preset: colour, edges, fine, medium, "
                                                               "broad, fast, ilastik, cnn, raw.")] = "auto",
-    feature_config: Annotated[Path | None, typer.Option("--feature-config",
-                                                        help="A FeatureConfig JSON file (replaces --features).")] = None,
+    feature_config: Annotated[
+        Path | None, typer.Option("--feature-config", help="A FeatureConfig JSON file (replaces --features).")
+    ] = None,
     version: Annotated[int | None, typer.Option("--version", help="Label set version (default: latest).")] = None,
     trees: Annotated[int | None, typer.Option("--trees", help="rf: number of trees (16).")] = None,
     max_depth: Annotated[int | None, typer.Option("--max-depth", help="rf: maximum tree depth (10).")] = None,
@@ -180,7 +181,7 @@ def train_cmd(
     from mis.segment.config import FeatureConfig
     from mis.segment.train import train
 
-    params = {}
+    params: dict[str, Any] = {}
     if classifier == "rf":
         if trees is not None:
             params["n_estimators"] = trees
@@ -276,4 +277,5 @@ def evaluate_cmd(
         print(json.dumps(ev.to_dict(), indent=2))
         return
     console.print(ev.report.summary())
-    console.print(f"accuracy {ev.report.accuracy:.4f}; macro F1 {ev.report.macro_f1:.4f}, IoU {ev.report.macro_iou:.4f}")
+    console.print(f"accuracy {ev.report.accuracy:.4f}; macro F1 {ev.report.macro_f1:.4f}, "
+                  f"IoU {ev.report.macro_iou:.4f}")

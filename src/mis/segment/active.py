@@ -127,8 +127,8 @@ class Suggestions:
         lo = np.percentile(rgb, 1, axis=(1, 2), keepdims=True)
         hi = np.percentile(rgb, 99, axis=(1, 2), keepdims=True)
         rgb = np.clip((rgb - lo) / np.maximum(hi - lo, 1e-6), 0, 1)
-        u = torch.from_numpy(self.uncertainty[None].astype(np.float32))
-        u = torch.nn.functional.interpolate(u[None], size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
+        ut = torch.from_numpy(self.uncertainty[None].astype(np.float32))
+        u = torch.nn.functional.interpolate(ut[None], size=(h, w), mode="bilinear", align_corners=False)[0, 0].numpy()
         top = float(np.percentile(u, 99.5)) if u.size else 1.0
         a = 0.6 * np.clip(u / max(top, 1e-6), 0, 1) ** 2  # the most uncertain areas stand out
         rgb = rgb * (1 - a) + np.stack([a, np.zeros_like(a), np.zeros_like(a)])
@@ -199,6 +199,8 @@ def suggest_regions(
             raise LabelError("a stored run has the max probability only: use --model for entropy")
         from mis.segment.predict import prediction_arrays
 
+        if run is None:  # excluded above: exactly one of model / run
+            raise LabelError("give exactly one of --model or --run")
         carr, parr, attrs = prediction_arrays(ref.store_uri, run)
         classes = list(attrs["classes"])
         measure = "1 - max probability"
@@ -361,6 +363,8 @@ def check_labels(
     comp, _ = _components(lab)
     samples = gather_samples([ref], labels, config, version=ls.version, device=device, max_per_class=None)
     pos = samples.positions
+    if pos is None:
+        raise LabelError("the gathered samples carry no pixel positions")
     comp_of = comp[pos[:, 1], pos[:, 2]]
     rng = np.random.default_rng(seed)
     # at most per_component pixels per stroke, then at most max_samples in all
@@ -412,7 +416,7 @@ def check_labels(
 
     boxes = ndi.find_objects(comp)
     sizes = np.bincount(comp.ravel())
-    comps = []
+    comps: list[dict[str, Any]] = []
     for c in np.unique(cid):
         m = cid == c
         lab_c = int(np.bincount(y[m]).argmax())

@@ -204,7 +204,8 @@ class PixelClassifier:
         counts = np.bincount(y, minlength=self.n_classes + 1)[1:]
         self.metadata.update(
             n_samples=int(len(y)),
-            class_counts={c: int(n) for c, n in zip(self.classes, counts, strict=False)},
+            # _check_y ran first: labels 1..K, so one count per class
+            class_counts={c: int(n) for c, n in zip(self.classes, counts, strict=True)},
             n_features=self.n_features,
             fitted_at=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             torch_version=torch.__version__,
@@ -227,6 +228,10 @@ class PixelClassifier:
 
     # -- interface
     def fit(self, X: ArrayLike, y: ArrayLike) -> PixelClassifier:
+        raise NotImplementedError
+
+    def to(self, device: torch.device | str) -> PixelClassifier:
+        """Move the fitted state to ``device``; returns self."""
         raise NotImplementedError
 
     def _predict_flat(self, x: torch.Tensor) -> torch.Tensor:
@@ -462,6 +467,8 @@ class MLPPixelClassifier(PixelClassifier):
     def to(self, device: torch.device | str) -> MLPPixelClassifier:
         self.device = pick_device(device)
         if self.net is not None:
+            if self.mean is None or self.std is None or self.log_offset is None:
+                raise RuntimeError("MLPPixelClassifier has a network but no normalisation (mean, std, log offsets)")
             self.net.to(self.device)
             self.mean, self.std = self.mean.to(self.device), self.std.to(self.device)
             self.log_offset = self.log_offset.to(self.device)

@@ -233,7 +233,7 @@ class VGG16Features(nn.Module):
 _NETS: dict[tuple, nn.Module] = {}
 
 
-def _net_class(cfg: CNNConfig) -> type:
+def _net_class(cfg: CNNConfig) -> type[EfficientNetLite0Features] | type[VGG16Features]:
     return EfficientNetLite0Features if cfg.model == "efficientnet_lite0" else VGG16Features
 
 
@@ -299,7 +299,7 @@ def cnn_halo(cfg: CNNConfig) -> int:
     cls = _net_class(cfg)
     net = cls.__new__(cls)  # receptive_field needs no weights
     layers = _layers(cfg)
-    h = max(cls.receptive_field(net, n) // 2 + cls.layer_strides[n] for n in layers)
+    h = max(net.receptive_field(n) // 2 + cls.layer_strides[n] for n in layers)
     s = cnn_stride(cfg)
     return int(math.ceil(h / s) * s)
 
@@ -309,7 +309,9 @@ def cnn_feature_names(cfg: CNNConfig) -> list[str]:
     return [f"cnn_{n}_c{c:03d}" for n in _layers(cfg) for c in range(cls.layer_channels[n])]
 
 
-def fit_band_projection(image: torch.Tensor | np.ndarray, max_pixels: int = 200_000, seed: int = 0) -> tuple[list[list[float]], list[float]]:
+def fit_band_projection(
+    image: torch.Tensor | np.ndarray, max_pixels: int = 200_000, seed: int = 0
+) -> tuple[list[list[float]], list[float]]:
     """PCA of the bands of a (C, H, W) float image: returns (projection 3 x C,
     offset C) such that ``projection @ (x - offset)`` has the first three principal
     components scaled to unit variance. Store both in ``CNNConfig``."""
@@ -371,10 +373,11 @@ def hypercolumns(x: torch.Tensor, cfg: CNNConfig) -> torch.Tensor:
     layers = _layers(cfg)
     outs = net(inp, layers)
     ups = []
-    for name, o in zip(layers, outs, strict=False):
+    strides = _net_class(cfg).layer_strides
+    for name, o in zip(layers, outs, strict=True):  # forward returns one map per requested layer
         # scale by the layer's stride (not to (h, w)): the same sampling grid for a
         # tile as for the whole image, then crop the ceil-sized result to (h, w)
-        s = float(net.layer_strides[name])
+        s = float(strides[name])
         u = F.interpolate(o, scale_factor=s, mode="bilinear", align_corners=False, recompute_scale_factor=False)
         ups.append(u[0, :, :h, :w])
     return torch.cat(ups, 0)

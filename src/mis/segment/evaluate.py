@@ -79,7 +79,7 @@ class Evaluation:
         r = self.report
         per = [{"label": i + 1, "uri": u, "name": n, "support": int(r.support[i]), "predicted": int(r.predicted[i]),
                 "precision": float(r.precision[i]), "recall": float(r.recall[i]), "f1": float(r.f1[i]),
-                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names, strict=False))]
+                "iou": float(r.iou[i])} for i, (u, n) in enumerate(zip(self.classes, self.names, strict=True))]
         return {
             "source": self.source, "truth": self.truth,
             "classes": self.classes, "per_class": per,
@@ -137,6 +137,8 @@ def evaluate(
         tvals, tlegend = load_truth(ref, truth, legend, url=url)
         truth_info: dict[str, Any] = {"file": str(truth), "legend": str(legend)}
     else:
+        if labels is None:  # excluded above: exactly one of truth / labels
+            raise LabelError("give exactly one truth: --truth TRUTH.png with --legend, or --labels NAME")
         ls = read_labels(ref.store_uri, labels, labels_version)
         tvals, tlegend = ls.read().astype(np.int64), dict(ls.legend)
         truth_info = {"labels": ls.path, "version": ls.version}
@@ -155,6 +157,8 @@ def evaluate(
     else:
         from mis.segment.predict import prediction_arrays
 
+        if run is None:  # excluded above: exactly one of model / run
+            raise LabelError("give exactly one of --model (predict now) or --run (a stored prediction)")
         carr, _, attrs = prediction_arrays(ref.store_uri, run)
         classes = list(attrs["classes"])
         pred = np.asarray(carr[:]).astype(np.int64)

@@ -168,11 +168,18 @@ def _correlate(
             torch.sub(a, b, out=d)
         for i, o in enumerate(orders):
             t = s if o % 2 == 0 else d
-            if outs[i] is None:
+            if t is None:  # cannot happen: need_sum / need_diff allocate what the orders use
+                raise AssertionError(f"no {'sum' if o % 2 == 0 else 'difference'} buffer for order {o}")
+            acc = outs[i]
+            if acc is None:
                 outs[i] = t * halves[i][k]
             else:
-                outs[i].add_(t, alpha=halves[i][k])
-    return outs  # type: ignore[return-value]
+                acc.add_(t, alpha=halves[i][k])
+    # every order is set: even ones before the loop, odd ones at k = 1 (the radius is >= 1)
+    done = [o for o in outs if o is not None]
+    if len(done) != len(orders):
+        raise AssertionError(f"{len(orders) - len(done)} of {len(orders)} correlations not computed")
+    return done
 
 
 def _gaussian_derivatives(
@@ -181,7 +188,7 @@ def _gaussian_derivatives(
     """Requested Gaussian derivatives of x (C, H, W) at sigma: keys among
     g, x, y, xx, yy, xy (x = along width, y = along height)."""
     h_orders = sorted({0 if k in ("g", "y", "yy") else 1 if k in ("x", "xy") else 2 for k in need})
-    h = dict(zip(h_orders, _correlate(x, sigma, h_orders, -1, truncate, method), strict=False))
+    h = dict(zip(h_orders, _correlate(x, sigma, h_orders, -1, truncate, method), strict=True))  # one per order
     plan: dict[int, list[tuple[int, str]]] = {}
     for key, (ho, vo) in {"g": (0, 0), "y": (0, 1), "yy": (0, 2), "x": (1, 0), "xy": (1, 1), "xx": (2, 0)}.items():
         if key in need:
@@ -189,7 +196,7 @@ def _gaussian_derivatives(
     out = {}
     for ho, items in plan.items():
         res = _correlate(h[ho], sigma, [vo for vo, _ in items], -2, truncate, method)
-        for (_, key), t in zip(items, res, strict=False):
+        for (_, key), t in zip(items, res, strict=True):  # one correlation per order
             out[key] = t
     return out
 

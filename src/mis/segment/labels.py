@@ -555,7 +555,7 @@ def store_labels(
     digest = hashlib.sha256()
     for y0, x0, tile in tiles():
         vals, n = np.unique(tile, return_counts=True)
-        for v, k in zip(vals.tolist(), n.tolist(), strict=False):
+        for v, k in zip(vals.tolist(), n.tolist(), strict=True):
             if v:
                 counts[v] = counts.get(v, 0) + k
         if tile.any():

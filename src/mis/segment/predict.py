@@ -266,7 +266,8 @@ def _read_done(store_uri: str, run: str) -> dict[tuple[int, int], list[int]]:
                     counts[iy, ix] = arr[iy, ix]
                 except _READ_ERRORS:
                     pass
-    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(*np.nonzero(counts[:, :, 0] >= 0), strict=False)}
+    done_y, done_x = np.nonzero(counts[:, :, 0] >= 0)
+    return {(int(iy), int(ix)): counts[iy, ix].tolist() for iy, ix in zip(done_y, done_x, strict=True)}
 
 
 def _remove_run(uri: str, run: str) -> None:
@@ -490,7 +491,7 @@ def _run_local(
 
     keys = [f"mis-block-{i}-{uuid.uuid4().hex[:6]}" for i in range(len(items))]
     # the item is bound in a partial so that dask does not walk into it
-    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items, strict=False)}
+    dsk = {k: (functools.partial(fn, it),) for k, it in zip(keys, items, strict=True)}
 
     def post(key: Any, result: Any, dsk: Any, state: Any, worker_id: Any) -> None:
         on_result(result)

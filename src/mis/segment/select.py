@@ -49,7 +49,13 @@ __all__ = ["CANDIDATES", "Selection", "candidate_columns", "filter_cost", "selec
 #: trees of the cross-validation forests (depth 10, as the default classifier)
 CV_TREES = 10
 
-_COMMON = dict(include_raw=False, truncate=3.0, st_outer_ratio=3.0, derivatives="difference")
+
+def _candidate(filters: dict[str, tuple[float, ...]]) -> FeatureConfig:
+    """A candidate with the settings every candidate shares (no raw band, truncation
+    3 sigma, structure-tensor outer scale 3 sigma, difference derivatives)."""
+    return FeatureConfig(filters=filters, include_raw=False, truncate=3.0, st_outer_ratio=3.0,
+                         derivatives="difference")
+
 
 #: The candidate family, cheapest first: ``gaussian`` is colour/intensity at that
 #: smoothing, ``gradmag`` edges, ``hess_eig`` blob/ridge shape, ``st_eig`` at sigma s
@@ -57,13 +63,11 @@ _COMMON = dict(include_raw=False, truncate=3.0, st_outer_ratio=3.0, derivatives=
 #: scikit-image's ``multiscale_basic_features`` covers (intensity, edges, Hessian texture
 #: at sigma 1, 2, 4, 8, 16).
 CANDIDATES: dict[str, FeatureConfig] = {
-    "colour": FeatureConfig(filters={"gaussian": (1.0,)}, **_COMMON),
-    "edges": FeatureConfig(filters={"gaussian": (1.0,), "gradmag": (1.0, 2.0, 4.0)}, **_COMMON),
-    "fine": FeatureConfig(filters={"gaussian": (1.0,), "st_eig": (0.7,)}, **_COMMON),
-    "medium": FeatureConfig(filters={"gaussian": (1.0, 2.0, 4.0), "gradmag": (2.0, 4.0), "st_eig": (0.7,)},
-                            **_COMMON),
-    "broad": FeatureConfig(filters={f: (1.0, 2.0, 4.0, 8.0, 16.0) for f in ("gaussian", "gradmag", "hess_eig")},
-                           **_COMMON),
+    "colour": _candidate({"gaussian": (1.0,)}),
+    "edges": _candidate({"gaussian": (1.0,), "gradmag": (1.0, 2.0, 4.0)}),
+    "fine": _candidate({"gaussian": (1.0,), "st_eig": (0.7,)}),
+    "medium": _candidate({"gaussian": (1.0, 2.0, 4.0), "gradmag": (2.0, 4.0), "st_eig": (0.7,)}),
+    "broad": _candidate({f: (1.0, 2.0, 4.0, 8.0, 16.0) for f in ("gaussian", "gradmag", "hess_eig")}),
 }
 
 
@@ -214,7 +218,9 @@ def select_features(
     Xn = X.numpy() if isinstance(X, torch.Tensor) else np.asarray(X)
     yn = y.numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     if Xn.shape[1] != len(feature_names(union, n_bands)):
-        raise ValueError(f"X has {Xn.shape[1]} columns, the union of the candidates {len(feature_names(union, n_bands))}")
+        raise ValueError(
+            f"X has {Xn.shape[1]} columns, the union of the candidates {len(feature_names(union, n_bands))}"
+        )
     rng = np.random.default_rng(seed)
     groups = stroke_groups(positions)
     fold = _fold_plan(groups, yn, positions, folds, rng)
@@ -240,8 +246,9 @@ def select_features(
         name, i = task
         train, test = plans[i]
         rf = RandomForestClassifier(n_estimators=CV_TREES, max_depth=10, n_jobs=1, random_state=seed)
-        rf.fit(Xn[np.ix_(train, cols[name])], yn[train])
-        return rf.predict(Xn[np.ix_(test, cols[name])]).astype(np.int64)
+        columns = np.asarray(cols[name], dtype=np.intp)
+        rf.fit(Xn[np.ix_(train, columns)], yn[train])
+        return rf.predict(Xn[np.ix_(test, columns)]).astype(np.int64)
 
     # (candidate, fold) fits in threads: scikit-learn builds trees without the GIL, and
     # one thread per fit avoids joblib's per-fit start-up and synchronisation
@@ -249,7 +256,7 @@ def select_features(
 
     tasks = [(name, i) for name in cols for i in range(len(plans))]
     with ThreadPoolExecutor(max(1, min(len(tasks), os.cpu_count() or 1))) as ex:
-        preds = dict(zip(tasks, ex.map(fold_predictions, tasks), strict=False))
+        preds = dict(zip(tasks, ex.map(fold_predictions, tasks), strict=True))
     if not plans:
         raise ValueError("cross-validation needs labelled pixels in at least two folds")
     truth = np.concatenate([yn[test] for _, test in plans])

@@ -270,14 +270,14 @@ def synthetic_multispectral(
         d = srng.standard_normal(n_bands)
         means.append(base + separation * sd * d / np.linalg.norm(d) * np.sqrt(n_bands) / 1.5)
         roots.append((srng.standard_normal((n_bands, n_bands)) * 0.5 + np.eye(n_bands)) * sd / np.sqrt(n_bands))
-    img = np.zeros((n_bands, h * w), np.float64)
+    flat_img = np.zeros((n_bands, h * w), np.float64)
     flat = truth.ravel()
     for k in range(1, n_classes + 1):
         cov_root = roots[k - 1]
         idx = np.flatnonzero(flat == k)
         noise = cov_root @ rng.standard_normal((n_bands, idx.size))
-        img[:, idx] = means[k - 1][:, None] + noise
-    img = img.reshape(n_bands, h, w)
+        flat_img[:, idx] = means[k - 1][:, None] + noise
+    img = flat_img.reshape(n_bands, h, w)
     if blur > 0:
         img = ndi.gaussian_filter(img, (0, blur, blur))
     image = np.clip(np.rint(img), 0, 4095).astype(np.uint16)

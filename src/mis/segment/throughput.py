@@ -121,6 +121,8 @@ def features_predict_rate(image: np.ndarray, clf: PixelClassifier, dev: torch.de
     x = torch.from_numpy(image).to(dev)
     _, h, w = x.shape
     cfg = clf.feature_config
+    if cfg is None:
+        raise ValueError(f"{type(clf).__name__} has no feature config: cannot compute its features")
     hal = halo(cfg)
 
     def one(y0: int, x0: int) -> None:
@@ -200,16 +202,17 @@ def compare_devices(sec: Any, dev: torch.device | str, candidates: dict[str, Fea
             top = p_cpu.topk(2, dim=0).values
             clear = (top[0] - top[1]) > PROBA_ATOL
             lab_cpu, lab_dev = p_cpu.argmax(0), p_dev.argmax(0)
-            row = {"features": name, "classifier": kind, "feature_rel_err": ferr,
-                   "proba_max_abs": float(d.max()), "proba_mean_abs": float(d.mean()),
-                   "label_agreement": float((lab_cpu == lab_dev).float().mean()),
-                   "clear_labels_equal": bool(torch.equal(lab_cpu[clear], lab_dev[clear])),
-                   "same_input_max_abs": same}
+            proba_max, proba_mean = float(d.max()), float(d.mean())
+            agreement = float((lab_cpu == lab_dev).float().mean())
+            clear_equal = bool(torch.equal(lab_cpu[clear], lab_dev[clear]))
+            row: dict[str, Any] = {"features": name, "classifier": kind, "feature_rel_err": ferr,
+                                   "proba_max_abs": proba_max, "proba_mean_abs": proba_mean,
+                                   "label_agreement": agreement, "clear_labels_equal": clear_equal,
+                                   "same_input_max_abs": same}
             if kind == "rf":
-                ok = (row["label_agreement"] >= FOREST_AGREEMENT and row["proba_mean_abs"] <= FOREST_MEAN_ATOL
-                      and same <= 1e-6)
+                ok = agreement >= FOREST_AGREEMENT and proba_mean <= FOREST_MEAN_ATOL and same <= 1e-6
             else:
-                ok = row["proba_max_abs"] <= PROBA_ATOL and row["clear_labels_equal"]
+                ok = proba_max <= PROBA_ATOL and clear_equal
             row["ok"] = bool(ok and ferr <= FEATURE_RTOL)
             rows.append(row)
     return rows

@@ -131,6 +131,7 @@ class TrainingSamples:
     @property
     def counts(self) -> dict[str, int]:
         n = np.bincount(self.y.numpy(), minlength=len(self.classes) + 1)[1:]
+        # strict=False: a hand-made y may hold labels beyond the class list; those are not counted
         return {c: int(k) for c, k in zip(self.classes, n, strict=False)}
 
 
@@ -212,7 +213,7 @@ def gather_samples(
         raise LabelError(f"images have different band counts {sorted(bands)}; train them separately")
     names = feature_names(config, refs[0].shape[0])
     all_f, all_y, all_p, sources = [], [], [], []
-    for i, (ref, ls) in enumerate(zip(refs, sets, strict=False)):
+    for i, (ref, ls) in enumerate(zip(refs, sets, strict=True)):  # one label set per image
         if ls.array.shape[1:] != ref.shape[1:]:
             raise LabelError(f"{ref.store_uri}: label set {ls.path} is {ls.array.shape[1:]}, image {ref.shape[1:]}")
         lut = np.zeros(max(ls.legend) + 1 if ls.legend else 1, np.int64)
@@ -220,13 +221,13 @@ def gather_samples(
             if uri not in order:
                 raise LabelError(f"{ref.store_uri}: {ls.path} has class {uri}, not in the given class list")
             lut[v] = order.index(uri) + 1
-        f, y, p = _image_samples(ref, ls, config, lut, dev)
-        n = sum(len(v) for v in y)
+        f, ys, p = _image_samples(ref, ls, config, lut, dev)
+        n = sum(len(v) for v in ys)
         sources.append({"image_id": ref.image_id, "store_uri": ref.store_uri,
                         "image_checksum_sha256": ref.checksum_sha256, "labels": ls.path, "version": ls.version,
                         "labels_sha256": ls.attrs.get("mis", {}).get("content_sha256"), "samples": int(n)})
         all_f += f
-        all_y += y
+        all_y += ys
         all_p += [np.concatenate([np.full((len(q), 1), i), q], 1) for q in p]
     if not all_y:
         raise LabelError(f"label set {labels!r}: no labelled pixel in the given images")
