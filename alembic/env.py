@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from alembic import context
 from geoalchemy2 import alembic_helpers
 from sqlalchemy import create_engine, pool
 
-from alembic import context
 from mis.catalogue.locate import database_url
 from mis.catalogue.models import Base
 from mis.catalogue.partitions import is_partition

@@ -64,7 +64,10 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
     file anew gives each app its own configuration and API object, which MIS then patches
     (:func:`mis.api.patches.keep_raw_headers`, :func:`mis.api.patches.serve_through_mis`).
     """
-    origin = importlib.util.find_spec("pygeoapi.starlette_app").origin  # not imported: it would run
+    found = importlib.util.find_spec("pygeoapi.starlette_app")  # not imported: it would run
+    if found is None or found.origin is None:
+        raise RuntimeError("cannot find the module pygeoapi.starlette_app: is pygeoapi installed?")
+    origin = found.origin
     # pygeoapi reads these two only while its module is imported; afterwards the process
     # environment is put back exactly as it was (a key that was absent is removed again)
     saved = {k: os.environ.get(k) for k in ("PYGEOAPI_CONFIG", "PYGEOAPI_OPENAPI")}
@@ -72,6 +75,8 @@ def _load_pygeoapi(config_path: Path, openapi_path: Path, tokens: TokenStore, ba
     os.environ["PYGEOAPI_OPENAPI"] = str(openapi_path)
     try:
         spec = importlib.util.spec_from_file_location(f"mis_pygeoapi_app_{next(_COUNTER)}", origin)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"cannot load pygeoapi.starlette_app from {origin}")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:

@@ -267,7 +267,7 @@ class Row:
     values: dict[str, Any]
     invalid: set[str] = field(default_factory=set)
     #: Per-field line (YAML/JSON deposits: each key has its own line).
-    lines: dict[str, int] | None = None
+    lines: dict[str, int | None] | None = None
     #: Per-field spelling of the key, where records spell keys differently (deposits).
     names: dict[str, str] | None = None
 
@@ -633,8 +633,8 @@ MAX_ENCODING_FINDINGS = 10
 class _LineDict(dict):
     """A mapping that remembers the line of itself and of each key (YAML/JSON input)."""
 
-    line: int = 0
-    lines: dict[str, int]
+    line: int | None = 0
+    lines: dict[str, int | None]
 
 
 def _construct_map(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _LineDict:
@@ -661,6 +661,11 @@ _LineLoader.add_constructor("tag:yaml.org,2002:map", _construct_map)
 MAX_DEPTH = 32
 
 
+def _mark_line(mark: Any) -> int | None:
+    """The 1-based line of a YAML event's mark; None where the parser gave no mark."""
+    return mark.line + 1 if mark is not None else None
+
+
 def _refuse_structure(text: str, source: str) -> Finding | None:
     """An error for YAML aliases (``*name``: a 427-byte "billion laughs" document expands
     to gigabytes) or nesting deeper than :data:`MAX_DEPTH`, found in one pass over the
@@ -671,13 +676,13 @@ def _refuse_structure(text: str, source: str) -> Finding | None:
     try:
         for event in yaml.parse(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
             if isinstance(event, yaml.AliasEvent):
-                return error(source, event.start_mark.line + 1, None,
+                return error(source, _mark_line(event.start_mark), None,
                              "YAML aliases (*name) are not accepted: write each value out",
                              detail=f"alias *{event.anchor}")
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 depth += 1
                 if depth > MAX_DEPTH:
-                    return error(source, event.start_mark.line + 1, None,
+                    return error(source, _mark_line(event.start_mark), None,
                                  f"nested deeper than {MAX_DEPTH} levels: not a deposit document")
             elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 depth -= 1
@@ -722,7 +727,7 @@ def _deposit_records(doc: Any) -> tuple[list[Mapping[str, Any]], str | None]:
         if not isinstance(features, list):
             return [], "a GeoJSON FeatureCollection needs a 'features' list"
         crs = doc.get("crs")
-        records = []
+        records: list[Mapping[str, Any]] = []
         for feature in features:
             if not isinstance(feature, Mapping) or feature.get("type") != "Feature":
                 return [], "every member of 'features' must be a GeoJSON Feature"
@@ -750,7 +755,8 @@ def _deposit_table(records: list[Mapping[str, Any]], source: str, lines: bool | 
     for n, record in enumerate(records, start=1):
         line = getattr(record, "line", None) if lines else n
         key_lines = dict(getattr(record, "lines", {})) if lines else {}
-        row = Row(line, {}, lines={})
+        field_lines: dict[str, int | None] = {}
+        row = Row(line, {}, lines=field_lines)
         seen: dict[str, str] = {}
         for key, raw in record.items():
             key = str(key)
@@ -763,17 +769,19 @@ def _deposit_table(records: list[Mapping[str, Any]], source: str, lines: bool | 
                 table.findings.append(warning(source, where, key, "unknown field, ignored"))
                 continue
             if canonical in seen:
-                table.findings.append(error(source, where, key, f"duplicate field: means the same as {seen[canonical]}"))
+                table.findings.append(
+                    error(source, where, key, f"duplicate field: means the same as {seen[canonical]}"))
                 continue
             seen[canonical] = key
-            row.lines[canonical] = where
+            field_lines[canonical] = where
             table.columns.setdefault(canonical, key)
             kind_type = COLUMNS["deposits"][canonical][0]
             try:
                 value = _deposit_value(kind_type, raw)
             except ValueError as exc:
                 row.invalid.add(canonical)
-                table.findings.append(error(source, where, key, str(exc), raw if not isinstance(raw, Mapping) else _NO_VALUE))
+                shown = raw if not isinstance(raw, Mapping) else _NO_VALUE
+                table.findings.append(error(source, where, key, str(exc), shown))
                 continue
             if value is not None:
                 row.values[canonical] = value
@@ -816,7 +824,8 @@ def read_file(path: Path | str, kind: Kind | None = None, label: str | None = No
     try:
         data = path.read_bytes()
     except OSError as exc:
-        return Table(kind or "collars", source, [], {}, [error(source, None, None, f"cannot read file: {exc.strerror}")])
+        unreadable = error(source, None, None, f"cannot read file: {exc.strerror}")
+        return Table(kind or "collars", source, [], {}, [unreadable])
     suffix = path.suffix.lower()
     if kind == "deposits" or (kind is None and suffix in _DEPOSIT_SUFFIXES):
         return read_deposit_text(data, source)

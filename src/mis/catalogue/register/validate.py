@@ -233,7 +233,7 @@ class _Validator:
     def term(self, table: Table, row: Row, fieldname: str, text: str) -> str | None:
         uri, rule, detail = self.terms.resolve(fieldname, text)
         if uri is None:
-            self.err(table, row, fieldname, rule, text, detail=detail)
+            self.err(table, row, fieldname, rule or f"unknown {fieldname} term", text, detail=detail)
         return uri
 
     def of(self, kind: str) -> Iterable[Table]:
@@ -427,13 +427,15 @@ class _Validator:
         # A column the file does not have keeps what a registered hole has (an empty cell
         # in a column it has clears the value).
         db = self.state.holes.get(key) if deposit is not None else None
+        # read only where kept() holds, that is where the database has the hole
+        db_values: dict[str, Any] = db.values if db is not None else {}
 
         def kept(*fields: str) -> bool:
             return db is not None and not any(f in table.columns for f in fields)
 
         # orientation
-        dip = db.values["dip"] if kept("dip", "inclination") else self.angle_dip(table, row)
-        azimuth = db.values["azimuth"] if kept("azimuth") else self.azimuth(table, row, "azimuth")
+        dip = db_values["dip"] if kept("dip", "inclination") else self.angle_dip(table, row)
+        azimuth = db_values["azimuth"] if kept("azimuth") else self.azimuth(table, row, "azimuth")
         if dip is False or azimuth is False:
             ok = False
             dip = azimuth = None
@@ -445,14 +447,14 @@ class _Validator:
             azimuth = 0.0
         values.update(dip=dip, azimuth=azimuth)
         ref_text = v.get("azimuth_reference")
-        reference = db.values["azimuth_reference"] if kept("azimuth_reference") else "true"
+        reference = db_values["azimuth_reference"] if kept("azimuth_reference") else "true"
         if ref_text is not None:
             reference = _AZIMUTH_REFERENCES.get(ref_text.strip().casefold())
             if reference is None:
                 self.err(table, row, "azimuth_reference", "azimuth reference must be true, grid or magnetic",
                          ref_text)
                 ok = False
-        declination = db.values["magnetic_declination_deg"] if kept("declination") else v.get("declination")
+        declination = db_values["magnetic_declination_deg"] if kept("declination") else v.get("declination")
         if declination is not None and not -180 <= declination <= 180:
             self.err(table, row, "declination", "declination out of range -180..180", declination)
             ok = False
@@ -466,24 +468,24 @@ class _Validator:
             ok = ok and uri is not None
             values["drilling_method_uri"] = uri
         elif kept("drilling_method"):
-            values["drilling_method_uri"] = db.values["drilling_method_uri"]
-        start = db.values["start_date"] if kept("start_date") else v.get("start_date")
-        end = db.values["end_date"] if kept("end_date") else v.get("end_date")
+            values["drilling_method_uri"] = db_values["drilling_method_uri"]
+        start = db_values["start_date"] if kept("start_date") else v.get("start_date")
+        end = db_values["end_date"] if kept("end_date") else v.get("end_date")
         if start and end and end < start:
             self.err(table, row, "end_date", "end date before start date", end, detail=f"start {start.isoformat()}")
             ok = False
         values.update(start_date=start, end_date=end)
         for field_, column in (("operator", "operator"), ("core_custodian", "custodian"), ("purpose", "purpose"),
                                ("elevation_reference", "elevation_reference")):
-            values[field_] = db.values[field_] if kept(column) else v.get(column)
+            values[field_] = db_values[field_] if kept(column) else v.get(column)
         values["elevation_reference"] = values["elevation_reference"] or DEFAULT_ELEVATION_REFERENCE
-        if not ok:
+        if not ok or deposit is None:
             return None
         plan = HolePlan(deposit, hole, values, source=table.source, line=row.line)
         self.plan.holes[key] = plan
         return table, row, plan, epsg, x, y
 
-    def angle_dip(self, table: Table, row: Row) -> float | None | bool:
+    def angle_dip(self, table: Table, row: Row) -> float | None | Literal[False]:
         """Mining dip from a DIP or INCLINATION value; False when out of range (reported)."""
         v = row.values
         if "inclination" in v:
@@ -497,7 +499,7 @@ class _Validator:
             return v["dip"]
         return None
 
-    def azimuth(self, table: Table, row: Row, f: str) -> float | None | bool:
+    def azimuth(self, table: Table, row: Row, f: str) -> float | None | Literal[False]:
         a = row.values.get(f)
         if a is None:
             return None
@@ -520,7 +522,7 @@ class _Validator:
                 lon, lat = xs, ys
             else:
                 lon, lat = (np.asarray(a) for a in transformer(epsg, WGS84).transform(xs, ys))
-            for (table, row, plan, _e, x, y), lo, la in zip(items, lon, lat):
+            for (table, row, plan, _e, x, y), lo, la in zip(items, lon, lat, strict=True):
                 if not (math.isfinite(lo) and math.isfinite(la)) or abs(la) > 90:
                     f = "x/y" if "x" in row.values else "lon/lat"
                     self.err(table, row, f, f"coordinates outside the area of EPSG:{epsg}", (x, y))
@@ -538,6 +540,9 @@ class _Validator:
     def check_footprint(self, table: Table, row: Row, plan: HolePlan) -> None:
         """A collar inside its deposit's footprint; outside it within the tolerance a
         warning, beyond it an error (with a hint when swapping lon and lat would fit)."""
+        lon, lat, values = plan.lon, plan.lat, plan.values
+        if lon is None or lat is None or values is None:
+            raise RuntimeError(f"hole {plan.name!r}: the footprint check needs the collar placed (lon/lat) first")
         footprint = self.footprint_of(plan.deposit)
         if footprint is None:
             return
@@ -547,18 +552,18 @@ class _Validator:
         prepared = self.prepared.get(plan.deposit)
         if prepared is None:
             prepared = self.prepared[plan.deposit] = prep(footprint)
-        if footprint.geom_type != "Point" and prepared.covers(Point(plan.lon, plan.lat)):
+        if footprint.geom_type != "Point" and prepared.covers(Point(lon, lat)):
             return
         tolerance = _tolerance(footprint)
-        distance = _distance_m(footprint, plan.lon, plan.lat)
+        distance = _distance_m(footprint, lon, lat)
         f = "x/y" if "x" in row.values else "lon/lat"
-        x, y = plan.values["collar_x"], plan.values["collar_y"]
+        x, y = values["collar_x"], values["collar_y"]
         if distance <= tolerance:
             if footprint.geom_type != "Point":
                 self.warn(table, row, f, f"collar outside the footprint of deposit {plan.deposit!r}", (x, y),
                           detail=f"{distance:.0f} m outside; within the {tolerance:.0f} m tolerance")
             return
-        swapped = abs(plan.lon) <= 90 and _distance_m(footprint, plan.lat, plan.lon) <= tolerance
+        swapped = abs(lon) <= 90 and _distance_m(footprint, lat, lon) <= tolerance
         self.err(table, row, f, f"collar {_km(distance)} from the footprint of deposit {plan.deposit!r}"
                  + ("; lon/lat swapped?" if swapped else ""), (x, y),
                  detail=f"at most {tolerance:.0f} m outside it is accepted")
@@ -648,7 +653,7 @@ class _Validator:
                 azimuth = self.azimuth(table, row, "azimuth")
                 if azimuth is None:
                     self.missing(table, row, "azimuth", "survey azimuth missing")
-                if not ok or dip is None or dip is False or azimuth is None or azimuth is False:
+                if not ok or depth is None or dip is None or dip is False or azimuth is None or azimuth is False:
                     bad.add(key)
                     continue
                 sets[key].append((table, row, depth, dip, azimuth))
@@ -656,7 +661,7 @@ class _Validator:
                    if self.survey_set(key, stations, key in bad)]
         self.doglegs(checked)
 
-    def survey_set(self, key: tuple[str, str], stations, has_bad_rows: bool) -> None:
+    def survey_set(self, key: tuple[str, str], stations, has_bad_rows: bool) -> bool:
         length = self.length_of(key)
         ok = not has_bad_rows
         previous = None
@@ -742,7 +747,8 @@ class _Validator:
         if self.options.sample_type:
             uri, rule, detail = self.terms.resolve("sample_type", self.options.sample_type)
             if uri is None:
-                self.findings.append(error("--sample-type", None, None, rule, self.options.sample_type,
+                self.findings.append(error("--sample-type", None, None, rule or "unknown sample_type term",
+                                           self.options.sample_type,
                                            detail=detail))
             default_type = uri
         for table in self.of("samples"):
@@ -794,7 +800,7 @@ class _Validator:
                 if "lithology" in v:
                     lithology = self.term(table, row, "lithology", v["lithology"])
                     ok = ok and lithology is not None
-                if not ok:
+                if not ok or key is None:
                     continue
                 values = {"from_m": start, "to_m": end, "sample_type_uri": sample_type,
                           "lithology_uri": lithology, "preparation": v.get("preparation"),
