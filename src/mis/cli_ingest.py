@@ -34,22 +34,26 @@ def ingest_cmd(
                         "--class Qz --class Ccp); default: the stored prediction's class list.")] = None,
     name: Annotated[str, typer.Option("--name", help="Run name (= the prediction run in the image store); "
                                                      "re-running a name replaces that run.")] = "default",
-    model: Annotated[Path | None, typer.Option("--model", help="Model file: predict with it if the "
-                                                             "image has no prediction run NAME yet; hashed into the provenance.")] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="Model file: predict with it if the image has no prediction run NAME yet; hashed "
+                        "into the provenance.")] = None,
     feature_config: Annotated[str | None, typer.Option(
         "--feature-config", help="Feature configuration of the model (JSON text or a .json file).")] = None,
-    roxel_size: Annotated[int, typer.Option("--roxel-size", help="Roxel size in pixels (divides the chunk size).")] = 16,
+    roxel_size: Annotated[int, typer.Option(
+        "--roxel-size", help="Roxel size in pixels (divides the chunk size).")] = 16,
     lithology: Annotated[str | None, typer.Option(
         "--lithology", help="Lithology of the rock (a term or URI); default: proposed by a rule.")] = None,
     liberation: Annotated[list[str] | None, typer.Option(
-        "--liberation", help="Mineral whose liberation to report (repeat); default: sulfides and native elements.")] = None,
+        "--liberation", help="Mineral whose liberation to report (repeat); default: sulfides and native "
+                             "elements.")] = None,
     min_grain_area: Annotated[float | None, typer.Option(
         "--min-grain-area", help="Minimum grain area in µm²: smaller components of the class map are absorbed by "
                                  "their surroundings, smaller grains are not grains (default: "
                                  f"{DEFAULT_MIN_GRAIN_PX} pixels of the image; 0: none, and with --no-split the raw "
                                  "components).")] = None,
     split: Annotated[bool, typer.Option(
-        "--split/--no-split", help="Split touching grains of one mineral along the boundary lines between them.")] = True,
+        "--split/--no-split", help="Split touching grains of one mineral along the boundary lines between "
+                                   "them.")] = True,
     bridge: Annotated[int, typer.Option(
         "--bridge", help="Gaps in a boundary line bridged when splitting, in pixels.")] = DEFAULT_BRIDGE_PX,
     watershed: Annotated[bool, typer.Option(
@@ -76,7 +80,8 @@ def ingest_cmd(
 
     Example: `mis ingest 12 --model rf.pt --name rf`
 
-    Example: `mis ingest 12 --labels section.ome.zarr::labels/default/0 --class background --class Qz --class Ccp --class Py --model rf.joblib`
+    Example: `mis ingest 12 --labels section.ome.zarr::labels/default/0 --class background --class Qz
+    --class Ccp --class Py --model rf.joblib`
     """
     from mis.catalogue.errors import CatalogueError
     from mis.catalogue.postgres import PostgresError
@@ -92,13 +97,13 @@ def ingest_cmd(
         if feature_config:
             text = Path(feature_config).read_text() if feature_config.endswith(".json") else feature_config
             fc = json.loads(text)
-        options = dict(roxel_size=roxel_size, scheduler=scheduler, progress=not quiet, lithology=lithology,
-                       liberation=liberation, grain_rules=rules)
         if labels is None:
             from mis.ingest.predicted import ingest_prediction
 
             summary = ingest_prediction(image, name, model, probability=probability, classes=classes,
-                                        feature_config=fc, console=err, **options)
+                                        feature_config=fc, console=err, roxel_size=roxel_size,
+                                        scheduler=scheduler, progress=not quiet, lithology=lithology,
+                                        liberation=liberation, grain_rules=rules)
         else:
             if not classes:
                 _fail("give the class list (--class, in label order)")
@@ -106,7 +111,8 @@ def ingest_cmd(
                               model_sha256=sha256_file(model) if model and Path(model).exists() else None,
                               feature_config=fc or {})
             summary = ingest(image, labels, probability, classes, name=name, provenance=prov, console=err,
-                             **options)
+                             roxel_size=roxel_size, scheduler=scheduler, progress=not quiet,
+                             lithology=lithology, liberation=liberation, grain_rules=rules)
     except (IngestError, RunWriterError, CatalogueError, PostgresError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
     console.print(summary.render())

@@ -515,8 +515,8 @@ def _label_by_keys(values: Any, tile: Sequence[int], lut: NDArray[np.int32],
             local_labels[iy * n_cols + ix] = local.labels
             tc = tile_components(local, iy, ix, y0, x0, W)
             # ref = tile id * 2^32 + local label
-            refs = (np.int64(iy * n_cols + ix) << 32) + np.arange(1, local.n + 1, dtype=np.int64)
-            tc.ragged["refs"] = Ragged.singletons(refs)
+            tile_refs = (np.int64(iy * n_cols + ix) << 32) + np.arange(1, local.n + 1, dtype=np.int64)
+            tc.ragged["refs"] = Ragged.singletons(tile_refs)
             res = stream.push_tile(tc)
             finals_first.append(res.final.first)
             finals_refs.append(res.final.ragged["refs"])

@@ -14,9 +14,10 @@ Metrics of a grain of ``N`` pixels (p = pixel size):
   valid Polygon, holes kept) smoothed through the midpoints of the pixel edges (the
   marching-squares contour between pixel centres in and out; it cuts each pixel corner by
   at most sqrt(2)/4 = 0.354 px) and simplified by Douglas-Peucker with tolerance
-  0.5 - 0.354 px (topology-preserving where plain Douglas-Peucker gave an invalid ring), so every point of the stored outline lies **within half
-  a pixel** of the pixel boundary and vice versa, without its staircase; if that ever
-  gave an invalid or empty shape the pixel outline is kept;
+  0.5 - 0.354 px (topology-preserving where plain Douglas-Peucker gave an invalid ring),
+  so every point of the stored outline lies **within half a pixel** of the pixel boundary
+  and vice versa, without its staircase; if that ever gave an invalid or empty shape the
+  pixel outline is kept;
 - ``perimeter_um``: length of the midpoint (marching-squares) contour: exact for edges
   along the pixel axes and diagonals, ~5 % long for smooth curves, where the staircase of
   the pixel edges would be up to 4/π (27 %) long; it does not depend on the chunking;
@@ -43,6 +44,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -326,7 +328,7 @@ def grain_metrics(final: Components, pixel_size_um: float) -> GrainTable:
     raw = np.empty(n, dtype=object)
     single = lens == 1
     raw[single] = pieces.values[pieces.offsets[:-1][single]]
-    for i in np.flatnonzero(~single):
+    for i in np.flatnonzero(~single).tolist():
         try:
             raw[i] = _polygon(shapely.union_all(pieces[i]))
         except shapely.errors.GEOSException:
@@ -410,7 +412,7 @@ def concat_tables(tables: list[GrainTable], order: bool = False) -> GrainTable:
     """One table from several; with ``order`` sorted by label (raster order)."""
     from dataclasses import fields
 
-    out = {}
+    out: dict[str, Any] = {}  # one column per field, of that field's type
     for f in fields(GrainTable):
         parts = [getattr(t, f.name) for t in tables]
         out[f.name] = Ragged.concat(parts) if f.name == "tiles" else np.concatenate(parts)

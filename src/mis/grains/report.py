@@ -43,13 +43,14 @@ def _thumbnail(store_uri: str, max_px: int = 900) -> np.ndarray | None:
         import zarr
 
         group = zarr.open_group(str(store_uri).removeprefix("file://"), mode="r")
-        names = sorted((k for k in group.array_keys() if k.isdigit()), key=int)
+        levels = {k: v for k, v in group.arrays() if k.isdigit()}
+        names = sorted(levels, key=int)
         level = names[-1]
         for name in names:
-            if max(group[name].shape[1:]) <= max_px:
+            if max(levels[name].shape[1:]) <= max_px:
                 level = name
                 break
-        a = np.asarray(group[level][:]).astype(np.float64)
+        a = np.asarray(levels[level][:]).astype(np.float64)
     except (KeyError, IndexError, OSError, ValueError):  # no such level/array, or unreadable: no picture
         return None
     if a.shape[0] not in (1, 3, 4):
@@ -94,7 +95,8 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
     out.parent.mkdir(parents=True, exist_ok=True)
     with psycopg.connect(libpq_url(url)) as conn:
         rocks = conn.execute(
-            "SELECT r.id, r.run_id, sr.name, sr.image_id, i.name, i.store_uri, i.shape, i.pixel_size_um, sr.roxel_size, "
+            "SELECT r.id, r.run_id, sr.name, sr.image_id, i.name, i.store_uri, i.shape, i.pixel_size_um, "
+            "sr.roxel_size, "
             "r.lithology_uri, r.lithology_source, r.grain_size, r.association, r.liberation, r.surface_area, "
             "sr.model_path, sr.model_sha256, sr.software_version, sr.finished_at "
             "FROM rock r JOIN segmentation_run sr ON sr.id = r.run_id JOIN image i ON i.id = sr.image_id "
@@ -172,7 +174,8 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
                 ax.imshow(thumb, extent=extent)
             if grid and grid[0]:
                 cmap = np.full((int(grid[0]), int(grid[1])), -1, dtype=np.int64)
-                rr = conn.execute("SELECT row, col, dominant_class_id FROM roxel WHERE run_id = %s", (run_id,)).fetchall()
+                rr = conn.execute("SELECT row, col, dominant_class_id FROM roxel WHERE run_id = %s",
+                                  (run_id,)).fetchall()
                 by_id = {c.concept_id: c.index for c in classes}
                 rrow = np.array([x[0] for x in rr])
                 rcol = np.array([x[1] for x in rr])
@@ -215,22 +218,24 @@ def plug_report(plug_ref: str, out: str | Any, *, run: str | None = None, url: s
                      f"({esc(lith_src or '')}); model {esc(str(model_path or '-'))} "
                      f"sha256 {esc(str(model_sha or '-')[:16])}; MIS {esc(str(version))}; finished {finished}</p>")
         parts.append(f"<p class='rules'>{esc(describe_rules((grain_size or {}).get('rules') or {}))}</p>")
-        parts.append("<table><tr><th>mineral</th><th>area %</th><th>wt %</th><th>grains</th><th>sized</th><th>D10 µm</th>"
-                     "<th>D50 µm</th><th>D90 µm</th><th>S<sub>V</sub> 1/µm</th><th>m²/g</th></tr>")
+        parts.append("<table><tr><th>mineral</th><th>area %</th><th>wt %</th><th>grains</th><th>sized</th>"
+                     "<th>D10 µm</th><th>D50 µm</th><th>D90 µm</th><th>S<sub>V</sub> 1/µm</th><th>m²/g</th></tr>")
         for uri, a, w in cons:
             gs = (grain_size or {}).get(uri, {})
             sa = (surface or {}).get(uri, {})
             label = by_uri[uri].label if uri in by_uri else uri
             parts.append(
                 f"<tr><td style='text-align:left'>{esc(label)}</td><td>{100 * a:.2f}</td>"
-                f"<td>{'' if w is None else f'{100 * w:.2f}'}</td><td>{gs.get('n', '')}</td><td>{gs.get('n_sized', '')}</td>"
+                f"<td>{'' if w is None else f'{100 * w:.2f}'}</td><td>{gs.get('n', '')}</td>"
+                f"<td>{gs.get('n_sized', '')}</td>"
                 + "".join(f"<td>{'' if gs.get(k) is None else gs.get(k)}</td>" for k in ("d10_um", "d50_um", "d90_um"))
                 + "".join(f"<td>{'' if sa.get(k) is None else format(sa[k], '.4g')}</td>"
                           for k in ("sv_per_um", "ssa_m2_g")) + "</tr>")
         parts.append("</table>")
         if liberation and liberation.get("minerals"):
             names = liberation["classes"]
-            parts.append("<table><tr><th>liberation (area)</th>" + "".join(f"<th>{esc(n)}</th>" for n in names) + "</tr>")
+            parts.append("<table><tr><th>liberation (area)</th>" + "".join(f"<th>{esc(n)}</th>" for n in names)
+                         + "</tr>")
             for uri, v in liberation["minerals"].items():
                 label = by_uri[uri].label if uri in by_uri else uri
                 parts.append(f"<tr><td style='text-align:left'>{esc(label)}</td>"
@@ -292,7 +297,8 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
             "SELECT p.from_m, p.to_m, rc.mineral_uri, rc.proportion_area, c.pref_label, c.notation, c.properties "
             "FROM (SELECT DISTINCT ON (plug_id) id, plug_id FROM rock ORDER BY plug_id, run_id DESC NULLS LAST) r "
             "JOIN plug p ON p.id = r.plug_id JOIN rock_constituent rc ON rc.rock_id = r.id "
-            "JOIN concept c ON c.uri = rc.mineral_uri WHERE p.drillcore_id = %s ORDER BY p.from_m, rc.proportion_area DESC",
+            "JOIN concept c ON c.uri = rc.mineral_uri WHERE p.drillcore_id = %s "
+            "ORDER BY p.from_m, rc.proportion_area DESC",
             (hole_id,)).fetchall()
         for _f, _t, uri, _a, label, notation, props in rocks:
             if uri not in concepts:
@@ -320,16 +326,17 @@ def hole_log(hole_ref: str, out: str | Any, *, step_m: float = 0.05, url: str | 
     spans = [d for v in log.values() for d in v] + [x[0] for x in rocks] + [x[1] for x in rocks]
     min_height = 0.005 * max(max(spans) - min(spans), step_m)
     for f_m, t_m in sorted({(x[0], x[1]) for x in rocks}):
-        left = 0.0
+        bar_left = 0.0
         for _f, _t, uri, a, *_ in [x for x in rocks if (x[0], x[1]) == (f_m, t_m)]:
-            ax.barh((f_m + t_m) / 2, a, height=max(t_m - f_m, min_height), left=left,
+            ax.barh((f_m + t_m) / 2, a, height=max(t_m - f_m, min_height), left=bar_left,
                     color=colours[uri], edgecolor="k", linewidth=0.3)
-            left += a
+            bar_left += a
     ax.set_title("modal mineralogy of plugs (area)")
     ax.set_xlabel("fraction")
     ax.set_xlim(0, 1)
     axes[0].invert_yaxis()
-    handles = [matplotlib.patches.Patch(color=colours[u], label=concepts[u].label if concepts[u].symbol == concepts[u].label
+    handles = [matplotlib.patches.Patch(color=colours[u],
+                                        label=concepts[u].label if concepts[u].symbol == concepts[u].label
                                         else f"{concepts[u].symbol} {concepts[u].label}") for u in uris]
     fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8)
     fig.suptitle(f"drill core {hole_name}")

@@ -458,7 +458,8 @@ class RockAccumulator:
             for j, m in enumerate(self.liberation_minerals):
                 tot = self.lib_area[j].sum()
                 minerals[cls[m].uri] = {
-                    "area_share": {n: float(self.lib_area[j, i] / tot) if tot > 0 else 0.0 for i, n in enumerate(names)},
+                    "area_share": {n: float(self.lib_area[j, i] / tot) if tot > 0 else 0.0
+                                   for i, n in enumerate(names)},
                     "particles": {n: int(self.lib_particles[j, i]) for i, n in enumerate(names)},
                 }
             liberation = {"basis": "area", "bounds": list(self.liberation_classes.bounds),

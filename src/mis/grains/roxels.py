@@ -124,9 +124,9 @@ def tile_roxels(values: np.ndarray, labels: np.ndarray | None, y0: int, x0: int,
     k = int(n_classes)
     vb = _blocks(v.astype(np.int32, copy=False), r, k)  # k = padding, dropped below
     rid = np.repeat(np.arange(nr, dtype=np.int64), r * r)
-    counts = np.bincount(rid * (k + 1) + vb.ravel(), minlength=nr * (k + 1)).reshape(nr, k + 1)
-    pixels = r * r - counts[:, k]
-    counts = counts[:, :k].astype(np.int32)
+    class_counts = np.bincount(rid * (k + 1) + vb.ravel(), minlength=nr * (k + 1)).reshape(nr, k + 1)
+    pixels = r * r - class_counts[:, k]
+    counts = class_counts[:, :k].astype(np.int32)
     rr, cc = np.divmod(np.arange(nr), nx)
     if labels is not None:
         lb = _blocks(np.asarray(labels), r, 0).ravel()
@@ -204,9 +204,11 @@ class DepthRegistration:
 
     def pixel_depth(self, index: NDArray[np.float64]) -> NDArray[np.float64]:
         """Depth (m) of a (fractional) pixel index along the depth axis."""
+        if self.top_m is None or self.bottom_m is None:
+            raise ValueError("pixel depths need top and bottom depths")
         n = self.width if self.axis == "x" else self.height
-        span = (self.bottom_m - self.top_m) / max(n - 1, 1)  # type: ignore[operator]
-        return self.top_m + np.asarray(index, dtype=np.float64) * span  # type: ignore[operator]
+        span = (self.bottom_m - self.top_m) / max(n - 1, 1)
+        return self.top_m + np.asarray(index, dtype=np.float64) * span
 
     def roxel_depths(self, rows: NDArray[np.integer], cols: NDArray[np.integer], r: int) -> NDArray[np.float64]:
         """Depth of each roxel's centre; NaN when nothing places the image."""
@@ -263,7 +265,8 @@ class HolePositioner:
             stations = [tuple(map(float, s)) for s in surveys]
             if not stations or stations[0][0] > 0:
                 stations = [(0.0, float(hole["dip"]), float(hole["azimuth"])), *stations]
-            md, dip, azi = (np.array(v, dtype=float) for v in zip(*stations))
+            # every station is (measured depth, dip, azimuth)
+            md, dip, azi = (np.array(v, dtype=float) for v in zip(*stations, strict=True))
             decl = hole.get("magnetic_declination_deg")
             batch = desurvey_batch(
                 [float(cx)], [float(cy)], [float(hole["elevation_m"])], md, dip, azi,

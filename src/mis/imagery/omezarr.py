@@ -53,7 +53,7 @@ import hashlib
 import math
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -675,8 +675,10 @@ def read_metadata(uri: str | Path) -> dict[str, Any]:
     import zarr
 
     group = zarr.open_group(open_read_store(uri), mode="r", zarr_format=3)
-    attrs = dict(group.attrs)
-    if "ome" not in attrs or "multiscales" not in attrs["ome"]:
+    # zarr types attributes as nested JSON unions; the layout is checked here.
+    attrs: dict[str, Any] = dict(group.attrs)
+    ome = attrs.get("ome")
+    if not isinstance(ome, Mapping) or "multiscales" not in ome:
         raise ValueError(f"not an OME-Zarr multiscale image: {uri}")
     return attrs
 
@@ -686,7 +688,9 @@ def open_level(uri: str | Path, level: int = 0) -> Any:
     import zarr
 
     group = zarr.open_group(open_read_store(uri), mode="r", zarr_format=3)
-    datasets = group.attrs.get("ome", {}).get("multiscales", [{}])[0].get("datasets", [])
+    # zarr types attributes as nested JSON unions; the OME layout is read as untyped JSON.
+    attrs: dict[str, Any] = dict(group.attrs)
+    datasets = attrs.get("ome", {}).get("multiscales", [{}])[0].get("datasets", [])
     if not 0 <= level < len(datasets):
         raise ValueError(f"{uri}: level {level} not in 0..{len(datasets) - 1}")
     return group[datasets[level]["path"]]
@@ -698,7 +702,7 @@ def read_region(
     """Pixels ``(c, h, w)`` of a window at a pyramid level, reading only the chunks it
     touches; clipped at the right/bottom edges. ``uri`` may also be an array returned by
     :func:`open_level` (cache it to serve many tiles)."""
-    arr = uri if hasattr(uri, "shape") and hasattr(uri, "chunks") else open_level(uri, level)
+    arr: Any = uri if hasattr(uri, "shape") and hasattr(uri, "chunks") else open_level(uri, level)
     if y0 < 0 or x0 < 0 or h <= 0 or w <= 0:
         raise ValueError(f"invalid window y0={y0} x0={x0} h={h} w={w}")
     _, H, W = arr.shape

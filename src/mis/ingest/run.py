@@ -512,6 +512,9 @@ def ingest(
 
                 merged = grains_stream.push_tile(g)
                 if particle_stream is not None:
+                    # particles are labelled in every tile when there is a particle stream
+                    if res.particles is None:
+                        raise IngestError(f"tile at ({g.iy}, {g.ix}): no particle components were labelled")
                     rock.add_particles(particle_stream.push_tile(res.particles).final.stats["hist"])
                 times["merge"] += time.perf_counter() - t0
 

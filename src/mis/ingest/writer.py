@@ -102,7 +102,7 @@ def _field(dtype: str, size: int) -> list[tuple[str, Any]]:
 
 
 def _roxel_dtype(k: int, grain: bool, depth: bool, position: bool) -> np.dtype:
-    fields: list[tuple[str, Any]] = [
+    fields: list[tuple[str, Any] | tuple[str, Any, tuple[int, ...]]] = [
         ("n", ">i2"),
         ("run_len", ">i4"), ("run", ">i8"),
         ("row_len", ">i4"), ("row", ">i4"),
@@ -170,7 +170,7 @@ def encode_roxels(records: np.ndarray, run_id: int, class_concept_ids: NDArray[n
 
 
 def _grain_fixed_dtype(prob: bool) -> np.dtype:
-    fields: list[tuple[str, Any]] = [
+    fields: list[tuple[str, Any] | tuple[str, Any, tuple[int, ...]]] = [
         ("n", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("run_len", ">i4"), ("run", ">i8"),
         ("label_len", ">i4"), ("label", ">i8"), ("min_len", ">i4"), ("min", ">i4"),
     ]
@@ -212,7 +212,7 @@ def encode_grains(table: Any, ids: NDArray[np.int64], run_id: int, mineral_ids: 
     keys: list[bytes] = [b""] * n
     first = tiles.values[tiles.offsets[:-1][lens == 1]] if np.any(lens == 1) else np.empty(0, np.int64)
     single_key = {t: _text_array([chunk_keys[t]]) for t in np.unique(first).tolist()}
-    for i, t in zip(np.flatnonzero(lens == 1).tolist(), first.tolist()):
+    for i, t in zip(np.flatnonzero(lens == 1).tolist(), first.tolist(), strict=True):  # one first tile each
         keys[i] = single_key[t]
     for i in np.flatnonzero(lens != 1).tolist():
         keys[i] = _text_array([chunk_keys[t] for t in tiles[i].tolist()])
@@ -239,7 +239,7 @@ def encode_grains(table: Any, ids: NDArray[np.int64], run_id: int, mineral_ids: 
         size = o.dtype.itemsize
         parts = [fixed[j * size : (j + 1) * size] for j in range(sel.size)]
         sl = sel.tolist()
-        out.append(b"".join(b"".join(t) for t in zip(parts, (wkb[i] for i in sl), (keys[i] for i in sl))))
+        out.append(b"".join(b"".join(t) for t in zip(parts, (wkb[i] for i in sl), (keys[i] for i in sl), strict=True)))
     return b"".join(out)
 
 
@@ -342,7 +342,8 @@ class RunWriter:
         uris = [c.uri for c in self.classes]
         found = cur.execute("SELECT u.uri, c.id FROM unnest(%s::text[]) WITH ORDINALITY u(uri, k) "
                             "LEFT JOIN concept c ON c.uri = u.uri ORDER BY u.k", (uris,)).fetchall()
-        for (uri, cid), given in zip(found, self.concept_ids.tolist()):
+        # one row per class URI (unnest ... WITH ORDINALITY, left join on the unique concept URI)
+        for (uri, cid), given in zip(found, self.concept_ids.tolist(), strict=True):
             if cid is None:
                 raise RunWriterError(f"class {uri}: not in the vocabulary")
             if cid != given:
