@@ -54,9 +54,10 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
 from mis.grains.cleaning import RAW_COMPONENTS, GrainRules, read_cleaned, window_reader
-from mis.grains.labelling import ComponentStream, ignore_lut, iter_tiles, label_tile, tile_components
+from mis.grains.labelling import ComponentStream, ignore_lut, label_tile, tile_components
 from mis.grains.metrics import tile_grain_stats
 from mis.grains.rock import weighted_percentiles
+from mis.imagery.chunks import tile_rows
 
 HERE = Path(__file__).resolve().parent
 N_MINERALS = 5
@@ -182,7 +183,7 @@ def census(values: np.ndarray, prob: np.ndarray | None, rules: GrainRules, pixel
     out: dict[str, list[np.ndarray]] = {"cls": [], "count": [], "border": []}
     cleaned_map = np.empty_like(values)
 
-    for _, row in iter_tiles((H, W), TILE):
+    for _, row in tile_rows((H, W), TILE):
         for iy, ix, y0, x0, h, w in row:
             cleaned, cut = read_cleaned(window_reader(values), (y0, x0, h, w), (H, W), forms, rules, pixel_um,
                                         None if prob is None else window_reader(prob))

@@ -81,6 +81,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mis.imagery.chunks import tile_rows
+
 __all__ = [
     "DEFAULT_MIN_GRAIN_PX",
     "DEFAULT_BRIDGE_PX",
@@ -714,14 +716,12 @@ def clean_chunked(values: np.ndarray, tile: Sequence[int], forms_grains: Forms, 
                   pixel_size_um: float, probability: np.ndarray | None = None,
                   ) -> tuple[np.ndarray, NDArray[np.bool_]]:
     """:func:`clean_image`, computed chunk by chunk as the ingestion does (for checking)."""
-    from mis.grains.labelling import iter_tiles
-
     v = np.asarray(values)
     H, W = v.shape
     cleaned = np.empty_like(v)
     cut = np.zeros(v.shape, dtype=bool)
     read_p = None if probability is None else window_reader(probability)
-    for _, row in iter_tiles((H, W), tile):
+    for _, row in tile_rows((H, W), tile):
         for _iy, _ix, y0, x0, h, w in row:
             c, k = read_cleaned(window_reader(v), (y0, x0, h, w), (H, W), forms_grains, rules, pixel_size_um, read_p)
             cleaned[y0 : y0 + h, x0 : x0 + w] = c

@@ -70,7 +70,6 @@ __all__ = [
     "label_image",
     "label_chunked",
     "tile_components",
-    "iter_tiles",
 ]
 
 #: Neighbourhood of components: 1 = 4-neighbours (edges), as scipy/skimage count it.
@@ -466,8 +465,6 @@ class ComponentStream:
 
 
 # --------------------------------------------------------------------------- whole images
-# the old name, kept for grains/cleaning.py and bench/bench_grains.py until they use tile_rows
-iter_tiles = tile_rows
 
 
 def label_image(values: np.ndarray, ignore: Iterable[int] = ()) -> NDArray[np.int64]:
