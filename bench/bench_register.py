@@ -163,9 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             t_again = time.perf_counter() - started
             t_copy = baseline_copy(url, folder)
         finally:
-            from mis.catalogue.session import get_engine
+            from mis.catalogue.engines import dispose_engines
 
-            get_engine.cache_clear()
+            dispose_engines()
             cluster.destroy()
 
     lines = [

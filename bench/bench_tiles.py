@@ -227,7 +227,7 @@ def main() -> int:
     log(f"\n[setup] {args.size} x {args.size} RGB uint8 pyramid")
     desc = pyramid(args.workdir, args.size, args.keep_source, log)
 
-    from mis.catalogue.session import get_engine
+    from mis.catalogue.engines import dispose_engines
 
     cluster = None
     tmp_home = None
@@ -250,7 +250,7 @@ def main() -> int:
         image_id = register_image(url, desc)
         run(args, desc, url, image_id, log)
     finally:
-        get_engine.cache_clear()
+        dispose_engines()
         if cluster is not None:
             cluster.destroy()
         if tmp_home is not None:

@@ -73,10 +73,9 @@ def _load_vocabularies(url: str) -> None:
     except ImportError:  # the vocabulary stage is not there yet
         return
     load_vocabularies(url=url, progress=False)
-    from mis.catalogue.session import get_engine
+    from mis.catalogue.engines import dispose_engines
 
-    get_engine(url).dispose()  # no connection may stay open on a template
-    get_engine.cache_clear()
+    dispose_engines()  # no connection may stay open on a template
 
 
 @pytest.fixture
@@ -90,9 +89,9 @@ def db_url(server_url: str, template_url: str) -> Iterator[str]:
     try:
         yield url
     finally:
-        from mis.catalogue.session import get_engine
+        from mis.catalogue.engines import dispose_engines
 
-        get_engine.cache_clear()
+        dispose_engines()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -91,8 +91,8 @@ def libpq(url: str, database: str | None = None) -> str:
 @pytest.fixture(scope="module")
 def api_db(server_url: str, template_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A catalogue for one test module: sample deposit + a synthetic segmentation run."""
+    from mis.catalogue.engines import dispose_engines
     from mis.catalogue.register import register
-    from mis.catalogue.session import get_engine
     from mis.demo.deposit import write_sample_deposit
 
     name = f"mis_api_{os.getpid()}_{next(_counter)}"
@@ -111,7 +111,7 @@ def api_db(server_url: str, template_url: str, tmp_path_factory: pytest.TempPath
         from mis.api.provider import dispose_engines
 
         dispose_engines()
-        get_engine.cache_clear()
+        dispose_engines()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -101,9 +101,9 @@ def demo(server_url: str, template_url: str, tmp_path_factory: pytest.TempPathFa
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-        from mis.catalogue.session import get_engine
+        from mis.catalogue.engines import dispose_engines
 
-        get_engine.cache_clear()
+        dispose_engines()
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -83,9 +83,9 @@ def _admin(server_url: str) -> str:
 
 def _clone(server_url: str, template: str, name: str) -> str:
     """A new database copied from ``template`` (which must have no open connections)."""
-    from mis.catalogue.session import get_engine
+    from mis.catalogue.engines import dispose_engines
 
-    get_engine.cache_clear()  # engines of earlier tests hold pooled connections
+    dispose_engines()  # engines of earlier tests hold pooled connections
     with psycopg.connect(_admin(server_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY')
@@ -93,18 +93,19 @@ def _clone(server_url: str, template: str, name: str) -> str:
 
 
 def _drop(server_url: str, name: str) -> None:
-    from mis.catalogue.session import get_engine
+    from mis.catalogue.engines import dispose_engines
 
-    get_engine.cache_clear()
+    dispose_engines()
     with psycopg.connect(_admin(server_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _dispose(url: str) -> None:
+    from mis.catalogue.engines import dispose_engines
     from mis.catalogue.session import get_engine
 
     get_engine(url).dispose()
-    get_engine.cache_clear()
+    dispose_engines()
 
 
 _names = itertools.count()

@@ -38,10 +38,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgr
         yield pg
     finally:
         from mis.api.provider import dispose_engines
-        from mis.catalogue.session import get_engine
+        from mis.catalogue.engines import dispose_engines
 
         dispose_engines()
-        get_engine.cache_clear()
+        dispose_engines()
         pg.destroy()
 
 

@@ -19,14 +19,6 @@ def get_engine(url: str | None = None) -> Engine:
     return engines.engine(url or database_url())
 
 
-def cache_clear() -> None:
-    """Close and forget every engine (tests that drop or template a database)."""
-    engines.dispose_engines()
-
-
-get_engine.cache_clear = cache_clear  # type: ignore[attr-defined]  # as when it was an lru_cache
-
-
 @contextmanager
 def transaction(url: str | None = None) -> Iterator[Session]:
     """A session whose work commits at the end of the block, or rolls back on any error."""
