@@ -24,10 +24,12 @@ __all__ = ["clear", "concept_ids_for", "narrower_uris", "uri_ids"]
 
 
 class _Cached:
-    """One database's term index, when it was read, and what was derived from it."""
+    """One database's term index, until when it is trusted, and what was derived from it."""
 
     def __init__(self, index: TermIndex) -> None:
-        self.read_at = time.monotonic()
+        #: the time-to-live is read once per refresh: settings() reads the environment
+        #: (about 1 ms), too much for every filtered page
+        self.valid_until = time.monotonic() + settings().terms_ttl_s
         self.index = index
         #: concept URI -> the URIs of it and every concept below it
         self.narrower: dict[str, list[str]] = {}
@@ -41,7 +43,7 @@ _LOCK = threading.Lock()
 
 def _terms(meta: ViewMeta) -> _Cached:
     cached = _TERMS.get(meta.url)
-    if cached is not None and time.monotonic() - cached.read_at < settings().terms_ttl_s:
+    if cached is not None and time.monotonic() < cached.valid_until:
         return cached
     with Session(meta.engine) as session:
         cached = _Cached(TermIndex.from_session(session))
